@@ -1,0 +1,5 @@
+//! trunkwarden: git hooks and a forge bot that keep trunk-based repositories honest.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod tasks;
