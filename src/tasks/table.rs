@@ -88,6 +88,10 @@ impl TableLine {
         let suffix = &self.text[last.end..];
         let mut text = String::with_capacity(self.text.len() + 16);
         text.push_str(prefix);
+        // Without a leading pipe, a blank first cell would read as one: add the pipe.
+        if !prefix.contains('|') && raw_cells.first().is_some_and(|c| is_blank(c)) {
+            text.push('|');
+        }
         let mut cells = Vec::with_capacity(raw_cells.len());
         for (i, raw) in raw_cells.iter().enumerate() {
             if i > 0 {
@@ -95,6 +99,11 @@ impl TableLine {
             }
             let start = text.len();
             text.push_str(raw);
+            // A cell that ended the line may now be followed by a pipe, which its trailing
+            // backslash would escape.
+            if i + 1 < raw_cells.len() && raw.ends_with('\\') {
+                text.push(' ');
+            }
             cells.push(start..text.len());
         }
         text.push_str(suffix);
@@ -189,6 +198,14 @@ fn is_delimiter(line: &TableLine, n: usize) -> bool {
             let c = c.strip_suffix(':').unwrap_or(c);
             !c.is_empty() && c.bytes().all(|b| b == b'-')
         })
+}
+
+/// Cheap pre-check for a delimiter row: only pipes, colons, dashes and blanks, with a dash.
+fn looks_like_delimiter(line: &str) -> bool {
+    line.contains('-')
+        && line
+            .bytes()
+            .all(|b| matches!(b, b'|' | b':' | b'-' | b' ' | b'\t'))
 }
 
 /// Whether a line is an ATX heading whose text is "Tasks" (any level, any case).
@@ -289,7 +306,8 @@ impl TaskTable {
         let mut after_heading = false;
         let mut chosen: Option<(usize, TableLine, TableLine)> = None; // (byte offset of header, ...)
         let mut fallback: Option<(usize, TableLine, TableLine)> = None;
-        let mut prev: Option<(usize, TableLine)> = None;
+        // The previous line, while it could still be a table header: (range, ending, number).
+        let mut prev: Option<(Range<usize>, Eol, usize)> = None;
 
         for (number, (range, eol)) in (1..).zip(lines(text)) {
             let line = &text[range.clone()];
@@ -316,27 +334,28 @@ impl TaskTable {
                 prev = None;
                 continue;
             }
-            let parsed = line
-                .contains('|')
-                .then(|| TableLine::parse(line, eol, number))
-                .flatten();
-            if let (Some((offset, header)), Some(delim)) = (prev.take(), parsed.as_ref())
-                && is_delimiter(delim, header.cells.len())
+            // Cells are split only for a header candidate followed by a delimiter-shaped line, so
+            // prose full of pipes costs one byte scan per line.
+            if let Some((h_range, h_eol, h_number)) = prev.take()
+                && looks_like_delimiter(line)
+                && let Some(header) = TableLine::parse(&text[h_range.clone()], h_eol, h_number)
+                && let Some(delim) = TableLine::parse(line, eol, number)
+                && is_delimiter(&delim, header.cells.len())
             {
                 let names: Vec<String> = (0..header.cells.len())
                     .map(|i| column_name(header.raw(i).unwrap_or_default()))
                     .collect();
                 let has = |n: &str| names.iter().any(|c| c == n);
                 if after_heading && has("id") {
-                    chosen = Some((offset, header, delim.clone()));
+                    chosen = Some((h_range.start, header, delim));
                     break;
                 }
                 if fallback.is_none() && has("id") && has("status") {
-                    fallback = Some((offset, header, delim.clone()));
+                    fallback = Some((h_range.start, header, delim));
                 }
                 continue;
             }
-            prev = parsed.map(|p| (range.start, p));
+            prev = line.contains('|').then_some((range, eol, number));
         }
 
         let (offset, header, delimiter) = chosen.or(fallback).ok_or(TableError::NoTable)?;
