@@ -1,0 +1,94 @@
+//! Recorded deliveries on disk: `<name>.json` (the body, byte for byte) beside `<name>.headers`
+//! (`Name: value` lines), as kept in `webhook-fixtures/`.
+
+use std::path::{Path, PathBuf};
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+
+/// A fixture that cannot be read; says which file and which line.
+#[derive(Debug, thiserror::Error)]
+pub enum FixtureError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: expected `Name: value`")]
+    BadLine { path: PathBuf, line: usize },
+}
+
+/// One recorded delivery.
+#[derive(Debug, Clone)]
+pub struct Fixture {
+    pub body_path: PathBuf,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+/// The headers file that goes with a body file.
+pub fn headers_path(body: &Path) -> PathBuf {
+    body.with_extension("headers")
+}
+
+/// Reads a body file and its headers file.
+pub fn read(body_path: &Path) -> Result<Fixture, FixtureError> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| FixtureError::Io { path, source }
+    };
+    let body = std::fs::read(body_path).map_err(io(body_path))?;
+    let hpath = headers_path(body_path);
+    let text = std::fs::read_to_string(&hpath).map_err(io(&hpath))?;
+    Ok(Fixture {
+        body_path: body_path.to_owned(),
+        headers: parse_headers(&text)
+            .map_err(|line| FixtureError::BadLine { path: hpath, line })?,
+        body,
+    })
+}
+
+/// Parses `Name: value` lines; blank lines and `#` comments are skipped. Errors give the line.
+pub fn parse_headers(text: &str) -> Result<HeaderMap, usize> {
+    let mut map = HeaderMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (name, value) = line.split_once(':').ok_or(i + 1)?;
+        let name = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| i + 1)?;
+        let value = HeaderValue::from_str(value.trim()).map_err(|_| i + 1)?;
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
+/// Every fixture body file under a directory, sorted, recursively.
+pub fn list(dir: &Path) -> Result<Vec<PathBuf>, FixtureError> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        let entries = std::fs::read_dir(&d).map_err(|source| FixtureError::Io {
+            path: d.clone(),
+            source,
+        })?;
+        for e in entries {
+            let p = e
+                .map_err(|source| FixtureError::Io {
+                    path: d.clone(),
+                    source,
+                })?
+                .path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "json")
+                && !p.to_string_lossy().ends_with(".event.json")
+                && headers_path(&p).exists()
+            {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
