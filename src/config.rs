@@ -120,3 +120,62 @@ mod tests {
         assert!(e.contains("inside the repository"), "{e}");
     }
 }
+
+/// The settings file of `trunkwarden serve` (`--config`). Every key is optional; command-line
+/// flags and `TRUNKWARDEN_*` variables win over it. Secrets never live here.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerFile {
+    #[serde(default)]
+    pub server: ServerSection,
+    #[serde(default)]
+    pub queue: QueueSection,
+    #[serde(default)]
+    pub webhook: WebhookSection,
+}
+
+/// `[server]`: where to listen and keep data.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub max_body_bytes: Option<usize>,
+    pub request_timeout_secs: Option<u64>,
+}
+
+/// `[queue]`: how deliveries are processed and retried.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSection {
+    /// Deliveries processed at once; 0 runs ingest only.
+    pub workers: Option<usize>,
+    pub max_attempts: Option<u32>,
+    pub retry_base_ms: Option<u64>,
+    pub retry_max_ms: Option<u64>,
+    /// `full` (fsync every commit, the default) or `normal`.
+    pub sync: Option<crate::queue::Sync>,
+}
+
+/// `[webhook]`: which forges may send unsigned deliveries, and signature tolerances.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSection {
+    #[serde(default)]
+    pub allow_unsigned: Vec<crate::webhook::Forge>,
+    pub gitlab_timestamp_tolerance_secs: Option<i64>,
+}
+
+impl ServerFile {
+    /// Reads and parses a settings file; errors name the file, line and key.
+    pub fn load(path: &Path) -> Result<ServerFile, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })
+    }
+}

@@ -2,5 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod queue;
+pub mod server;
 pub mod tasks;
 pub mod webhook;

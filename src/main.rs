@@ -17,6 +17,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Receive forge webhooks: verify, store durably, answer fast, process from the queue.
+    Serve(cli::serve::ServeArgs),
+    /// Sign recorded deliveries and send them to a running server.
+    Replay(cli::replay::ReplayArgs),
+    /// List, show and retry deliveries in the ledger.
+    Deliveries(cli::deliveries::DeliveriesArgs),
     /// Read, check and update the task table (docs/TASKS.md).
     Tasks(cli::tasks::TasksArgs),
 }
@@ -33,6 +39,9 @@ pub enum Outcome {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(args) => cli::serve::run(args),
+        Command::Replay(args) => cli::replay::run(args),
+        Command::Deliveries(args) => cli::deliveries::run(args),
         Command::Tasks(args) => cli::tasks::run(args),
     };
     match result {

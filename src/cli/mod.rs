@@ -1,5 +1,8 @@
 //! Subcommand implementations: argument handling and output only; the logic lives in the library.
 
+pub mod deliveries;
+pub mod replay;
+pub mod serve;
 pub mod tasks;
 
 use std::io::Write;

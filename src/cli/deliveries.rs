@@ -1,0 +1,118 @@
+//! `trunkwarden deliveries`: read the ledger and put deliveries back in the queue.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+use super::{Format, emit, json};
+use crate::Outcome;
+use trunkwarden::queue::{State, Store, Sync};
+
+/// Arguments of `deliveries`.
+#[derive(Debug, Args)]
+pub struct DeliveriesArgs {
+    /// Data directory of the server [default: ./trunkwarden-data].
+    #[arg(long, env = "TRUNKWARDEN_DATA_DIR", global = true)]
+    data_dir: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    #[command(subcommand)]
+    command: DeliveriesCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum DeliveriesCommand {
+    /// The newest deliveries.
+    List {
+        /// Only deliveries in this state.
+        #[arg(long, value_enum)]
+        state: Option<State>,
+        /// How many.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// One delivery: headers, state, attempts, result.
+    Show {
+        id: i64,
+        /// Also print the body.
+        #[arg(long)]
+        body: bool,
+    },
+    /// Queue deliveries again (a running server picks them up within seconds).
+    Retry {
+        #[arg(required = true)]
+        ids: Vec<i64>,
+    },
+}
+
+/// Runs a `deliveries` subcommand.
+pub fn run(args: DeliveriesArgs) -> anyhow::Result<Outcome> {
+    let dir = args
+        .data_dir
+        .unwrap_or_else(|| PathBuf::from("trunkwarden-data"));
+    if !dir.join(trunkwarden::queue::DB_FILE).exists() {
+        anyhow::bail!(
+            "no ledger in {}; pass --data-dir (the directory `serve` uses)",
+            dir.display()
+        );
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        let store = Store::open(&dir, Sync::Full).await?;
+        match args.command {
+            DeliveriesCommand::List { state, limit } => {
+                let rows = store.list(state, limit.clamp(1, 10_000)).await?;
+                emit(&match args.format {
+                    Format::Json => json(&rows)?,
+                    Format::Text => {
+                        let mut out = String::from("id       state    attempts  forge    event                  delivery\n");
+                        for d in &rows {
+                            let _ = writeln!(
+                                out,
+                                "{:<8} {:<8} {:>8}  {:<8} {:<22} {}{}",
+                                d.id,
+                                d.state,
+                                d.attempts,
+                                d.forge,
+                                d.event,
+                                d.delivery_id,
+                                d.last_error.as_deref().map_or(String::new(), |e| format!("  ({e})"))
+                            );
+                        }
+                        out
+                    }
+                })?;
+                Ok(Outcome::Clean)
+            }
+            DeliveriesCommand::Show { id, body } => {
+                let d = store.get(id).await?.with_context(|| format!("no delivery with id {id}"))?;
+                let mut v = serde_json::to_value(&d)?;
+                if body {
+                    v["body"] = String::from_utf8_lossy(&d.body).into_owned().into();
+                }
+                emit(&json(&v)?)?;
+                Ok(Outcome::Clean)
+            }
+            DeliveriesCommand::Retry { ids } => {
+                let mut out = String::new();
+                let mut missing = false;
+                for id in ids {
+                    if store.requeue(id).await.map_err(|e| anyhow::anyhow!("{e}"))? {
+                        let _ = writeln!(out, "{id}: queued again");
+                    } else {
+                        missing = true;
+                        let _ = writeln!(out, "{id}: no such delivery, or already queued");
+                    }
+                }
+                emit(&out)?;
+                Ok(if missing { Outcome::Violation } else { Outcome::Clean })
+            }
+        }
+    })
+}

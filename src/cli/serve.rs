@@ -1,0 +1,125 @@
+//! `trunkwarden serve`: resolve settings, start the receiver, stop cleanly on SIGINT/SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::Outcome;
+use trunkwarden::config::ServerFile;
+use trunkwarden::queue::Sync;
+use trunkwarden::queue::worker::{RecordHandler, RetryPolicy, WorkerConfig};
+use trunkwarden::server::{self, Settings};
+use trunkwarden::webhook::{Forge, Verifier};
+
+/// Flags of `serve`; each also reads a `TRUNKWARDEN_*` variable and falls back to the file.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "TRUNKWARDEN_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Directory for the SQLite ledger [default: ./trunkwarden-data].
+    #[arg(long, env = "TRUNKWARDEN_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Settings file (TOML) for everything else; see deploy/trunkwarden.toml.
+    #[arg(long, env = "TRUNKWARDEN_CONFIG")]
+    config: Option<PathBuf>,
+    /// Deliveries processed at once; 0 stores deliveries without processing them [default: 4].
+    #[arg(long, env = "TRUNKWARDEN_WORKERS")]
+    workers: Option<usize>,
+    /// How commits reach the disk: full (fsync each, default) or normal.
+    #[arg(long, env = "TRUNKWARDEN_SYNC", value_enum)]
+    sync: Option<Sync>,
+    /// Forges whose deliveries may arrive unsigned (comma-separated). Never for production.
+    #[arg(long, env = "TRUNKWARDEN_ALLOW_UNSIGNED", value_delimiter = ',')]
+    allow_unsigned: Vec<Forge>,
+}
+
+fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
+    let file = match &args.config {
+        Some(p) => ServerFile::load(p)?,
+        None => ServerFile::default(),
+    };
+    let listen = match (args.listen, &file.server.listen) {
+        (Some(a), _) => a,
+        (None, Some(s)) => s.parse().with_context(|| {
+            format!("server.listen `{s}` is not an address like 127.0.0.1:8080")
+        })?,
+        (None, None) => SocketAddr::from(([127, 0, 0, 1], 8080)),
+    };
+    let q = &file.queue;
+    let workers = args.workers.or(q.workers).unwrap_or(4);
+    let retry = RetryPolicy {
+        max_attempts: q.max_attempts.unwrap_or(8).max(1),
+        base: Duration::from_millis(q.retry_base_ms.unwrap_or(1_000)),
+        max: Duration::from_millis(q.retry_max_ms.unwrap_or(300_000)),
+    };
+    let mut verifier = Verifier::from_env(|k| std::env::var(k).ok())?;
+    verifier.allow_unsigned = args
+        .allow_unsigned
+        .into_iter()
+        .chain(file.webhook.allow_unsigned.iter().copied())
+        .collect();
+    verifier.gitlab_tolerance_secs = file.webhook.gitlab_timestamp_tolerance_secs.unwrap_or(300);
+    Ok(Settings {
+        listen,
+        data_dir: args
+            .data_dir
+            .or(file.server.data_dir)
+            .unwrap_or_else(|| PathBuf::from("trunkwarden-data")),
+        max_body_bytes: file.server.max_body_bytes.unwrap_or(25 << 20),
+        request_timeout: Duration::from_secs(file.server.request_timeout_secs.unwrap_or(30)),
+        workers: (workers > 0).then_some(WorkerConfig {
+            concurrency: workers,
+            retry,
+        }),
+        sync: args.sync.or(q.sync).unwrap_or(Sync::Full),
+        verifier,
+    })
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TRUNKWARDEN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Runs the receiver until a stop signal, then shuts down gracefully.
+pub fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
+    init_logging();
+    let settings = settings(args)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async {
+        let running = server::start(settings, Arc::new(RecordHandler)).await?;
+        println!("listening on http://{}", running.addr);
+        stop_signal().await;
+        tracing::info!("stopping: finishing in-flight requests and jobs");
+        running.shutdown().await;
+        Ok(Outcome::Clean)
+    })
+}

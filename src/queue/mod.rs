@@ -1,0 +1,564 @@
+//! The durable delivery ledger and work queue (SQLite in WAL mode, the embedded default).
+//!
+//! Every write goes through one writer task that commits in groups: requests that arrive while a
+//! commit is in flight share the next one, so each acknowledged delivery is on disk (fsynced with
+//! `synchronous=FULL`) while the cost of the sync is shared. Reads use a small pool; WAL lets them
+//! run beside the writer.
+
+pub mod worker;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::{Connection, QueryBuilder, Row, Sqlite};
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use crate::webhook::Forge;
+
+/// Name of the SQLite file inside the data directory.
+pub const DB_FILE: &str = "trunkwarden.sqlite3";
+
+/// Most deliveries committed together; bounds the statement size and the batch's memory.
+const MAX_BATCH: usize = 256;
+const MAX_BATCH_BYTES: usize = 64 << 20;
+
+/// A ledger operation that failed; the message names the operation.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("the ledger writer has stopped")]
+    WriterGone,
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// How hard a commit is pushed to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Sync {
+    /// fsync on every commit: an acknowledged delivery survives a power loss.
+    Full,
+    /// fsync at checkpoints only: an acknowledged delivery survives a process crash.
+    Normal,
+}
+
+/// Where a delivery is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// Waiting to be processed, or waiting for a retry.
+    Queued,
+    /// Processed by the handlers.
+    Done,
+    /// Verified but not something the bot acts on.
+    Ignored,
+    /// Failed permanently or too often; waits for an operator's `deliveries retry`.
+    Dead,
+}
+
+impl State {
+    /// Spelling in the database and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Queued => "queued",
+            State::Done => "done",
+            State::Ignored => "ignored",
+            State::Dead => "dead",
+        }
+    }
+}
+
+impl FromStr for State {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [State::Queued, State::Done, State::Ignored, State::Dead]
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| format!("unknown delivery state `{s}`"))
+    }
+}
+
+/// A verified delivery about to be stored.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub forge: Forge,
+    pub hook_id: String,
+    pub delivery_id: String,
+    pub event: String,
+    /// Kept headers as a JSON object.
+    pub headers: String,
+    pub body: Vec<u8>,
+    /// Unix milliseconds.
+    pub received_at: i64,
+}
+
+/// Whether an insert stored something new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    New(i64),
+    /// The same `(forge, hook id, delivery id)` was stored before.
+    Duplicate,
+}
+
+/// A stored delivery, as the workers and operators see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Delivery {
+    pub id: i64,
+    pub forge: String,
+    pub hook_id: String,
+    pub delivery_id: String,
+    pub event: String,
+    pub headers: serde_json::Value,
+    #[serde(skip)]
+    pub body: Vec<u8>,
+    pub received_at: i64,
+    pub state: String,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub last_error: Option<String>,
+    pub lane: Option<String>,
+    /// What processing recorded: the normalized event, or why it was ignored.
+    pub result: Option<serde_json::Value>,
+    pub finished_at: Option<i64>,
+}
+
+impl Delivery {
+    /// A kept header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(serde_json::Value::as_str)
+    }
+}
+
+/// The end of one processing attempt.
+#[derive(Debug, Clone)]
+pub enum Finish {
+    Done {
+        id: i64,
+        lane: String,
+        result: String,
+    },
+    Ignored {
+        id: i64,
+        reason: String,
+    },
+    Retry {
+        id: i64,
+        attempts: i64,
+        next_attempt_at: i64,
+        error: String,
+    },
+    Dead {
+        id: i64,
+        attempts: i64,
+        error: String,
+    },
+}
+
+/// Where the writer sends one operation's answer.
+type Reply<T> = oneshot::Sender<Result<T, Arc<StoreError>>>;
+
+enum Op {
+    Insert(NewDelivery, Reply<Inserted>),
+    Finish(Finish, Reply<()>),
+    Requeue(i64, Reply<bool>),
+}
+
+/// The ledger: a read pool, a channel to the writer, and a signal for new work.
+#[derive(Clone)]
+pub struct Store {
+    pool: SqlitePool,
+    ops: mpsc::Sender<Op>,
+    new_work: Arc<Notify>,
+}
+
+/// Current time in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS deliveries (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    forge           TEXT    NOT NULL,
+    hook_id         TEXT    NOT NULL,
+    delivery_id     TEXT    NOT NULL,
+    event           TEXT    NOT NULL,
+    headers         TEXT    NOT NULL,
+    body            BLOB    NOT NULL,
+    received_at     INTEGER NOT NULL,
+    state           TEXT    NOT NULL DEFAULT 'queued',
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL DEFAULT 0,
+    last_error      TEXT,
+    lane            TEXT,
+    result          TEXT,
+    finished_at     INTEGER,
+    UNIQUE (forge, hook_id, delivery_id)
+);
+CREATE INDEX IF NOT EXISTS deliveries_queued ON deliveries (id) WHERE state = 'queued';
+CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries (state, id);
+";
+
+const COLUMNS: &str = "id, forge, hook_id, delivery_id, event, headers, body, received_at, state, attempts, next_attempt_at, last_error, lane, result, finished_at";
+
+impl Store {
+    /// Opens (creating if needed) the ledger in a data directory and starts its writer.
+    pub async fn open(data_dir: &Path, sync: Sync) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+            path: data_dir.display().to_string(),
+            source,
+        })?;
+        let opts = SqliteConnectOptions::new()
+            .filename(data_dir.join(DB_FILE))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(match sync {
+                Sync::Full => SqliteSynchronous::Full,
+                Sync::Normal => SqliteSynchronous::Normal,
+            })
+            .busy_timeout(Duration::from_secs(10));
+        let mut writer = SqliteConnection::connect_with(&opts).await?;
+        sqlx::raw_sql(SCHEMA).execute(&mut writer).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts.read_only(true))
+            .await?;
+        let (ops, rx) = mpsc::channel(16_384);
+        let new_work = Arc::new(Notify::new());
+        tokio::spawn(write_loop(writer, rx, new_work.clone()));
+        Ok(Store {
+            pool,
+            ops,
+            new_work,
+        })
+    }
+
+    /// Stores a verified delivery durably; returns once it is committed.
+    pub async fn insert(&self, d: NewDelivery) -> Result<Inserted, Arc<StoreError>> {
+        let (tx, rx) = oneshot::channel();
+        self.ops
+            .send(Op::Insert(d, tx))
+            .await
+            .map_err(|_| Arc::new(StoreError::WriterGone))?;
+        rx.await.map_err(|_| Arc::new(StoreError::WriterGone))?
+    }
+
+    /// Records the end of a processing attempt.
+    pub async fn finish(&self, f: Finish) -> Result<(), Arc<StoreError>> {
+        let (tx, rx) = oneshot::channel();
+        self.ops
+            .send(Op::Finish(f, tx))
+            .await
+            .map_err(|_| Arc::new(StoreError::WriterGone))?;
+        rx.await.map_err(|_| Arc::new(StoreError::WriterGone))?
+    }
+
+    /// Puts a finished delivery back in the queue with a fresh attempt count; `false` when there
+    /// is no such delivery or it is already queued.
+    pub async fn requeue(&self, id: i64) -> Result<bool, Arc<StoreError>> {
+        let (tx, rx) = oneshot::channel();
+        self.ops
+            .send(Op::Requeue(id, tx))
+            .await
+            .map_err(|_| Arc::new(StoreError::WriterGone))?;
+        rx.await.map_err(|_| Arc::new(StoreError::WriterGone))?
+    }
+
+    /// Signalled after every commit that queued something.
+    pub fn new_work(&self) -> Arc<Notify> {
+        self.new_work.clone()
+    }
+
+    /// Queued deliveries after `after_id`, oldest first.
+    pub async fn queued_after(
+        &self,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let q = format!(
+            "SELECT {COLUMNS} FROM deliveries WHERE state = 'queued' AND id > ? ORDER BY id LIMIT ?"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(after_id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(row_to_delivery).collect()
+    }
+
+    /// Ids of queued deliveries up to `up_to`, for finding ones an operator put back.
+    pub async fn queued_ids_up_to(&self, up_to: i64) -> Result<Vec<i64>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id FROM deliveries WHERE state = 'queued' AND id <= ? ORDER BY id LIMIT 1000",
+        )
+        .bind(up_to)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|r| r.get::<i64, _>(0)).collect())
+    }
+
+    /// One delivery, body included.
+    pub async fn get(&self, id: i64) -> Result<Option<Delivery>, StoreError> {
+        let q = format!("SELECT {COLUMNS} FROM deliveries WHERE id = ?");
+        let row = sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(row_to_delivery).transpose()
+    }
+
+    /// The newest deliveries, optionally in one state; bodies are not loaded.
+    pub async fn list(
+        &self,
+        state: Option<State>,
+        limit: i64,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let cols = COLUMNS.replace("body,", "x'' AS body,");
+        let q = format!(
+            "SELECT {cols} FROM deliveries WHERE (?1 IS NULL OR state = ?1) ORDER BY id DESC LIMIT ?2"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(state.map(State::as_str))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(row_to_delivery).collect()
+    }
+
+    /// Number of deliveries per state.
+    pub async fn counts(&self) -> Result<HashMap<String, i64>, StoreError> {
+        let rows = sqlx::query("SELECT state, COUNT(*) FROM deliveries GROUP BY state")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1)))
+            .collect())
+    }
+
+    /// A cheap query that proves the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+fn row_to_delivery(r: &sqlx::sqlite::SqliteRow) -> Result<Delivery, StoreError> {
+    let json = |s: Option<String>| s.and_then(|s| serde_json::from_str(&s).ok());
+    Ok(Delivery {
+        id: r.try_get("id")?,
+        forge: r.try_get("forge")?,
+        hook_id: r.try_get("hook_id")?,
+        delivery_id: r.try_get("delivery_id")?,
+        event: r.try_get("event")?,
+        headers: json(r.try_get("headers")?).unwrap_or(serde_json::Value::Null),
+        body: r.try_get("body")?,
+        received_at: r.try_get("received_at")?,
+        state: r.try_get("state")?,
+        attempts: r.try_get("attempts")?,
+        next_attempt_at: r.try_get("next_attempt_at")?,
+        last_error: r.try_get("last_error")?,
+        lane: r.try_get("lane")?,
+        result: json(r.try_get("result")?),
+        finished_at: r.try_get("finished_at")?,
+    })
+}
+
+/// The single writer: drains what is waiting, commits it as one transaction, answers everyone.
+async fn write_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Op>, new_work: Arc<Notify>) {
+    let mut batch: Vec<Op> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        let mut bytes = 0;
+        while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(op) => {
+                    if let Op::Insert(d, _) = &op {
+                        bytes += d.body.len();
+                    }
+                    batch.push(op);
+                }
+                Err(_) => break,
+            }
+        }
+        let queued_something = commit(&mut conn, &mut batch).await;
+        if queued_something {
+            new_work.notify_waiters();
+            new_work.notify_one();
+        }
+    }
+}
+
+type Key = (Forge, String, String);
+
+/// Commits one batch and answers every waiter; returns whether new work was queued.
+async fn commit(conn: &mut SqliteConnection, batch: &mut Vec<Op>) -> bool {
+    let mut inserts = Vec::new();
+    let mut others = Vec::new();
+    for op in batch.drain(..) {
+        match op {
+            Op::Insert(d, tx) => inserts.push((d, tx)),
+            other => others.push(other),
+        }
+    }
+    let result = run_batch(conn, &inserts, &others).await;
+    let queued = match &result {
+        Ok((ids, requeued)) => !ids.is_empty() || !requeued.is_empty(),
+        Err(_) => false,
+    };
+    match result {
+        Ok((ids, requeued)) => {
+            let mut seen: HashMap<Key, ()> = HashMap::new();
+            for (d, tx) in inserts {
+                let key = (d.forge, d.hook_id, d.delivery_id);
+                // Within one batch, the first of two identical deliveries is the new one.
+                let answer = match ids.get(&key) {
+                    Some(&id) if seen.insert(key, ()).is_none() => Inserted::New(id),
+                    _ => Inserted::Duplicate,
+                };
+                let _ = tx.send(Ok(answer));
+            }
+            for op in others {
+                match op {
+                    Op::Finish(_, tx) => {
+                        let _ = tx.send(Ok(()));
+                    }
+                    Op::Requeue(id, tx) => {
+                        let _ = tx.send(Ok(requeued.contains(&id)));
+                    }
+                    Op::Insert(..) => {}
+                }
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "ledger commit failed");
+            let e = Arc::new(e);
+            for (_, tx) in inserts {
+                let _ = tx.send(Err(e.clone()));
+            }
+            for op in others {
+                match op {
+                    Op::Finish(_, tx) => {
+                        let _ = tx.send(Err(e.clone()));
+                    }
+                    Op::Requeue(_, tx) => {
+                        let _ = tx.send(Err(e.clone()));
+                    }
+                    Op::Insert(..) => {}
+                }
+            }
+        }
+    }
+    queued
+}
+
+async fn run_batch(
+    conn: &mut SqliteConnection,
+    inserts: &[(NewDelivery, Reply<Inserted>)],
+    others: &[Op],
+) -> Result<(HashMap<Key, i64>, Vec<i64>), StoreError> {
+    let mut tx = conn.begin().await?;
+    let mut ids = HashMap::new();
+    if !inserts.is_empty() {
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO deliveries (forge, hook_id, delivery_id, event, headers, body, received_at, next_attempt_at) ",
+        );
+        qb.push_values(inserts.iter(), |mut b, (d, _)| {
+            b.push_bind(d.forge.as_str())
+                .push_bind(d.hook_id.clone())
+                .push_bind(d.delivery_id.clone())
+                .push_bind(d.event.clone())
+                .push_bind(d.headers.clone())
+                .push_bind(d.body.clone())
+                .push_bind(d.received_at)
+                .push_bind(d.received_at);
+        });
+        qb.push(" ON CONFLICT (forge, hook_id, delivery_id) DO NOTHING RETURNING id, forge, hook_id, delivery_id");
+        for row in qb.build().fetch_all(&mut *tx).await? {
+            let forge: String = row.try_get(1)?;
+            let Ok(forge) = forge.parse::<Forge>() else {
+                continue;
+            };
+            ids.insert((forge, row.try_get(2)?, row.try_get(3)?), row.try_get(0)?);
+        }
+    }
+    let mut requeued = Vec::new();
+    let now = now_ms();
+    for op in others {
+        match op {
+            Op::Finish(f, _) => finish(&mut tx, f, now).await?,
+            Op::Requeue(id, _) => {
+                let n = sqlx::query(
+                    "UPDATE deliveries SET state = 'queued', attempts = 0, next_attempt_at = ?, last_error = NULL, finished_at = NULL WHERE id = ? AND state <> 'queued'",
+                )
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if n > 0 {
+                    requeued.push(*id);
+                }
+            }
+            Op::Insert(..) => {}
+        }
+    }
+    tx.commit().await?;
+    Ok((ids, requeued))
+}
+
+async fn finish(tx: &mut SqliteConnection, f: &Finish, now: i64) -> Result<(), StoreError> {
+    let q = match f {
+        Finish::Done { id, lane, result } => sqlx::query(
+            "UPDATE deliveries SET state = 'done', attempts = attempts + 1, lane = ?, result = ?, last_error = NULL, finished_at = ? WHERE id = ?",
+        )
+        .bind(lane.clone())
+        .bind(result.clone())
+        .bind(now)
+        .bind(*id),
+        Finish::Ignored { id, reason } => sqlx::query(
+            "UPDATE deliveries SET state = 'ignored', result = ?, finished_at = ? WHERE id = ?",
+        )
+        .bind(serde_json::json!({ "ignored": reason }).to_string())
+        .bind(now)
+        .bind(*id),
+        Finish::Retry {
+            id,
+            attempts,
+            next_attempt_at,
+            error,
+        } => sqlx::query(
+            "UPDATE deliveries SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
+        )
+        .bind(*attempts)
+        .bind(*next_attempt_at)
+        .bind(error.clone())
+        .bind(*id),
+        Finish::Dead {
+            id,
+            attempts,
+            error,
+        } => sqlx::query(
+            "UPDATE deliveries SET state = 'dead', attempts = ?, last_error = ?, finished_at = ? WHERE id = ?",
+        )
+        .bind(*attempts)
+        .bind(error.clone())
+        .bind(now)
+        .bind(*id),
+    };
+    q.execute(&mut *tx).await?;
+    Ok(())
+}

@@ -1,0 +1,410 @@
+//! Processing stored deliveries: one dispatcher reads the queue in arrival order and hands each
+//! delivery to its repository's lane; a lane processes its deliveries one at a time, in order,
+//! and lanes of different repositories run in parallel up to a concurrency limit.
+//!
+//! A delivery stays `queued` in the ledger until an attempt finishes, so a process that dies
+//! mid-way processes it again after a restart.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use super::{Delivery, Finish, Store, now_ms};
+use crate::webhook::{Event, Forge, PayloadError, normalize};
+
+/// Why a handler could not finish a delivery.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum HandlerError {
+    /// Worth retrying: a forge timed out, a push lost a race.
+    #[error("{0}")]
+    Transient(String),
+    /// Retrying cannot help; the delivery is dead-lettered at once.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+/// What the bot does with a normalized event. Implementations must be idempotent: a delivery
+/// can be handled again after a crash.
+pub trait Handler: Send + Sync + 'static {
+    /// Handles one event of one delivery.
+    fn handle(
+        &self,
+        delivery: &Delivery,
+        event: &Event,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
+
+/// A shared handler is a handler, so callers can keep a reference to its state.
+impl<H: Handler> Handler for Arc<H> {
+    fn handle(
+        &self,
+        delivery: &Delivery,
+        event: &Event,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        (**self).handle(delivery, event)
+    }
+}
+
+/// The handler until the engine exists: log the event; the ledger records it as the result.
+#[derive(Debug, Default, Clone)]
+pub struct RecordHandler;
+
+impl Handler for RecordHandler {
+    async fn handle(&self, d: &Delivery, event: &Event) -> Result<(), HandlerError> {
+        tracing::info!(delivery = d.id, forge = %d.forge, "{}", event.summary());
+        Ok(())
+    }
+}
+
+/// Retry schedule: exponential backoff with jitter, then the dead-letter state.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub base: Duration,
+    pub max: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 8,
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(300),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Delay before attempt `attempt + 1`: half of `base·2^(attempt−1)` fixed, half random.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let exp = self
+            .base
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(20))
+            .min(self.max);
+        let half = exp / 2;
+        half + half.mul_f64(rand::rng().random::<f64>())
+    }
+}
+
+/// Settings of the worker pool.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerConfig {
+    /// Deliveries processed at the same time (across lanes).
+    pub concurrency: usize,
+    pub retry: RetryPolicy,
+}
+
+/// Liveness of the dispatcher, read by `/readyz`: the last time (Unix ms) its loop turned.
+#[derive(Debug, Clone, Default)]
+pub struct Heartbeat(Arc<AtomicI64>);
+
+impl Heartbeat {
+    /// Milliseconds since the dispatcher last turned; `None` before it first did.
+    pub fn age_ms(&self) -> Option<i64> {
+        match self.0.load(Ordering::Relaxed) {
+            0 => None,
+            t => Some(now_ms() - t),
+        }
+    }
+
+    fn beat(&self) {
+        self.0.store(now_ms(), Ordering::Relaxed);
+    }
+}
+
+struct Job {
+    delivery: Delivery,
+    normalized: Result<Option<Event>, PayloadError>,
+    lane: String,
+}
+
+struct Lane {
+    tx: mpsc::UnboundedSender<Job>,
+    pending: usize,
+}
+
+/// Normalizes a stored delivery and names its lane (`forge:owner/repo`).
+fn prepare(d: Delivery) -> Job {
+    let normalized = match d.forge.parse::<Forge>() {
+        Ok(forge) => normalize(forge, &d.event, d.header("content-type"), &d.body),
+        Err(e) => Err(PayloadError::NotJson(e)),
+    };
+    let repo = normalized
+        .as_ref()
+        .ok()
+        .and_then(|e| e.as_ref())
+        .and_then(Event::repo)
+        .map(|r| r.full_name.clone())
+        .unwrap_or_default();
+    Job {
+        lane: format!("{}:{repo}", d.forge),
+        delivery: d,
+        normalized,
+    }
+}
+
+/// Runs the dispatcher until `stop` turns true, then lets every lane finish the delivery it is
+/// on (not the ones queued behind it) and returns.
+pub async fn run<H: Handler>(
+    store: Store,
+    handler: Arc<H>,
+    config: WorkerConfig,
+    heartbeat: Heartbeat,
+    mut stop: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, i64)>();
+    let mut lanes: HashMap<String, Lane> = HashMap::new();
+    let mut in_flight: HashSet<i64> = HashSet::new();
+    let mut tasks = JoinSet::new();
+    let mut last_id = 0i64;
+    let mut last_rescan = Instant::now();
+    let new_work = store.new_work();
+
+    loop {
+        heartbeat.beat();
+        if *stop.borrow() {
+            break;
+        }
+        // New deliveries, in arrival order.
+        let mut fetched = match store.queued_after(last_id, 256).await {
+            Ok(batch) => batch,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the queue");
+                Vec::new()
+            }
+        };
+        // Deliveries an operator put back (`deliveries retry`) have old ids.
+        if last_rescan.elapsed() > Duration::from_secs(2) {
+            last_rescan = Instant::now();
+            if let Ok(ids) = store.queued_ids_up_to(last_id).await {
+                for id in ids.into_iter().filter(|id| !in_flight.contains(id)) {
+                    if let Ok(Some(d)) = store.get(id).await {
+                        fetched.push(d);
+                    }
+                }
+            }
+        }
+        let full = fetched.len() >= 256;
+        for d in fetched {
+            last_id = last_id.max(d.id);
+            if !in_flight.insert(d.id) {
+                continue;
+            }
+            let job = prepare(d);
+            let name = job.lane.clone();
+            let lane = lanes.entry(name.clone()).or_insert_with(|| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                tasks.spawn(lane_loop(
+                    rx,
+                    store.clone(),
+                    handler.clone(),
+                    permits.clone(),
+                    config.retry,
+                    done_tx.clone(),
+                    stop.clone(),
+                ));
+                Lane { tx, pending: 0 }
+            });
+            lane.pending += 1;
+            if lane.tx.send(job).is_err() {
+                tracing::error!(lane = %name, "lane stopped unexpectedly");
+            }
+        }
+        // Forget finished deliveries; close lanes with nothing left.
+        while let Ok((name, id)) = done_rx.try_recv() {
+            in_flight.remove(&id);
+            if let Some(l) = lanes.get_mut(&name) {
+                l.pending = l.pending.saturating_sub(1);
+                if l.pending == 0 {
+                    lanes.remove(&name);
+                }
+            }
+        }
+        while tasks.try_join_next().is_some() {}
+        if full {
+            continue;
+        }
+        tokio::select! {
+            _ = new_work.notified() => {}
+            Some((name, id)) = done_rx.recv() => {
+                in_flight.remove(&id);
+                if let Some(l) = lanes.get_mut(&name) {
+                    l.pending = l.pending.saturating_sub(1);
+                    if l.pending == 0 {
+                        lanes.remove(&name);
+                    }
+                }
+            }
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.changed() => {}
+        }
+    }
+    drop(lanes);
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn lane_loop<H: Handler>(
+    mut rx: mpsc::UnboundedReceiver<Job>,
+    store: Store,
+    handler: Arc<H>,
+    permits: Arc<Semaphore>,
+    retry: RetryPolicy,
+    done: mpsc::UnboundedSender<(String, i64)>,
+    stop: watch::Receiver<bool>,
+) {
+    while let Some(job) = rx.recv().await {
+        if *stop.borrow() {
+            return; // still queued in the ledger; the next start picks it up
+        }
+        let (lane, id) = (job.lane.clone(), job.delivery.id);
+        let d = &job.delivery;
+        let span = tracing::info_span!("delivery", id = d.id, forge = %d.forge, event = %d.event, delivery_id = %d.delivery_id, lane = %lane);
+        process(job, &store, handler.as_ref(), &permits, retry, stop.clone())
+            .instrument(span)
+            .await;
+        let _ = done.send((lane, id));
+    }
+}
+
+async fn process<H: Handler>(
+    job: Job,
+    store: &Store,
+    handler: &H,
+    permits: &Semaphore,
+    retry: RetryPolicy,
+    mut stop: watch::Receiver<bool>,
+) {
+    let d = &job.delivery;
+    let event = match job.normalized {
+        Err(e) => {
+            // A verified delivery we cannot read: keep it for an operator, do not retry.
+            tracing::warn!(error = %e, "payload does not parse; dead-lettered");
+            metrics::counter!("trunkwarden_dead_letters_total").increment(1);
+            record(
+                store,
+                Finish::Dead {
+                    id: d.id,
+                    attempts: d.attempts + 1,
+                    error: e.to_string(),
+                },
+            )
+            .await;
+            return;
+        }
+        Ok(None) => {
+            metrics::counter!("trunkwarden_processed_total", "outcome" => "ignored").increment(1);
+            record(
+                store,
+                Finish::Ignored {
+                    id: d.id,
+                    reason: format!("event `{}` is not acted on", d.event),
+                },
+            )
+            .await;
+            return;
+        }
+        Ok(Some(e)) => e,
+    };
+    let mut attempts = d.attempts;
+    let mut not_before = d.next_attempt_at;
+    loop {
+        // Honour a retry time recorded before a restart.
+        let wait = not_before - now_ms();
+        if wait > 0 {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
+                _ = stop.changed() => return,
+            }
+        }
+        let Ok(_permit) = permits.acquire().await else {
+            return;
+        };
+        attempts += 1;
+        let started = Instant::now();
+        let outcome = handler.handle(d, &event).await;
+        metrics::histogram!("trunkwarden_processing_seconds")
+            .record(started.elapsed().as_secs_f64());
+        match outcome {
+            Ok(()) => {
+                metrics::counter!("trunkwarden_processed_total", "outcome" => "done").increment(1);
+                let result = serde_json::to_string(&event).unwrap_or_default();
+                record(
+                    store,
+                    Finish::Done {
+                        id: d.id,
+                        lane: job.lane.clone(),
+                        result,
+                    },
+                )
+                .await;
+                return;
+            }
+            Err(HandlerError::Transient(msg)) if attempts < i64::from(retry.max_attempts) => {
+                let delay = retry.delay(attempts as u32);
+                tracing::warn!(attempt = attempts, error = %msg, retry_in_ms = delay.as_millis() as u64, "handler failed; will retry");
+                metrics::counter!("trunkwarden_retries_total").increment(1);
+                not_before = now_ms() + delay.as_millis() as i64;
+                record(
+                    store,
+                    Finish::Retry {
+                        id: d.id,
+                        attempts,
+                        next_attempt_at: not_before,
+                        error: msg,
+                    },
+                )
+                .await;
+            }
+            Err(e) => {
+                tracing::error!(attempt = attempts, error = %e, "handler failed; dead-lettered");
+                metrics::counter!("trunkwarden_dead_letters_total").increment(1);
+                record(
+                    store,
+                    Finish::Dead {
+                        id: d.id,
+                        attempts,
+                        error: e.to_string(),
+                    },
+                )
+                .await;
+                return;
+            }
+        }
+    }
+}
+
+async fn record(store: &Store, f: Finish) {
+    if let Err(e) = store.finish(f).await {
+        // The delivery stays queued and is processed again; handlers are idempotent.
+        tracing::error!(error = %e, "cannot record the outcome of a delivery");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let p = RetryPolicy {
+            max_attempts: 5,
+            base: Duration::from_millis(100),
+            max: Duration::from_millis(1000),
+        };
+        for _ in 0..50 {
+            let d1 = p.delay(1);
+            assert!(d1 >= Duration::from_millis(50) && d1 <= Duration::from_millis(100));
+            let d3 = p.delay(3);
+            assert!(d3 >= Duration::from_millis(200) && d3 <= Duration::from_millis(400));
+            assert!(p.delay(30) <= Duration::from_millis(1000));
+        }
+    }
+}

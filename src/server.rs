@@ -1,0 +1,305 @@
+//! `trunkwarden serve`: the HTTP front door. A delivery is verified over its raw bytes, stored
+//! durably, and answered `202` (or `200` for a duplicate) — processing happens later, from the
+//! ledger, in the workers.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use serde_json::json;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::queue::worker::{self, Handler, Heartbeat, WorkerConfig};
+use crate::queue::{Inserted, NewDelivery, Store, StoreError, Sync, now_ms};
+use crate::webhook::{Forge, Verifier, meta};
+
+/// Everything `serve` needs, resolved from flags, environment and the config file.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Largest accepted body; GitHub sends up to 25 MB.
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+    /// `None` runs ingest only: deliveries are stored and left for another process.
+    pub workers: Option<WorkerConfig>,
+    pub sync: Sync,
+    pub verifier: Verifier,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+struct App {
+    store: Store,
+    verifier: Verifier,
+    metrics: PrometheusHandle,
+    heartbeat: Option<Heartbeat>,
+}
+
+/// The process-wide Prometheus recorder (installed once, shared by every server in a process).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ];
+            let builder = PrometheusBuilder::new();
+            let recorder = builder
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
+                .unwrap_or_else(|_| PrometheusBuilder::new())
+                .build_recorder();
+            let handle = recorder.handle();
+            // Fails only if another recorder is installed; then our handle renders nothing.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// Builds the router over an opened store.
+fn router(app: Arc<App>, max_body: usize, timeout: Duration) -> Router {
+    Router::new()
+        .route("/webhook", post(ingest_detect))
+        .route("/webhook/{forge}", post(ingest_named))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(render_metrics))
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .with_state(app)
+}
+
+fn reply(status: StatusCode, body: serde_json::Value) -> Response {
+    (status, Json(body)).into_response()
+}
+
+async fn ingest_detect(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    match Forge::detect(&headers) {
+        Some(forge) => ingest(&app, forge, &headers, body).await,
+        None => reply(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "unknown sender: expected an X-GitHub-Event, X-Gitea-Event, X-Forgejo-Event or X-Gitlab-Event header, or POST to /webhook/{github,gitea,forgejo,gitlab}"}),
+        ),
+    }
+}
+
+async fn ingest_named(
+    State(app): State<Arc<App>>,
+    Path(forge): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match forge.parse::<Forge>() {
+        Ok(forge) => ingest(&app, forge, &headers, body).await,
+        Err(e) => reply(StatusCode::NOT_FOUND, json!({ "error": e })),
+    }
+}
+
+async fn ingest(app: &App, forge: Forge, headers: &HeaderMap, body: Bytes) -> Response {
+    let f = forge.as_str();
+    metrics::counter!("trunkwarden_deliveries_received_total", "forge" => f).increment(1);
+    if let Err(why) = app
+        .verifier
+        .verify(forge, headers, &body, chrono::Utc::now().timestamp())
+    {
+        metrics::counter!("trunkwarden_deliveries_rejected_total", "forge" => f, "reason" => why.label())
+            .increment(1);
+        tracing::warn!(forge = f, reason = why.label(), "delivery refused: {why}");
+        return reply(
+            StatusCode::UNAUTHORIZED,
+            json!({ "error": why.to_string() }),
+        );
+    }
+    let m = match meta(forge, headers, &body) {
+        Ok(m) => m,
+        Err(e) => {
+            metrics::counter!("trunkwarden_deliveries_rejected_total", "forge" => f, "reason" => "bad_header")
+                .increment(1);
+            return reply(StatusCode::BAD_REQUEST, json!({ "error": e.to_string() }));
+        }
+    };
+    let event = m.event.clone();
+    let delivery_id = m.delivery_id.clone();
+    let new = NewDelivery {
+        forge,
+        hook_id: m.hook_id,
+        delivery_id: m.delivery_id,
+        event: m.event,
+        headers: serde_json::to_string(&m.headers).unwrap_or_else(|_| "{}".into()),
+        body: body.to_vec(),
+        received_at: now_ms(),
+    };
+    match app.store.insert(new).await {
+        Ok(Inserted::New(id)) => {
+            metrics::counter!("trunkwarden_deliveries_accepted_total", "forge" => f, "event" => event.clone())
+                .increment(1);
+            tracing::debug!(forge = f, %event, %delivery_id, id, "delivery stored");
+            reply(
+                StatusCode::ACCEPTED,
+                json!({ "id": id, "delivery": delivery_id, "status": "queued" }),
+            )
+        }
+        Ok(Inserted::Duplicate) => {
+            metrics::counter!("trunkwarden_deliveries_duplicate_total", "forge" => f).increment(1);
+            reply(
+                StatusCode::OK,
+                json!({ "delivery": delivery_id, "status": "duplicate" }),
+            )
+        }
+        Err(e) => {
+            tracing::error!(forge = f, error = %e, "cannot store delivery");
+            // 503 makes GitLab retry; GitHub and Gitea never redeliver on their own.
+            reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({ "error": "cannot store the delivery" }),
+            )
+        }
+    }
+}
+
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    if let Err(e) = app.store.ping().await {
+        return reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({ "ready": false, "database": e.to_string() }),
+        );
+    }
+    if let Some(hb) = &app.heartbeat
+        && hb.age_ms().is_none_or(|age| age > 10_000)
+    {
+        return reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({ "ready": false, "workers": "not running" }),
+        );
+    }
+    reply(StatusCode::OK, json!({ "ready": true }))
+}
+
+async fn render_metrics(State(app): State<Arc<App>>) -> Response {
+    if let Ok(counts) = app.store.counts().await {
+        for state in ["queued", "done", "ignored", "dead"] {
+            let n = counts.get(state).copied().unwrap_or(0);
+            metrics::gauge!("trunkwarden_deliveries", "state" => state).set(n as f64);
+        }
+        metrics::gauge!("trunkwarden_queue_depth")
+            .set(counts.get("queued").copied().unwrap_or(0) as f64);
+    }
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        app.metrics.render(),
+    )
+        .into_response()
+}
+
+/// A running server: its address, its ledger, and how to stop it.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub store: Store,
+    stop: watch::Sender<bool>,
+    http: JoinHandle<()>,
+    workers: Option<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests and jobs finish, and waits for both.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.http.await;
+        if let Some(w) = self.workers {
+            let _ = w.await;
+        }
+    }
+}
+
+/// Opens the ledger, binds the listener, and starts the HTTP server and the workers.
+pub async fn start<H: Handler>(
+    settings: Settings,
+    handler: Arc<H>,
+) -> Result<Running, ServerError> {
+    let store = Store::open(&settings.data_dir, settings.sync).await?;
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: settings.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: settings.listen,
+        source,
+    })?;
+    for forge in Forge::ALL {
+        if !settings.verifier.has_secret(forge) {
+            if settings.verifier.allow_unsigned.contains(&forge) {
+                tracing::warn!(
+                    forge = forge.as_str(),
+                    "no secret configured: accepting UNSIGNED deliveries, as configured"
+                );
+            } else {
+                tracing::warn!(
+                    forge = forge.as_str(),
+                    "no secret configured: this forge's deliveries are refused"
+                );
+            }
+        }
+    }
+    let (stop, stop_rx) = watch::channel(false);
+    let heartbeat = settings.workers.map(|_| Heartbeat::default());
+    let app = Arc::new(App {
+        store: store.clone(),
+        verifier: settings.verifier.clone(),
+        metrics: metrics_handle(),
+        heartbeat: heartbeat.clone(),
+    });
+    let routes = router(app, settings.max_body_bytes, settings.request_timeout);
+    let mut http_stop = stop_rx.clone();
+    let http = tokio::spawn(async move {
+        let server = axum::serve(listener, routes).with_graceful_shutdown(async move {
+            let _ = http_stop.wait_for(|s| *s).await;
+        });
+        if let Err(e) = server.await {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+    let workers = match (settings.workers, heartbeat) {
+        (Some(cfg), Some(hb)) => Some(tokio::spawn(worker::run(
+            store.clone(),
+            handler,
+            cfg,
+            hb,
+            stop_rx,
+        ))),
+        _ => None,
+    };
+    tracing::info!(%addr, data_dir = %settings.data_dir.display(), "trunkwarden serve listening");
+    Ok(Running {
+        addr,
+        store,
+        stop,
+        http,
+        workers,
+    })
+}

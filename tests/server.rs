@@ -1,0 +1,467 @@
+//! The receiver over real HTTP on loopback, with a real SQLite ledger and real workers.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::http::HeaderValue;
+use support::{SECRET, client, fixture, github, post};
+use trunkwarden::queue::worker::{Handler, HandlerError, RecordHandler, RetryPolicy, WorkerConfig};
+use trunkwarden::queue::{Delivery, State, Store, Sync};
+use trunkwarden::server::{Running, Settings, start};
+use trunkwarden::webhook::event::Event;
+use trunkwarden::webhook::verify::{self, Secrets};
+use trunkwarden::webhook::{Forge, Verifier};
+
+fn settings(dir: &std::path::Path) -> Settings {
+    Settings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.to_owned(),
+        max_body_bytes: 64 * 1024,
+        request_timeout: Duration::from_secs(10),
+        workers: Some(WorkerConfig {
+            concurrency: 4,
+            retry: RetryPolicy {
+                max_attempts: 3,
+                base: Duration::from_millis(10),
+                max: Duration::from_millis(40),
+            },
+        }),
+        sync: Sync::Full,
+        verifier: Verifier {
+            github: Secrets::from_list(SECRET),
+            gitea: Secrets::from_list(SECRET),
+            gitlab_tokens: Secrets::from_list(SECRET),
+            gitlab_tolerance_secs: 300,
+            ..Default::default()
+        },
+    }
+}
+
+async fn server<H: Handler>(handler: H) -> (tempfile::TempDir, Running, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(settings(dir.path()), Arc::new(handler))
+        .await
+        .unwrap();
+    let url = format!("http://{}", running.addr);
+    (dir, running, url)
+}
+
+/// Waits until the ledger satisfies `done`, or fails after 10 s.
+async fn until(
+    store: &Store,
+    what: &str,
+    done: impl Fn(&HashMap<String, i64>) -> bool,
+) -> HashMap<String, i64> {
+    for _ in 0..500 {
+        let c = store.counts().await.unwrap();
+        if done(&c) {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "timed out waiting for {what}: {:?}",
+        store.counts().await.unwrap()
+    );
+}
+
+fn n(c: &HashMap<String, i64>, state: &str) -> i64 {
+    c.get(state).copied().unwrap_or(0)
+}
+
+#[tokio::test]
+async fn bad_or_missing_signatures_are_refused_and_leave_no_trace() {
+    let (_dir, running, url) = server(RecordHandler).await;
+    let http = client();
+    let mut f = fixture("github", "push.none.4");
+    assert_eq!(
+        post(&http, &format!("{url}/webhook"), &f).await.0,
+        401,
+        "unsigned"
+    );
+    f.headers
+        .insert("x-hub-signature-256", HeaderValue::from_static("sha256=00"));
+    assert_eq!(
+        post(&http, &format!("{url}/webhook"), &f).await.0,
+        401,
+        "malformed"
+    );
+    let good = github("push.none.4", "d-1");
+    let mut tampered = good.clone();
+    tampered.body.push(b' ');
+    let (status, body) = post(&http, &format!("{url}/webhook"), &tampered).await;
+    assert_eq!(status, 401);
+    assert!(body.contains("does not match"), "{body}");
+    // A signature made with another secret fails too.
+    let mut other = fixture("github", "push.none.4");
+    let sig = format!("sha256={}", verify::hmac_hex(b"another", &other.body));
+    other
+        .headers
+        .insert("x-hub-signature-256", HeaderValue::from_str(&sig).unwrap());
+    assert_eq!(post(&http, &format!("{url}/webhook"), &other).await.0, 401);
+    assert!(
+        running.store.counts().await.unwrap().is_empty(),
+        "nothing stored"
+    );
+
+    // No forge headers at all, and an unknown forge in the path.
+    let resp = http
+        .post(format!("{url}/webhook"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let resp = http
+        .post(format!("{url}/webhook/bitbucket"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn oversized_bodies_get_413() {
+    let (_dir, running, url) = server(RecordHandler).await;
+    let mut f = github("push.none.4", "big");
+    f.body = vec![b' '; 100 * 1024];
+    let sig = format!("sha256={}", verify::hmac_hex(SECRET.as_bytes(), &f.body));
+    f.headers
+        .insert("x-hub-signature-256", HeaderValue::from_str(&sig).unwrap());
+    assert_eq!(post(&client(), &format!("{url}/webhook"), &f).await.0, 413);
+    running.shutdown().await;
+}
+
+/// Counts calls per delivery id, optionally failing the first `fail` calls of each.
+#[derive(Default)]
+struct Counting {
+    calls: Mutex<HashMap<i64, u32>>,
+    fail: u32,
+    permanent: bool,
+}
+
+impl Handler for Counting {
+    async fn handle(&self, d: &Delivery, _event: &Event) -> Result<(), HandlerError> {
+        let calls = {
+            let mut m = self.calls.lock().unwrap();
+            let c = m.entry(d.id).or_default();
+            *c += 1;
+            *c
+        };
+        match (calls <= self.fail, self.permanent) {
+            (false, _) => Ok(()),
+            (true, false) => Err(HandlerError::Transient(format!(
+                "forge timed out (call {calls})"
+            ))),
+            (true, true) => Err(HandlerError::Permanent("cannot ever work".into())),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_duplicate_is_acknowledged_but_processed_once() {
+    let handler = Arc::new(Counting::default());
+    let (_dir, running, url) = server(handler.clone()).await;
+    let http = client();
+    let f = github("pull_request.opened.0", "dup-1");
+    let endpoint = format!("{url}/webhook");
+    // Two at once, then one late.
+    let (a, b) = tokio::join!(post(&http, &endpoint, &f), post(&http, &endpoint, &f));
+    let mut statuses = [a.0, b.0];
+    statuses.sort();
+    assert_eq!(statuses, [200, 202]);
+    until(&running.store, "processing", |c| n(c, "done") == 1).await;
+    let (status, body) = post(&http, &endpoint, &f).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("duplicate"));
+    // The same delivery id from another hook is another delivery.
+    let mut other_hook = f.clone();
+    other_hook
+        .headers
+        .insert("x-github-hook-id", HeaderValue::from_static("42"));
+    assert_eq!(post(&http, &endpoint, &other_hook).await.0, 202);
+    until(&running.store, "second hook", |c| n(c, "done") == 2).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let calls = handler.calls.lock().unwrap().clone();
+    assert_eq!(
+        calls.values().copied().collect::<Vec<_>>(),
+        vec![1, 1],
+        "{calls:?}"
+    );
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn unknown_events_are_acknowledged_and_recorded_as_ignored() {
+    let handler = Arc::new(Counting::default());
+    let (_dir, running, url) = server(handler.clone()).await;
+    let mut f = github("installation.created.1", "inst-1");
+    assert_eq!(post(&client(), &format!("{url}/webhook"), &f).await.0, 202);
+    // An event name no forge sends is recorded and ignored too.
+    f.headers
+        .insert("x-github-event", HeaderValue::from_static("teleport"));
+    f.headers
+        .insert("x-github-delivery", HeaderValue::from_static("inst-2"));
+    assert_eq!(
+        post(&client(), &format!("{url}/webhook/github"), &f)
+            .await
+            .0,
+        202
+    );
+    until(&running.store, "ignore", |c| n(c, "ignored") == 2).await;
+    assert!(
+        handler.calls.lock().unwrap().is_empty(),
+        "handler never called"
+    );
+    let list = running.store.list(Some(State::Ignored), 10).await.unwrap();
+    assert_eq!(
+        list[0].result.as_ref().unwrap()["ignored"],
+        "event `teleport` is not acted on"
+    );
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn transient_failures_retry_then_succeed_or_dead_letter() {
+    let flaky = Arc::new(Counting {
+        fail: 2,
+        ..Default::default()
+    });
+    let (_dir, running, url) = server(flaky.clone()).await;
+    assert_eq!(
+        post(
+            &client(),
+            &format!("{url}/webhook"),
+            &github("push.none.4", "flaky")
+        )
+        .await
+        .0,
+        202
+    );
+    until(&running.store, "retries", |c| n(c, "done") == 1).await;
+    let d = &running.store.list(None, 1).await.unwrap()[0];
+    assert_eq!((d.state.as_str(), d.attempts), ("done", 3));
+    running.shutdown().await;
+
+    let broken = Arc::new(Counting {
+        fail: u32::MAX,
+        ..Default::default()
+    });
+    let (_dir, running, url) = server(broken.clone()).await;
+    assert_eq!(
+        post(
+            &client(),
+            &format!("{url}/webhook"),
+            &github("push.none.4", "broken")
+        )
+        .await
+        .0,
+        202
+    );
+    until(&running.store, "dead letter", |c| n(c, "dead") == 1).await;
+    let d = &running.store.list(None, 1).await.unwrap()[0];
+    assert_eq!(d.attempts, 3, "max_attempts");
+    assert_eq!(d.last_error.as_deref(), Some("forge timed out (call 3)"));
+    // An operator puts it back; it runs again (and fails again, three more times).
+    assert!(running.store.requeue(d.id).await.unwrap());
+    until(&running.store, "requeued dead letter", |c| {
+        n(c, "dead") == 1 && n(c, "queued") == 0
+    })
+    .await;
+    assert_eq!(broken.calls.lock().unwrap()[&d.id], 6);
+    running.shutdown().await;
+
+    let fatal = Arc::new(Counting {
+        fail: u32::MAX,
+        permanent: true,
+        ..Default::default()
+    });
+    let (_dir, running, url) = server(fatal.clone()).await;
+    assert_eq!(
+        post(
+            &client(),
+            &format!("{url}/webhook"),
+            &github("push.none.4", "fatal")
+        )
+        .await
+        .0,
+        202
+    );
+    until(&running.store, "permanent failure", |c| n(c, "dead") == 1).await;
+    assert_eq!(
+        running.store.list(None, 1).await.unwrap()[0].attempts,
+        1,
+        "not retried"
+    );
+    running.shutdown().await;
+}
+
+/// Records the order in which deliveries of each lane are handled; slow on purpose.
+#[derive(Default)]
+struct Order(Mutex<HashMap<String, Vec<String>>>, Mutex<(usize, usize)>);
+
+impl Handler for Order {
+    async fn handle(&self, d: &Delivery, event: &Event) -> Result<(), HandlerError> {
+        let repo = event.repo().unwrap().full_name.clone();
+        {
+            let mut running = self.1.lock().unwrap();
+            running.0 += 1;
+            running.1 = running.1.max(running.0);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        self.0
+            .lock()
+            .unwrap()
+            .entry(repo)
+            .or_default()
+            .push(d.delivery_id.clone());
+        self.1.lock().unwrap().0 -= 1;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn one_repository_in_order_different_repositories_in_parallel() {
+    let order = Arc::new(Order::default());
+    let (_dir, running, url) = server(order.clone()).await;
+    let http = client();
+    let mut sent: HashMap<&str, Vec<String>> = HashMap::new();
+    for i in 0..30 {
+        // Alternate between two repositories, sent one after the other so arrival order is known.
+        let (name, repo) = if i % 2 == 0 {
+            ("push.none.4", "Codertocat/Hello-World")
+        } else {
+            ("workflow_run.completed.1", "octo-org/octo-repo")
+        };
+        let id = format!("ord-{i:02}");
+        assert_eq!(
+            post(&http, &format!("{url}/webhook"), &github(name, &id))
+                .await
+                .0,
+            202
+        );
+        sent.entry(repo).or_default().push(id);
+    }
+    until(&running.store, "all processed", |c| n(c, "done") == 30).await;
+    let seen = order.0.lock().unwrap().clone();
+    for (repo, ids) in &sent {
+        assert_eq!(&seen[*repo], ids, "{repo} processed out of order");
+    }
+    let max_parallel = order.1.lock().unwrap().1;
+    assert_eq!(
+        max_parallel, 2,
+        "one at a time per repository, both repositories at once"
+    );
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn gitea_forgejo_and_gitlab_deliveries_are_verified_and_stored() {
+    let (_dir, running, url) = server(RecordHandler).await;
+    let http = client();
+    for forge in ["gitea", "forgejo"] {
+        let mut f = fixture(forge, "push.branch.woodpecker");
+        let hex = verify::hmac_hex(SECRET.as_bytes(), &f.body);
+        let header = if forge == "gitea" {
+            "x-gitea-signature"
+        } else {
+            "x-forgejo-signature"
+        };
+        f.headers
+            .insert(header, HeaderValue::from_str(&hex).unwrap());
+        assert_eq!(
+            post(&http, &format!("{url}/webhook"), &f).await.0,
+            202,
+            "{forge}"
+        );
+    }
+    let mut f = fixture("gitlab", "merge_request");
+    assert_eq!(
+        post(&http, &format!("{url}/webhook"), &f).await.0,
+        401,
+        "no token"
+    );
+    f.headers
+        .insert("x-gitlab-token", HeaderValue::from_str(SECRET).unwrap());
+    assert_eq!(
+        post(&http, &format!("{url}/webhook/gitlab"), &f).await.0,
+        202
+    );
+    let c = until(&running.store, "processing", |c| n(c, "done") == 3).await;
+    assert_eq!(c.len(), 1);
+    let list = running.store.list(None, 10).await.unwrap();
+    let forges: Vec<&str> = list.iter().map(|d| d.forge.as_str()).collect();
+    assert_eq!(forges, ["gitlab", "forgejo", "gitea"]);
+    assert_eq!(list[0].lane.as_deref(), Some("gitlab:gitlabhq/gitlab-test"));
+    assert_eq!(list[0].result.as_ref().unwrap()["kind"], "pull_request");
+    // No secret header is kept in the ledger.
+    for d in &list {
+        let h = d.headers.to_string();
+        assert!(!h.contains(SECRET) && !h.contains("signature"), "{h}");
+    }
+    let _ = Forge::Gitea;
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let (_dir, running, url) = server(RecordHandler).await;
+    let http = client();
+    assert_eq!(
+        http.get(format!("{url}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // Readiness needs the dispatcher to have turned once.
+    let mut ready = 0;
+    for _ in 0..100 {
+        ready = http
+            .get(format!("{url}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        if ready == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(ready, 200);
+    assert_eq!(
+        post(
+            &http,
+            &format!("{url}/webhook"),
+            &github("push.none.4", "m-1")
+        )
+        .await
+        .0,
+        202
+    );
+    until(&running.store, "processing", |c| n(c, "done") == 1).await;
+    let text = http
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        "trunkwarden_deliveries_received_total{forge=\"github\"}",
+        "trunkwarden_deliveries_accepted_total{forge=\"github\",event=\"push\"}",
+        "trunkwarden_processing_seconds_bucket",
+        "trunkwarden_queue_depth 0",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in\n{text}");
+    }
+    running.shutdown().await;
+}

@@ -1,0 +1,49 @@
+//! Shared helpers for tests that talk to a real server over loopback.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use axum::http::HeaderValue;
+use trunkwarden::webhook::{fixture, verify};
+
+/// The secret the test servers are configured with.
+pub const SECRET: &str = "test-secret-🦀";
+
+/// A recorded delivery from webhook-fixtures/, e.g. `("github", "push.none.4")`.
+pub fn fixture(forge: &str, name: &str) -> fixture::Fixture {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("webhook-fixtures")
+        .join(forge)
+        .join(format!("{name}.json"));
+    fixture::read(&path).expect("fixture")
+}
+
+/// A GitHub fixture with a fresh (or given) delivery id, signed with `SECRET`.
+pub fn github(name: &str, delivery: &str) -> fixture::Fixture {
+    let mut f = fixture("github", name);
+    f.headers.insert(
+        "x-github-delivery",
+        HeaderValue::from_str(delivery).unwrap(),
+    );
+    let sig = format!("sha256={}", verify::hmac_hex(SECRET.as_bytes(), &f.body));
+    f.headers
+        .insert("x-hub-signature-256", HeaderValue::from_str(&sig).unwrap());
+    f
+}
+
+/// An HTTP client for loopback tests.
+pub fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().build().unwrap()
+}
+
+/// Posts a fixture as the forge would.
+pub async fn post(client: &reqwest::Client, url: &str, f: &fixture::Fixture) -> (u16, String) {
+    let mut req = client.post(url).body(f.body.clone());
+    for (k, v) in &f.headers {
+        req = req.header(k.as_str(), v.as_bytes());
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.text().await.unwrap_or_default())
+}
