@@ -18,7 +18,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
 };
-use sqlx::{Connection, QueryBuilder, Row, Sqlite};
+use sqlx::{Connection, Row};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::webhook::Forge;
@@ -232,13 +232,14 @@ impl Store {
             .busy_timeout(Duration::from_secs(10));
         let mut writer = SqliteConnection::connect_with(&opts).await?;
         sqlx::raw_sql(SCHEMA).execute(&mut writer).await?;
+
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(opts.read_only(true))
             .await?;
         let (ops, rx) = mpsc::channel(16_384);
         let new_work = Arc::new(Notify::new());
-        tokio::spawn(write_loop(writer, rx, new_work.clone()));
+        tokio::spawn(write_loop(writer, rx, new_work.clone(), sync));
         Ok(Store {
             pool,
             ops,
@@ -378,8 +379,14 @@ fn row_to_delivery(r: &sqlx::sqlite::SqliteRow) -> Result<Delivery, StoreError> 
 }
 
 /// The single writer: drains what is waiting, commits it as one transaction, answers everyone.
-async fn write_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Op>, new_work: Arc<Notify>) {
+async fn write_loop(
+    mut conn: SqliteConnection,
+    mut rx: mpsc::Receiver<Op>,
+    new_work: Arc<Notify>,
+    sync: Sync,
+) {
     let mut batch: Vec<Op> = Vec::with_capacity(MAX_BATCH);
+    let mut full_now = sync == Sync::Full;
     while let Some(first) = rx.recv().await {
         batch.push(first);
         let mut bytes = 0;
@@ -394,6 +401,20 @@ async fn write_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Op>, new_
                 Err(_) => break,
             }
         }
+        // Only stored deliveries need the fsync; worker outcomes may be lost in a power cut and
+        // are then simply processed again. The next full commit flushes them anyway.
+        let want_full = sync == Sync::Full && batch.iter().any(|op| matches!(op, Op::Insert(..)));
+        if want_full != full_now {
+            let pragma = if want_full {
+                "PRAGMA synchronous = FULL"
+            } else {
+                "PRAGMA synchronous = NORMAL"
+            };
+            match sqlx::query(pragma).execute(&mut conn).await {
+                Ok(_) => full_now = want_full,
+                Err(e) => tracing::error!(error = %e, "cannot change synchronous mode"),
+            }
+        }
         let queued_something = commit(&mut conn, &mut batch).await;
         if queued_something {
             new_work.notify_waiters();
@@ -406,24 +427,23 @@ type Key = (Forge, String, String);
 
 /// Commits one batch and answers every waiter; returns whether new work was queued.
 async fn commit(conn: &mut SqliteConnection, batch: &mut Vec<Op>) -> bool {
-    let mut inserts = Vec::new();
+    let mut rows = Vec::new();
+    let mut waiters: Vec<(Key, Reply<Inserted>)> = Vec::new();
     let mut others = Vec::new();
     for op in batch.drain(..) {
         match op {
-            Op::Insert(d, tx) => inserts.push((d, tx)),
+            Op::Insert(d, tx) => {
+                waiters.push(((d.forge, d.hook_id.clone(), d.delivery_id.clone()), tx));
+                rows.push(d);
+            }
             other => others.push(other),
         }
     }
-    let result = run_batch(conn, &inserts, &others).await;
-    let queued = match &result {
-        Ok((ids, requeued)) => !ids.is_empty() || !requeued.is_empty(),
-        Err(_) => false,
-    };
-    match result {
+    match run_batch(conn, rows, &others).await {
         Ok((ids, requeued)) => {
+            let queued = !ids.is_empty() || !requeued.is_empty();
             let mut seen: HashMap<Key, ()> = HashMap::new();
-            for (d, tx) in inserts {
-                let key = (d.forge, d.hook_id, d.delivery_id);
+            for (key, tx) in waiters {
                 // Within one batch, the first of two identical deliveries is the new one.
                 let answer = match ids.get(&key) {
                     Some(&id) if seen.insert(key, ()).is_none() => Inserted::New(id),
@@ -442,11 +462,12 @@ async fn commit(conn: &mut SqliteConnection, batch: &mut Vec<Op>) -> bool {
                     Op::Insert(..) => {}
                 }
             }
+            queued
         }
         Err(e) => {
             tracing::error!(error = %e, "ledger commit failed");
             let e = Arc::new(e);
-            for (_, tx) in inserts {
+            for (_, tx) in waiters {
                 let _ = tx.send(Err(e.clone()));
             }
             for op in others {
@@ -460,34 +481,80 @@ async fn commit(conn: &mut SqliteConnection, batch: &mut Vec<Op>) -> bool {
                     Op::Insert(..) => {}
                 }
             }
+            false
         }
     }
-    queued
+}
+
+/// Splits `n` into chunks whose sizes are powers of two up to `max`, so the statements built
+/// for them repeat and stay in the prepared-statement cache.
+fn pow2_chunks(mut n: usize, max: usize) -> Vec<usize> {
+    let mut out = Vec::new();
+    while n > 0 {
+        let size = max.min(1 << (usize::BITS - 1 - n.leading_zeros()));
+        out.push(size);
+        n -= size;
+    }
+    out
+}
+
+/// `INSERT … VALUES (…), (…) …` for `rows` deliveries.
+fn insert_sql(rows: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO deliveries (forge, hook_id, delivery_id, event, headers, body, received_at, next_attempt_at) VALUES ",
+    );
+    for i in 0..rows {
+        sql.push_str(if i == 0 {
+            "(?,?,?,?,?,?,?,?)"
+        } else {
+            ",(?,?,?,?,?,?,?,?)"
+        });
+    }
+    sql.push_str(" ON CONFLICT (forge, hook_id, delivery_id) DO NOTHING RETURNING id, forge, hook_id, delivery_id");
+    sql
+}
+
+/// One `UPDATE … FROM (VALUES …)` marking `rows` deliveries done.
+fn done_sql(rows: usize) -> String {
+    let mut sql = String::from(
+        "UPDATE deliveries SET state = 'done', attempts = attempts + 1, lane = v.column2, result = v.column3, last_error = NULL, finished_at = v.column4 FROM (VALUES ",
+    );
+    for i in 0..rows {
+        sql.push_str(if i == 0 { "(?,?,?,?)" } else { ",(?,?,?,?)" });
+    }
+    sql.push_str(") AS v WHERE deliveries.id = v.column1");
+    sql
 }
 
 async fn run_batch(
     conn: &mut SqliteConnection,
-    inserts: &[(NewDelivery, Reply<Inserted>)],
+    rows: Vec<NewDelivery>,
     others: &[Op],
 ) -> Result<(HashMap<Key, i64>, Vec<i64>), StoreError> {
+    let insert_chunks = pow2_chunks(rows.len(), 64);
+    let done_count = others
+        .iter()
+        .filter(|op| matches!(op, Op::Finish(Finish::Done { .. }, _)))
+        .count();
+    let done_chunks = pow2_chunks(done_count, 64);
     let mut tx = conn.begin().await?;
+    let conn: &mut SqliteConnection = &mut tx;
     let mut ids = HashMap::new();
-    if !inserts.is_empty() {
-        let mut qb = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO deliveries (forge, hook_id, delivery_id, event, headers, body, received_at, next_attempt_at) ",
-        );
-        qb.push_values(inserts.iter(), |mut b, (d, _)| {
-            b.push_bind(d.forge.as_str())
-                .push_bind(d.hook_id.clone())
-                .push_bind(d.delivery_id.clone())
-                .push_bind(d.event.clone())
-                .push_bind(d.headers.clone())
-                .push_bind(d.body.clone())
-                .push_bind(d.received_at)
-                .push_bind(d.received_at);
-        });
-        qb.push(" ON CONFLICT (forge, hook_id, delivery_id) DO NOTHING RETURNING id, forge, hook_id, delivery_id");
-        for row in qb.build().fetch_all(&mut *tx).await? {
+    let mut rows = rows.into_iter();
+    for size in insert_chunks {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(insert_sql(size)));
+        for d in rows.by_ref().take(size) {
+            q = q
+                .bind(d.forge.as_str())
+                .bind(d.hook_id)
+                .bind(d.delivery_id)
+                .bind(d.event)
+                .bind(d.headers)
+                .bind(d.body)
+                .bind(d.received_at)
+                .bind(d.received_at);
+        }
+        for row in q.fetch_all(&mut *conn).await? {
             let forge: String = row.try_get(1)?;
             let Ok(forge) = forge.parse::<Forge>() else {
                 continue;
@@ -495,18 +562,33 @@ async fn run_batch(
             ids.insert((forge, row.try_get(2)?, row.try_get(3)?), row.try_get(0)?);
         }
     }
-    let mut requeued = Vec::new();
     let now = now_ms();
+    let done: Vec<(i64, &String, &String)> = others
+        .iter()
+        .filter_map(|op| match op {
+            Op::Finish(Finish::Done { id, lane, result }, _) => Some((*id, lane, result)),
+            _ => None,
+        })
+        .collect();
+    let mut done_iter = done.into_iter();
+    for size in done_chunks {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(done_sql(size)));
+        for (id, lane, result) in done_iter.by_ref().take(size) {
+            q = q.bind(id).bind(lane.clone()).bind(result.clone()).bind(now);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    let mut requeued = Vec::new();
     for op in others {
         match op {
-            Op::Finish(f, _) => finish(&mut tx, f, now).await?,
+            Op::Finish(f, _) => finish(conn, f, now).await?,
             Op::Requeue(id, _) => {
                 let n = sqlx::query(
                     "UPDATE deliveries SET state = 'queued', attempts = 0, next_attempt_at = ?, last_error = NULL, finished_at = NULL WHERE id = ? AND state <> 'queued'",
                 )
                 .bind(now)
                 .bind(id)
-                .execute(&mut *tx)
+                .execute(&mut *conn)
                 .await?
                 .rows_affected();
                 if n > 0 {
@@ -522,13 +604,8 @@ async fn run_batch(
 
 async fn finish(tx: &mut SqliteConnection, f: &Finish, now: i64) -> Result<(), StoreError> {
     let q = match f {
-        Finish::Done { id, lane, result } => sqlx::query(
-            "UPDATE deliveries SET state = 'done', attempts = attempts + 1, lane = ?, result = ?, last_error = NULL, finished_at = ? WHERE id = ?",
-        )
-        .bind(lane.clone())
-        .bind(result.clone())
-        .bind(now)
-        .bind(*id),
+        // Marked in bulk by `run_batch`.
+        Finish::Done { .. } => return Ok(()),
         Finish::Ignored { id, reason } => sqlx::query(
             "UPDATE deliveries SET state = 'ignored', result = ?, finished_at = ? WHERE id = ?",
         )
@@ -561,4 +638,21 @@ async fn finish(tx: &mut SqliteConnection, f: &Finish, now: i64) -> Result<(), S
     };
     q.execute(&mut *tx).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_are_powers_of_two_that_add_up() {
+        assert_eq!(pow2_chunks(0, 64), Vec::<usize>::new());
+        assert_eq!(pow2_chunks(13, 64), vec![8, 4, 1]);
+        assert_eq!(pow2_chunks(200, 64), vec![64, 64, 64, 8]);
+        for n in 0..300 {
+            let c = pow2_chunks(n, 64);
+            assert_eq!(c.iter().sum::<usize>(), n);
+            assert!(c.iter().all(|s| s.is_power_of_two() && *s <= 64));
+        }
+    }
 }
