@@ -1,0 +1,44 @@
+-- wrk script: signed GitHub deliveries with a unique X-GitHub-Delivery per request.
+-- GitHub's signature covers the body only, so one signature serves every request.
+-- args: <body file> <sha256=signature> <run id> [delay ms between requests per connection]
+local threads = {}
+
+function setup(thread)
+  thread:set("tid", #threads + 1)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  local f = assert(io.open(args[1], "rb"))
+  body = f:read("*a")
+  f:close()
+  sig = args[2]
+  prefix = args[3] .. "-" .. tid .. "-"
+  pace = tonumber(args[4] or "0")
+  counter = 0
+end
+
+function request()
+  counter = counter + 1
+  return wrk.format("POST", "/webhook", {
+    ["Content-Type"] = "application/json",
+    ["User-Agent"] = "GitHub-Hookshot/bench",
+    ["X-GitHub-Event"] = "push",
+    ["X-GitHub-Hook-ID"] = "1",
+    ["X-GitHub-Delivery"] = prefix .. counter,
+    ["X-Hub-Signature-256"] = sig,
+  }, body)
+end
+
+function delay()
+  return pace
+end
+
+function done(summary, latency, requests)
+  -- One machine-readable line for the driver script.
+  io.write(string.format("RESULT rps=%.1f p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f max_ms=%.3f requests=%d non2xx=%d errors=%d\n",
+    summary.requests / (summary.duration / 1e6),
+    latency:percentile(50) / 1000, latency:percentile(90) / 1000, latency:percentile(99) / 1000,
+    latency.max / 1000, summary.requests, summary.errors.status,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+end
