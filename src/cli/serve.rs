@@ -24,7 +24,7 @@ pub struct ServeArgs {
     /// Directory for the SQLite ledger [default: ./trunkwarden-data].
     #[arg(long, env = "TRUNKWARDEN_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// Settings file (TOML) for everything else; see deploy/trunkwarden.toml.
+    /// Settings file (TOML) for everything else; README.md lists the keys.
     #[arg(long, env = "TRUNKWARDEN_CONFIG")]
     config: Option<PathBuf>,
     /// Deliveries processed at once; 0 stores deliveries without processing them [default: 4].
