@@ -151,6 +151,7 @@ async fn ingest(app: &App, forge: Forge, headers: &HeaderMap, body: Bytes) -> Re
         event: m.event,
         headers: serde_json::to_string(&m.headers).unwrap_or_else(|_| "{}".into()),
         body: body.to_vec(),
+        body_encoding: "identity",
         received_at: now_ms(),
     };
     match app.store.insert(new).await {
