@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod queue;
+pub mod secrets;
 pub mod server;
 pub mod tasks;
 pub mod webhook;

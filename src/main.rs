@@ -28,6 +28,8 @@ enum Command {
     Replay(cli::replay::ReplayArgs),
     /// List, show and retry deliveries in the ledger.
     Deliveries(cli::deliveries::DeliveriesArgs),
+    /// Find secrets in files, directories or standard input.
+    Scan(cli::scan::ScanArgs),
     /// Read, check and update the task table (docs/TASKS.md).
     Tasks(cli::tasks::TasksArgs),
 }
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => cli::serve::run(args),
         Command::Replay(args) => cli::replay::run(args),
         Command::Deliveries(args) => cli::deliveries::run(args),
+        Command::Scan(args) => cli::scan::run(args),
         Command::Tasks(args) => cli::tasks::run(args),
     };
     match result {

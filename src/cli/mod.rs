@@ -2,6 +2,7 @@
 
 pub mod deliveries;
 pub mod replay;
+pub mod scan;
 pub mod serve;
 pub mod tasks;
 

@@ -1,0 +1,391 @@
+//! Secret scanning: rules as data (`rules.toml`, compiled in), one prefilter pass over every
+//! rule's keywords, and each rule's regex run only in a window around a keyword hit.
+//!
+//! A [`Finding`] never holds the secret itself, only a masked form and a fingerprint, so no
+//! report, log line or error can print it whole.
+
+pub mod report;
+
+use std::collections::HashSet;
+use std::sync::OnceLock;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use regex::bytes::Regex;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The built-in rules.
+const RULES_TOML: &str = include_str!("rules.toml");
+
+/// Bytes of a file's start checked for NUL to call it binary.
+const BINARY_PROBE: usize = 8 * 1024;
+
+/// Lines carrying either marker are not reported (the second eases migration from gitleaks).
+const ALLOW_MARKERS: [&str; 2] = ["trunkwarden:allow", "gitleaks:allow"];
+
+/// Substrings that mark a value as a placeholder, not a secret (compared in lower case).
+const PLACEHOLDERS: [&str; 14] = [
+    "example",
+    "sample",
+    "dummy",
+    "placeholder",
+    "your_",
+    "your-",
+    "xxxx",
+    "****",
+    "${",
+    "{{",
+    "<",
+    "changeme",
+    "redacted",
+    "%s",
+];
+
+/// A rule set that cannot be used; names the rule.
+#[derive(Debug, thiserror::Error)]
+pub enum RuleError {
+    #[error("rules: {0}")]
+    Parse(String),
+    #[error("rule `{id}`: {message}")]
+    Invalid { id: String, message: String },
+}
+
+/// One detection rule, as written in `rules.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    pub id: String,
+    pub description: String,
+    pub keywords: Vec<String>,
+    pub regex: String,
+    /// Minimum Shannon entropy (bits per character) of the secret.
+    pub entropy: Option<f64>,
+    /// Checksum scheme the secret must satisfy.
+    pub checksum: Option<String>,
+    /// Bytes searched on each side of a keyword hit.
+    pub window: Option<usize>,
+    #[serde(default)]
+    pub examples: Vec<String>,
+    #[serde(default)]
+    pub negatives: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RulesFile {
+    rule: Vec<Rule>,
+}
+
+/// A detected secret: where, which rule, and a masked form — never the secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub rule: String,
+    pub description: String,
+    pub path: String,
+    /// 1-based line and column (in bytes) of the secret's first byte.
+    pub line: usize,
+    pub column: usize,
+    /// Start of the secret as a byte offset in the scanned content.
+    #[serde(skip)]
+    pub offset: usize,
+    pub masked: String,
+    /// Stable identity of this secret at this path under this rule, for baselines.
+    pub fingerprint: String,
+}
+
+/// The compiled rules and their prefilter. Regexes compile on a rule's first keyword hit, so a
+/// one-file scan pays only for the rules it touches.
+pub struct Scanner {
+    rules: Vec<Rule>,
+    regexes: Vec<OnceLock<Result<Regex, String>>>,
+    prefilter: AhoCorasick,
+    /// Prefilter pattern index → rule index.
+    owner: Vec<usize>,
+    max_file_size: u64,
+}
+
+impl Scanner {
+    /// The built-in rule set.
+    pub fn builtin() -> Result<Scanner, RuleError> {
+        Scanner::from_toml(RULES_TOML)
+    }
+
+    /// A rule set from TOML text (`[[rule]]` tables).
+    pub fn from_toml(text: &str) -> Result<Scanner, RuleError> {
+        let file: RulesFile = toml::from_str(text).map_err(|e| RuleError::Parse(e.to_string()))?;
+        Scanner::new(file.rule)
+    }
+
+    /// Builds the prefilter over every rule's keywords.
+    pub fn new(rules: Vec<Rule>) -> Result<Scanner, RuleError> {
+        let mut patterns = Vec::new();
+        let mut owner = Vec::new();
+        let mut ids = HashSet::new();
+        for (i, r) in rules.iter().enumerate() {
+            let invalid = |message: &str| RuleError::Invalid {
+                id: r.id.clone(),
+                message: message.to_owned(),
+            };
+            if !ids.insert(r.id.as_str()) {
+                return Err(invalid("duplicate id"));
+            }
+            if r.keywords.iter().all(|k| k.is_empty()) {
+                return Err(invalid("needs at least one keyword"));
+            }
+            if let Some(c) = &r.checksum
+                && c != "github-crc32"
+            {
+                return Err(invalid("unknown checksum scheme"));
+            }
+            for k in r.keywords.iter().filter(|k| !k.is_empty()) {
+                patterns.push(k.as_bytes().to_vec());
+                owner.push(i);
+            }
+        }
+        let prefilter = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::Standard)
+            .build(&patterns)
+            .map_err(|e| RuleError::Parse(e.to_string()))?;
+        Ok(Scanner {
+            regexes: rules.iter().map(|_| OnceLock::new()).collect(),
+            rules,
+            prefilter,
+            owner,
+            max_file_size: 10 << 20,
+        })
+    }
+
+    /// Files larger than this are skipped (and reported as skipped by the caller).
+    pub fn with_max_file_size(mut self, bytes: u64) -> Scanner {
+        self.max_file_size = bytes;
+        self
+    }
+
+    /// The configured size cap.
+    pub fn max_file_size(&self) -> u64 {
+        self.max_file_size
+    }
+
+    /// The rules, for reports.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    fn regex(&self, i: usize) -> Option<&Regex> {
+        self.regexes[i]
+            .get_or_init(|| Regex::new(&self.rules[i].regex).map_err(|e| e.to_string()))
+            .as_ref()
+            .ok()
+    }
+
+    /// Compiles every rule's regex now, returning the first that does not compile.
+    pub fn check_all(&self) -> Result<(), RuleError> {
+        for (i, r) in self.rules.iter().enumerate() {
+            if let Err(e) =
+                self.regexes[i].get_or_init(|| Regex::new(&r.regex).map_err(|e| e.to_string()))
+            {
+                return Err(RuleError::Invalid {
+                    id: r.id.clone(),
+                    message: format!("regex: {e}"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether content looks binary (a NUL in its first 8 KiB).
+    pub fn is_binary(content: &[u8]) -> bool {
+        content[..content.len().min(BINARY_PROBE)].contains(&0)
+    }
+
+    /// Scans one piece of content; `path` only labels the findings.
+    pub fn scan(&self, path: &str, content: &[u8]) -> Vec<Finding> {
+        let mut seen: HashSet<(usize, usize)> = HashSet::new();
+        let mut found = Vec::new();
+        // Per rule, the end of the last window searched: a hit inside it needs no new search.
+        let mut searched_to: Vec<usize> = vec![0; self.rules.len()];
+        for m in self.prefilter.find_overlapping_iter(content) {
+            let ri = self.owner[m.pattern().as_usize()];
+            let rule = &self.rules[ri];
+            let w = rule.window.unwrap_or(512);
+            let start = m.start().saturating_sub(w);
+            let end = (m.end() + w).min(content.len());
+            if searched_to[ri] >= end {
+                continue;
+            }
+            let from = start.max(searched_to[ri].saturating_sub(w));
+            searched_to[ri] = end;
+            let Some(re) = self.regex(ri) else {
+                continue;
+            };
+            for caps in re.captures_iter(&content[from..end]) {
+                let Some(s) = caps.name("secret").or_else(|| caps.get(0)) else {
+                    continue;
+                };
+                let (s_start, s_end) = (from + s.start(), from + s.end());
+                if !seen.insert((ri, s_start)) {
+                    continue;
+                }
+                let secret = &content[s_start..s_end];
+                if !self.valid(rule, secret) || allowed_inline(content, s_start) {
+                    continue;
+                }
+                let (line, column) = line_col(content, s_start);
+                found.push(Finding {
+                    rule: rule.id.clone(),
+                    description: rule.description.clone(),
+                    path: path.to_owned(),
+                    line,
+                    column,
+                    offset: s_start,
+                    masked: mask(secret),
+                    fingerprint: fingerprint(path, &rule.id, secret),
+                });
+            }
+        }
+        found.sort_by(|a, b| (a.offset, &a.rule).cmp(&(b.offset, &b.rule)));
+        found
+    }
+
+    fn valid(&self, rule: &Rule, secret: &[u8]) -> bool {
+        if is_placeholder(secret) {
+            return false;
+        }
+        if let Some(min) = rule.entropy
+            && entropy(secret) < min
+        {
+            return false;
+        }
+        match rule.checksum.as_deref() {
+            Some("github-crc32") => github_crc32_ok(secret),
+            _ => true,
+        }
+    }
+}
+
+fn line_col(content: &[u8], offset: usize) -> (usize, usize) {
+    let before = &content[..offset];
+    let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |p| p + 1);
+    (line, offset - line_start + 1)
+}
+
+fn allowed_inline(content: &[u8], offset: usize) -> bool {
+    let start = content[..offset]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |p| p + 1);
+    let end = content[offset..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(content.len(), |p| offset + p);
+    let line = &content[start..end];
+    ALLOW_MARKERS
+        .iter()
+        .any(|m| line.windows(m.len()).any(|w| w == m.as_bytes()))
+}
+
+fn is_placeholder(secret: &[u8]) -> bool {
+    let lower = String::from_utf8_lossy(secret).to_lowercase();
+    PLACEHOLDERS.iter().any(|p| lower.contains(p))
+        || [
+            "password", "passwd", "secret", "token", "null", "none", "true", "false",
+        ]
+        .contains(&lower.as_str())
+}
+
+/// Shannon entropy in bits per byte.
+pub fn entropy(s: &[u8]) -> f64 {
+    if s.is_empty() {
+        return 0.0;
+    }
+    let mut counts = [0u32; 256];
+    for &b in s {
+        counts[b as usize] += 1;
+    }
+    let n = s.len() as f64;
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = f64::from(c) / n;
+            -p * p.log2()
+        })
+        .sum()
+}
+
+const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// GitHub's and npm's token checksum: after a four-character prefix (`ghp_`, `npm_`, …), thirty
+/// random characters and six base62 digits (0-9A-Za-z) that spell their CRC32.
+pub fn github_crc32_ok(token: &[u8]) -> bool {
+    if token.len() != 40 {
+        return false;
+    }
+    let (body, check) = (&token[4..34], &token[34..]);
+    let mut value: u64 = 0;
+    for &c in check {
+        let Some(d) = BASE62.iter().position(|&x| x == c) else {
+            return false;
+        };
+        value = value * 62 + d as u64;
+    }
+    value == u64::from(crc32fast::hash(body))
+}
+
+/// Shows enough of a secret to recognise it and never the whole: at most a quarter at each end.
+pub fn mask(secret: &[u8]) -> String {
+    let s = String::from_utf8_lossy(secret);
+    let chars: Vec<char> = s.chars().filter(|c| !c.is_control()).collect();
+    let keep = (chars.len() / 4).min(4);
+    if keep == 0 {
+        return "…".to_owned();
+    }
+    let head: String = chars[..keep].iter().collect();
+    let tail: String = chars[chars.len() - keep..].iter().collect();
+    format!("{head}…{tail}")
+}
+
+fn fingerprint(path: &str, rule: &str, secret: &[u8]) -> String {
+    let mut h = Sha256::new();
+    h.update(path.as_bytes());
+    h.update([0]);
+    h.update(rule.as_bytes());
+    h.update([0]);
+    h.update(secret);
+    hex::encode(&h.finalize()[..12])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_reveal_at_most_a_quarter_at_each_end() {
+        assert_eq!(
+            mask(b"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"),
+            "ghp_…FLh2"
+        );
+        assert_eq!(mask(b"abcdefgh"), "ab…gh");
+        assert_eq!(mask(b"abc"), "…");
+    }
+
+    #[test]
+    fn github_checksum() {
+        assert!(github_crc32_ok(b"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"));
+        assert!(!github_crc32_ok(
+            b"ghp_aWFeOgd23eOp1ARVjVEeNJPXGyijpX1TFLh3"
+        ));
+        assert!(!github_crc32_ok(b"ghp_short"));
+    }
+
+    #[test]
+    fn entropy_orders_strings() {
+        assert!(entropy(b"aaaaaaaa") < 0.1);
+        assert!(entropy(b"LhFz9KjA2Yr3NMhy2CSDsUws") > 4.0);
+    }
+}

@@ -1,0 +1,110 @@
+//! `trunkwarden scan` as a user runs it: real files, a real git repository for .gitignore.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+const TOKEN: &str = "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";
+
+fn tw(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trunkwarden"))
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(s) = stdin {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn repo() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    let ok = Command::new("git")
+        .args(["init", "-q"])
+        .current_dir(d.path())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    d
+}
+
+#[test]
+fn clean_tree_exits_0_and_a_secret_exits_1() {
+    let d = repo();
+    std::fs::write(
+        d.path().join("main.rs"),
+        "fn main() { println!(\"hi\"); }\n",
+    )
+    .unwrap();
+    let o = tw(d.path(), &["scan"], None);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert_eq!(stdout(&o), "");
+
+    std::fs::create_dir(d.path().join("conf")).unwrap();
+    std::fs::write(d.path().join("conf/.env"), format!("GH={TOKEN}\n")).unwrap();
+    let o = tw(d.path(), &["scan"], None);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    assert!(out.starts_with("./conf/.env:1:4: github-pat: "), "{out}");
+    assert!(!out.contains(TOKEN), "whole secret printed");
+}
+
+#[test]
+fn gitignored_and_binary_files_are_skipped_unless_asked() {
+    let d = repo();
+    std::fs::write(d.path().join(".gitignore"), "build/\n").unwrap();
+    std::fs::create_dir(d.path().join("build")).unwrap();
+    std::fs::write(d.path().join("build/out.txt"), TOKEN).unwrap();
+    let mut bin = b"\x7fELF\x00\x00".to_vec();
+    bin.extend_from_slice(TOKEN.as_bytes());
+    std::fs::write(d.path().join("tool.bin"), bin).unwrap();
+    assert_eq!(tw(d.path(), &["scan"], None).status.code(), Some(0));
+    let o = tw(d.path(), &["scan", "--no-ignore"], None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("build/out.txt"));
+    assert!(!stdout(&o).contains("tool.bin"));
+    // Oversized files are skipped and said so.
+    let o = tw(
+        d.path(),
+        &["scan", "--no-ignore", "--max-file-size", "10"],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("skipped"));
+}
+
+#[test]
+fn stdin_json_and_sarif() {
+    let d = tempfile::tempdir().unwrap();
+    let input = format!("token: {TOKEN}\n");
+    let o = tw(d.path(), &["scan", "-", "--format", "json"], Some(&input));
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v[0]["rule"], "github-pat");
+    assert_eq!(v[0]["path"], "-");
+    assert_eq!(v[0]["line"], 1);
+    assert!(!String::from_utf8_lossy(&o.stdout).contains(TOKEN));
+
+    let o = tw(d.path(), &["scan", "-", "--format", "sarif"], Some(&input));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["version"], "2.1.0");
+    let run = &v["runs"][0];
+    assert_eq!(run["tool"]["driver"]["rules"][0]["id"], "github-pat");
+    assert_eq!(
+        run["results"][0]["locations"][0]["physicalLocation"]["region"]["startLine"],
+        1
+    );
+    assert!(run["results"][0]["partialFingerprints"]["trunkwarden/v1"].is_string());
+
+    let o = tw(d.path(), &["scan", "missing-file"], None);
+    assert_eq!(o.status.code(), Some(2));
+}
