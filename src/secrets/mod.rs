@@ -64,6 +64,12 @@ pub struct Rule {
     pub checksum: Option<String>,
     /// Bytes searched on each side of a keyword hit.
     pub window: Option<usize>,
+    /// Values that are never secrets for this rule (exact, case-insensitive): `pass`, `root`, …
+    #[serde(default)]
+    pub stopwords: Vec<String>,
+    /// Skip values shaped like code identifiers (`CLIENT_TRAFFIC_SECRET`, `passwordInput`).
+    #[serde(default)]
+    pub reject_identifiers: bool,
     #[serde(default)]
     pub examples: Vec<String>,
     #[serde(default)]
@@ -252,6 +258,19 @@ impl Scanner {
         if is_placeholder(secret) {
             return false;
         }
+        if !rule.stopwords.is_empty() {
+            let lower = String::from_utf8_lossy(secret).to_lowercase();
+            if rule
+                .stopwords
+                .iter()
+                .any(|w| w.eq_ignore_ascii_case(&lower))
+            {
+                return false;
+            }
+        }
+        if rule.reject_identifiers && looks_like_identifier(secret) {
+            return false;
+        }
         if let Some(min) = rule.entropy
             && entropy(secret) < min
         {
@@ -296,6 +315,19 @@ fn is_placeholder(secret: &[u8]) -> bool {
             "password", "passwd", "secret", "token", "null", "none", "true", "false",
         ]
         .contains(&lower.as_str())
+}
+
+/// `SCREAMING_SNAKE`, `snake_case`, `kebab-case` or `camelCase` words without digits: names in
+/// code, not credentials.
+fn looks_like_identifier(s: &[u8]) -> bool {
+    let words_only = s
+        .iter()
+        .all(|b| b.is_ascii_alphabetic() || *b == b'_' || *b == b'-');
+    let separated = s.contains(&b'_') || s.contains(&b'-');
+    let upper = s.iter().filter(|b| b.is_ascii_uppercase()).count();
+    let lower = s.iter().filter(|b| b.is_ascii_lowercase()).count();
+    let camel = s.first().is_some_and(u8::is_ascii_lowercase) && upper > 0 && upper * 4 <= lower;
+    words_only && (separated || camel || upper == 0 || lower == 0)
 }
 
 /// Shannon entropy in bits per byte.
@@ -381,6 +413,25 @@ mod tests {
             b"ghp_aWFeOgd23eOp1ARVjVEeNJPXGyijpX1TFLh3"
         ));
         assert!(!github_crc32_ok(b"ghp_short"));
+    }
+
+    #[test]
+    fn identifiers_are_not_secrets() {
+        for id in [
+            "CLIENT_HANDSHAKE_TRAFFIC_SECRET",
+            "passwordInput",
+            "api-key-header",
+            "abcdefghij",
+        ] {
+            assert!(looks_like_identifier(id.as_bytes()), "{id}");
+        }
+        for secret in [
+            "LhFz9KjA2Yr3NMhy2CSDsUws",
+            "Tr0ub4dor&3",
+            "hunterTWOhunterTWO",
+        ] {
+            assert!(!looks_like_identifier(secret.as_bytes()), "{secret}");
+        }
     }
 
     #[test]
