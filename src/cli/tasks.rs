@@ -186,27 +186,29 @@ fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
-/// Cell-level problems make `next` guess; it refuses and points at them instead.
-fn require_readable(path: &Path, diags: &[Diagnostic]) -> Option<String> {
+/// The typed rows, or `None` after printing the cell-level problems that would make `next` and
+/// `variance` guess.
+fn readable_tasks(path: &Path) -> anyhow::Result<Option<Vec<tasks::Task>>> {
+    let table = read_table(path)?;
+    let (task_rows, diags) = tasks::read_tasks(&table);
     let bad: Vec<Diagnostic> = diags
-        .iter()
+        .into_iter()
         .filter(|d| d.rule == "cell-format")
-        .cloned()
         .collect();
-    (!bad.is_empty()).then(|| {
-        let mut s = render_diagnostics(path, &bad);
-        s.push_str("fix these cells first (trunkwarden tasks lint)\n");
-        s
-    })
+    if bad.is_empty() {
+        return Ok(Some(task_rows));
+    }
+    eprintln!(
+        "{}fix these cells first (trunkwarden tasks lint)",
+        render_diagnostics(path, &bad)
+    );
+    Ok(None)
 }
 
 fn next(path: &Path, format: Format) -> anyhow::Result<Outcome> {
-    let table = read_table(path)?;
-    let (task_rows, diags) = tasks::read_tasks(&table);
-    if let Some(msg) = require_readable(path, &diags) {
-        eprint!("{msg}");
+    let Some(task_rows) = readable_tasks(path)? else {
         return Ok(Outcome::Violation);
-    }
+    };
     let plan = tasks::plan(&task_rows);
     let out = match format {
         Format::Json => json(&plan)?,
@@ -395,12 +397,9 @@ fn set(path: &Path, id: &str, assignments: &[String], format: Format) -> anyhow:
 }
 
 fn variance(path: &Path, format: Format) -> anyhow::Result<Outcome> {
-    let table = read_table(path)?;
-    let (task_rows, diags) = tasks::read_tasks(&table);
-    if let Some(msg) = require_readable(path, &diags) {
-        eprint!("{msg}");
+    let Some(task_rows) = readable_tasks(path)? else {
         return Ok(Outcome::Violation);
-    }
+    };
     let rows = tasks::variances(&task_rows);
     let out = match format {
         Format::Json => json(&rows)?,

@@ -291,30 +291,25 @@ impl Store {
         let (body, encoding) = encode_body(std::mem::take(&mut d.body));
         d.body = body;
         d.body_encoding = encoding;
-        let (tx, rx) = oneshot::channel();
-        self.ops
-            .send(Op::Insert(d, tx))
-            .await
-            .map_err(|_| Arc::new(StoreError::WriterGone))?;
-        rx.await.map_err(|_| Arc::new(StoreError::WriterGone))?
+        self.call(|tx| Op::Insert(d, tx)).await
     }
 
     /// Records the end of a processing attempt.
     pub async fn finish(&self, f: Finish) -> Result<(), Arc<StoreError>> {
-        let (tx, rx) = oneshot::channel();
-        self.ops
-            .send(Op::Finish(f, tx))
-            .await
-            .map_err(|_| Arc::new(StoreError::WriterGone))?;
-        rx.await.map_err(|_| Arc::new(StoreError::WriterGone))?
+        self.call(|tx| Op::Finish(f, tx)).await
     }
 
     /// Puts a finished delivery back in the queue with a fresh attempt count; `false` when there
     /// is no such delivery or it is already queued.
     pub async fn requeue(&self, id: i64) -> Result<bool, Arc<StoreError>> {
+        self.call(|tx| Op::Requeue(id, tx)).await
+    }
+
+    /// Hands one operation to the writer and waits for its answer.
+    async fn call<T>(&self, op: impl FnOnce(Reply<T>) -> Op) -> Result<T, Arc<StoreError>> {
         let (tx, rx) = oneshot::channel();
         self.ops
-            .send(Op::Requeue(id, tx))
+            .send(op(tx))
             .await
             .map_err(|_| Arc::new(StoreError::WriterGone))?;
         rx.await.map_err(|_| Arc::new(StoreError::WriterGone))?

@@ -220,13 +220,7 @@ pub async fn run<H: Handler>(
         }
         // Forget finished deliveries; close lanes with nothing left.
         while let Ok((name, id)) = done_rx.try_recv() {
-            in_flight.remove(&id);
-            if let Some(l) = lanes.get_mut(&name) {
-                l.pending = l.pending.saturating_sub(1);
-                if l.pending == 0 {
-                    lanes.remove(&name);
-                }
-            }
+            forget(&mut lanes, &mut in_flight, &name, id);
         }
         while tasks.try_join_next().is_some() {}
         if full {
@@ -234,21 +228,24 @@ pub async fn run<H: Handler>(
         }
         tokio::select! {
             _ = new_work.notified() => {}
-            Some((name, id)) = done_rx.recv() => {
-                in_flight.remove(&id);
-                if let Some(l) = lanes.get_mut(&name) {
-                    l.pending = l.pending.saturating_sub(1);
-                    if l.pending == 0 {
-                        lanes.remove(&name);
-                    }
-                }
-            }
+            Some((name, id)) = done_rx.recv() => forget(&mut lanes, &mut in_flight, &name, id),
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = stop.changed() => {}
         }
     }
     drop(lanes);
     while tasks.join_next().await.is_some() {}
+}
+
+/// A delivery finished: it is no longer in flight, and a lane with nothing left is closed.
+fn forget(lanes: &mut HashMap<String, Lane>, in_flight: &mut HashSet<i64>, name: &str, id: i64) {
+    in_flight.remove(&id);
+    if let Some(l) = lanes.get_mut(name) {
+        l.pending = l.pending.saturating_sub(1);
+        if l.pending == 0 {
+            lanes.remove(name);
+        }
+    }
 }
 
 async fn lane_loop<H: Handler>(
