@@ -131,8 +131,16 @@ fn changed_lines(a: &str, b: &str) -> usize {
     la.iter().zip(&lb).filter(|(x, y)| x != y).count()
 }
 
+/// Cases per property: `PROPTEST_CASES` when set (for long local runs), else the CI default.
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(400))]
+    #![proptest_config(ProptestConfig::with_cases(cases(400)))]
 
     #[test]
     fn generated_tables_round_trip_and_read_back(g in table()) {
