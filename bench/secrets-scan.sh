@@ -85,3 +85,6 @@ kf = base.get("kingfisher")
 if kf:
     print(f"\nthroughput vs Kingfisher: trunkwarden {kf / base['trunkwarden']:.2f}x (target: >= 3x)")
 PY
+
+# Recall on injected secrets (the same scanners, a copy of the corpus with 500 secrets added).
+python3 bench/secrets-recall.py "$SCRATCH" target/release/trunkwarden
