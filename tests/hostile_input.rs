@@ -2,8 +2,11 @@
 //! noise, and every forge's normalizer on arbitrary bodies and on payloads with fields of the
 //! wrong type.
 
+mod support;
+
 use proptest::prelude::*;
 use serde_json::{Value, json};
+use support::cases;
 use trunkwarden::secrets::Scanner;
 use trunkwarden::webhook::{Forge, normalize};
 
@@ -78,14 +81,6 @@ fn any_json() -> impl Strategy<Value = Value> {
             .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())),
         ]
     })
-}
-
-/// Cases per property: `PROPTEST_CASES` when set (for long local runs), else the CI default.
-fn cases(default: u32) -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 proptest! {

@@ -1,6 +1,9 @@
 //! Property tests: generated tables round-trip and update in one line; hostile input never panics.
 
+mod support;
+
 use proptest::prelude::*;
+use support::cases;
 use trunkwarden::tasks::{TaskTable, lint, plan, variances};
 
 /// How a generated table is written.
@@ -129,14 +132,6 @@ fn changed_lines(a: &str, b: &str) -> usize {
     );
     assert_eq!(la.len(), lb.len());
     la.iter().zip(&lb).filter(|(x, y)| x != y).count()
-}
-
-/// Cases per property: `PROPTEST_CASES` when set (for long local runs), else the CI default.
-fn cases(default: u32) -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 proptest! {

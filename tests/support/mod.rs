@@ -47,3 +47,11 @@ pub async fn post(client: &reqwest::Client, url: &str, f: &fixture::Fixture) -> 
     let status = resp.status().as_u16();
     (status, resp.text().await.unwrap_or_default())
 }
+
+/// Cases per property: `PROPTEST_CASES` when set (for long local runs), else the CI default.
+pub fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
