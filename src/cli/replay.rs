@@ -8,7 +8,7 @@ use axum::http::HeaderValue;
 use clap::Args;
 
 use crate::Outcome;
-use trunkwarden::webhook::{Forge, fixture, payload_json, verify};
+use trunkwarden::webhook::{Forge, fixture};
 
 /// Arguments of `replay`.
 #[derive(Debug, Args)]
@@ -81,7 +81,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<Outcome> {
             }
         }
         if let Some(secret) = &secret {
-            sign(forge, &mut f, secret, &id)?;
+            f.sign(forge, secret, &id)?;
         }
         let (status, text) = rt.block_on(async {
             let mut req = client.post(&args.url).body(f.body.clone());
@@ -112,45 +112,4 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<Outcome> {
     } else {
         Outcome::Violation
     })
-}
-
-fn sign(forge: Forge, f: &mut fixture::Fixture, secret: &str, id: &str) -> anyhow::Result<()> {
-    let h = &mut f.headers;
-    match forge {
-        Forge::Github => {
-            let sig = format!("sha256={}", verify::hmac_hex(secret.as_bytes(), &f.body));
-            h.insert("x-hub-signature-256", HeaderValue::from_str(&sig)?);
-        }
-        Forge::Gitea | Forge::Forgejo => {
-            let ct = h
-                .get("content-type")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            let json = payload_json(ct.as_deref(), &f.body)?;
-            let hex = verify::hmac_hex(secret.as_bytes(), &json);
-            for name in ["x-gitea-signature", "x-gogs-signature"] {
-                h.insert(name, HeaderValue::from_str(&hex)?);
-            }
-            if forge == Forge::Forgejo {
-                h.insert("x-forgejo-signature", HeaderValue::from_str(&hex)?);
-            }
-            h.insert(
-                "x-hub-signature-256",
-                HeaderValue::from_str(&format!("sha256={hex}"))?,
-            );
-        }
-        Forge::Gitlab => match verify::decode_signing_token(secret) {
-            Some(key) => {
-                let ts = chrono::Utc::now().timestamp();
-                h.insert("webhook-id", HeaderValue::from_str(id)?);
-                h.insert("webhook-timestamp", HeaderValue::from_str(&ts.to_string())?);
-                let sig = verify::gitlab_sign(&key, id, ts, &f.body);
-                h.insert("webhook-signature", HeaderValue::from_str(&sig)?);
-            }
-            None => {
-                h.insert("x-gitlab-token", HeaderValue::from_str(secret)?);
-            }
-        },
-    }
-    Ok(())
 }

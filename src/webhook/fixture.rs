@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 
+use super::{Forge, PayloadError, payload_json, verify};
+
 /// A fixture that cannot be read; says which file and which line.
 #[derive(Debug, thiserror::Error)]
 pub enum FixtureError {
@@ -15,6 +17,11 @@ pub enum FixtureError {
     },
     #[error("{path}:{line}: expected `Name: value`")]
     BadLine { path: PathBuf, line: usize },
+    /// Names neither the secret nor the header value.
+    #[error("the secret or delivery id cannot be sent as an HTTP header value")]
+    BadHeaderValue,
+    #[error(transparent)]
+    Payload(#[from] PayloadError),
 }
 
 /// One recorded delivery.
@@ -23,6 +30,52 @@ pub struct Fixture {
     pub body_path: PathBuf,
     pub headers: HeaderMap,
     pub body: Vec<u8>,
+}
+
+impl Fixture {
+    /// Signs the delivery the way `forge` does, for delivery id `id`: GitHub `X-Hub-Signature-256`
+    /// over the body; Gitea/Forgejo bare hex over the JSON (also inside a form); GitLab a
+    /// Standard Webhooks signature for a `whsec_` signing token, else the plain `X-Gitlab-Token`.
+    pub fn sign(&mut self, forge: Forge, secret: &str, id: &str) -> Result<(), FixtureError> {
+        let value = |s: &str| HeaderValue::from_str(s).map_err(|_| FixtureError::BadHeaderValue);
+        let h = &mut self.headers;
+        match forge {
+            Forge::Github => {
+                let sig = format!("sha256={}", verify::hmac_hex(secret.as_bytes(), &self.body));
+                h.insert("x-hub-signature-256", value(&sig)?);
+            }
+            Forge::Gitea | Forge::Forgejo => {
+                let ct = h
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                let hex =
+                    verify::hmac_hex(secret.as_bytes(), &payload_json(ct.as_deref(), &self.body)?);
+                for name in ["x-gitea-signature", "x-gogs-signature"] {
+                    h.insert(name, value(&hex)?);
+                }
+                if forge == Forge::Forgejo {
+                    h.insert("x-forgejo-signature", value(&hex)?);
+                }
+                h.insert("x-hub-signature-256", value(&format!("sha256={hex}"))?);
+            }
+            Forge::Gitlab => match verify::decode_signing_token(secret) {
+                Some(key) => {
+                    let ts = chrono::Utc::now().timestamp();
+                    h.insert("webhook-id", value(id)?);
+                    h.insert("webhook-timestamp", value(&ts.to_string())?);
+                    h.insert(
+                        "webhook-signature",
+                        value(&verify::gitlab_sign(&key, id, ts, &self.body))?,
+                    );
+                }
+                None => {
+                    h.insert("x-gitlab-token", value(secret)?);
+                }
+            },
+        }
+        Ok(())
+    }
 }
 
 /// The headers file that goes with a body file.

@@ -107,11 +107,7 @@ pub fn pull_request(v: &Value, action: PrAction) -> Result<PullRequest, PayloadE
         base_ref: str_at(v, "pull_request.base.ref")?.to_owned(),
         merged,
         // GitHub fills this with a test merge before merging; it only means something once merged.
-        merge_commit_sha: if merged {
-            opt_str(v, "pull_request.merge_commit_sha")
-        } else {
-            None
-        },
+        merge_commit_sha: opt_str(v, "pull_request.merge_commit_sha").filter(|_| merged),
     })
 }
 

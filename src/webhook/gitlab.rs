@@ -106,11 +106,7 @@ fn merge_request(v: &Value, action: PrAction) -> Result<PullRequest, PayloadErro
         base_sha: None,
         base_ref: str_at(v, "object_attributes.target_branch")?.to_owned(),
         merged,
-        merge_commit_sha: if merged {
-            opt_str(v, "object_attributes.merge_commit_sha")
-        } else {
-            None
-        },
+        merge_commit_sha: opt_str(v, "object_attributes.merge_commit_sha").filter(|_| merged),
         actor,
     })
 }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use axum::http::HeaderValue;
-use trunkwarden::webhook::{fixture, verify};
+use trunkwarden::webhook::{Forge, fixture};
 
 /// The secret the test servers are configured with.
 pub const SECRET: &str = "test-secret-🦀";
@@ -25,9 +25,7 @@ pub fn github(name: &str, delivery: &str) -> fixture::Fixture {
         "x-github-delivery",
         HeaderValue::from_str(delivery).unwrap(),
     );
-    let sig = format!("sha256={}", verify::hmac_hex(SECRET.as_bytes(), &f.body));
-    f.headers
-        .insert("x-hub-signature-256", HeaderValue::from_str(&sig).unwrap());
+    f.sign(Forge::Github, SECRET, delivery).unwrap();
     f
 }
 
