@@ -27,23 +27,197 @@ pub enum ConfigError {
 pub struct RepoPolicy {
     #[serde(default)]
     pub tasks: TasksPolicy,
+    #[serde(default)]
+    pub bot: BotPolicy,
+    #[serde(default)]
+    pub trunk: TrunkPolicy,
+    #[serde(default)]
+    pub rules: RuleModes,
+    #[serde(default)]
+    pub message: MessagePolicy,
+    #[serde(default)]
+    pub hooks: HooksPolicy,
 }
 
-/// Where the task table lives.
+/// How strictly a rule is applied: `enforce` refuses, `warn` reports and lets it pass, `off` skips.
+#[derive(Debug, Clone, Copy, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Enforce,
+    Warn,
+    Off,
+}
+
+/// One mode per rule, so a team can relax one rule without losing the others.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RuleModes {
+    #[serde(default)]
+    pub trunk: Mode,
+    #[serde(default)]
+    pub squash_only: Mode,
+    #[serde(default)]
+    pub secrets: Mode,
+    #[serde(default)]
+    pub single_writer: Mode,
+    #[serde(default)]
+    pub tasks_lint: Mode,
+    #[serde(default)]
+    pub message: Mode,
+}
+
+/// The bot's identity: the only writer of the task table and the only pusher to the trunk.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BotPolicy {
+    /// Author and committer name of the bot's commits.
+    #[serde(default = "default_bot_name")]
+    pub name: String,
+    /// Author and committer email of the bot's commits; local hooks recognise the bot by it.
+    #[serde(default = "default_bot_email")]
+    pub email: String,
+    /// The forge account the bot pushes as; server-side hooks recognise the bot by it.
+    #[serde(default = "default_bot_login")]
+    pub login: String,
+}
+
+impl Default for BotPolicy {
+    fn default() -> Self {
+        BotPolicy {
+            name: default_bot_name(),
+            email: default_bot_email(),
+            login: default_bot_login(),
+        }
+    }
+}
+
+fn default_bot_name() -> String {
+    "trunkwarden".into()
+}
+fn default_bot_email() -> String {
+    "trunkwarden@users.noreply.invalid".into()
+}
+fn default_bot_login() -> String {
+    "trunkwarden".into()
+}
+
+/// The protected trunk branch.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TrunkPolicy {
+    /// Branch name without `refs/heads/`.
+    #[serde(default = "default_trunk")]
+    pub branch: String,
+    /// Accept a squash merge the hosting forge performs for a PR (Gitea's `GITEA_PR_ID`) from
+    /// whoever pressed the button; the squash-only and secrets rules still apply.
+    #[serde(default = "yes")]
+    pub allow_forge_merges: bool,
+}
+
+impl Default for TrunkPolicy {
+    fn default() -> Self {
+        TrunkPolicy {
+            branch: default_trunk(),
+            allow_forge_merges: true,
+        }
+    }
+}
+
+fn default_trunk() -> String {
+    "main".into()
+}
+fn yes() -> bool {
+    true
+}
+
+/// The commit message convention `type(scope): summary`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MessagePolicy {
+    /// Accepted types.
+    #[serde(default = "default_types")]
+    pub types: Vec<String>,
+}
+
+impl Default for MessagePolicy {
+    fn default() -> Self {
+        MessagePolicy {
+            types: default_types(),
+        }
+    }
+}
+
+fn default_types() -> Vec<String> {
+    [
+        "feat", "fix", "docs", "style", "refactor", "perf", "test", "build", "ci", "chore",
+        "revert", "bench",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// Server-side hook settings.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HooksPolicy {
+    /// Environment variable that names the pusher on a host that is neither Gitea/Forgejo nor
+    /// GitLab (for example `REMOTE_USER` behind an authenticating HTTP server).
+    pub pusher_env: Option<String>,
+}
+
+impl RuleModes {
+    /// The mode of one rule.
+    pub fn get(&self, rule: crate::policy::Rule) -> Mode {
+        use crate::policy::Rule;
+        match rule {
+            Rule::Trunk => self.trunk,
+            Rule::SquashOnly => self.squash_only,
+            Rule::Secrets => self.secrets,
+            Rule::SingleWriter => self.single_writer,
+            Rule::TasksLint => self.tasks_lint,
+            Rule::Message => self.message,
+        }
+    }
+
+    /// Changes the mode of one rule (the local escape hatch turns rules off).
+    pub fn set(&mut self, rule: crate::policy::Rule, mode: Mode) {
+        use crate::policy::Rule;
+        let slot = match rule {
+            Rule::Trunk => &mut self.trunk,
+            Rule::SquashOnly => &mut self.squash_only,
+            Rule::Secrets => &mut self.secrets,
+            Rule::SingleWriter => &mut self.single_writer,
+            Rule::TasksLint => &mut self.tasks_lint,
+            Rule::Message => &mut self.message,
+        };
+        *slot = mode;
+    }
+}
+
+/// Where the task table and the bot's learnings live.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct TasksPolicy {
     /// Path of the task table relative to the repository root.
     #[serde(default = "default_tasks_path")]
     pub path: PathBuf,
+    /// Path of the learnings file, the only other file a bot commit may touch.
+    #[serde(default = "default_learnings_path")]
+    pub learnings: PathBuf,
 }
 
 impl Default for TasksPolicy {
     fn default() -> Self {
         TasksPolicy {
             path: default_tasks_path(),
+            learnings: default_learnings_path(),
         }
     }
+}
+
+fn default_learnings_path() -> PathBuf {
+    PathBuf::from("docs/tasks/orchestrator-learnings.json")
 }
 
 fn default_tasks_path() -> PathBuf {
@@ -57,19 +231,29 @@ impl RepoPolicy {
             path: origin.to_owned(),
             message: e.to_string().trim_end().to_owned(),
         })?;
-        if policy.tasks.path.is_absolute()
-            || policy
-                .tasks
-                .path
-                .components()
-                .any(|c| matches!(c, std::path::Component::ParentDir))
-        {
+        for (key, path) in [
+            ("tasks.path", &policy.tasks.path),
+            ("tasks.learnings", &policy.tasks.learnings),
+        ] {
+            if path.is_absolute()
+                || path
+                    .components()
+                    .any(|c| matches!(c, std::path::Component::ParentDir))
+            {
+                return Err(ConfigError::Parse {
+                    path: origin.to_owned(),
+                    message: format!(
+                        "{key} `{}` must be a relative path inside the repository",
+                        path.display()
+                    ),
+                });
+            }
+        }
+        if policy.trunk.branch.is_empty() || policy.trunk.branch.starts_with("refs/") {
             return Err(ConfigError::Parse {
                 path: origin.to_owned(),
-                message: format!(
-                    "tasks.path `{}` must be a relative path inside the repository",
-                    policy.tasks.path.display()
-                ),
+                message: "trunk.branch must be a branch name such as `main`, without `refs/heads/`"
+                    .into(),
             });
         }
         Ok(policy)
