@@ -2,6 +2,8 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod hook;
+pub mod policy;
 pub mod queue;
 pub mod secrets;
 pub mod server;

@@ -32,6 +32,10 @@ enum Command {
     Scan(cli::scan::ScanArgs),
     /// Read, check and update the task table (docs/TASKS.md).
     Tasks(cli::tasks::TasksArgs),
+    /// Run one git hook (called by the installed shims).
+    Hook(cli::hook::HookArgs),
+    /// Install, remove or inspect the git hooks of a repository or a git server.
+    Hooks(cli::hook::HooksArgs),
 }
 
 /// What a command concluded; errors are separate and exit 2.
@@ -41,6 +45,8 @@ pub enum Outcome {
     Clean,
     /// Exit 1: a policy violation, an invalid table, or a deadlock.
     Violation,
+    /// Exit 2: an error the command has already reported in its own format.
+    Failed,
 }
 
 fn main() -> ExitCode {
@@ -51,10 +57,13 @@ fn main() -> ExitCode {
         Command::Deliveries(args) => cli::deliveries::run(args),
         Command::Scan(args) => cli::scan::run(args),
         Command::Tasks(args) => cli::tasks::run(args),
+        Command::Hook(args) => cli::hook::run(args),
+        Command::Hooks(args) => cli::hook::run_hooks(args),
     };
     match result {
         Ok(Outcome::Clean) => ExitCode::SUCCESS,
         Ok(Outcome::Violation) => ExitCode::from(1),
+        Ok(Outcome::Failed) => ExitCode::from(2),
         Err(e) => {
             eprintln!("trunkwarden: error: {e:#}");
             ExitCode::from(2)

@@ -1,6 +1,8 @@
 //! Shared helpers for tests that talk to a real server over loopback.
 #![allow(dead_code)]
 
+pub mod git;
+
 use std::path::PathBuf;
 
 use axum::http::HeaderValue;

@@ -1,0 +1,256 @@
+//! `pre-commit`, `commit-msg` and `pre-push` in a working repository: fast feedback before
+//! anything leaves the machine.
+
+use std::collections::HashSet;
+use std::io::BufRead;
+use std::path::Path;
+
+use git2::{ErrorCode, Repository};
+
+use super::git::{self, BlobScanner};
+use super::{
+    Context, HookError, Report, active, apply_skip, lint_table, local_policy, oid, open_repo,
+    read_lines, scanner,
+};
+use crate::config::RepoPolicy;
+use crate::policy::{
+    self, Change, Pusher, RefUpdate, Rule, Violation,
+    message::{self, Cleanup},
+};
+
+/// The policy of the repository, with the local escape hatch applied.
+fn prepare(repo: &Repository) -> Result<(RepoPolicy, Vec<Rule>, Vec<String>), HookError> {
+    let mut policy = local_policy(repo)?;
+    let skip = std::env::var("TRUNKWARDEN_SKIP").ok();
+    let (skipped, unknown) = apply_skip(&mut policy, skip.as_deref());
+    Ok((policy, skipped, unknown))
+}
+
+fn finish(
+    policy: &RepoPolicy,
+    v: Vec<Violation>,
+    skipped: Vec<Rule>,
+    unknown: Vec<String>,
+) -> Report {
+    let mut r = Report::new(policy, v);
+    r.skipped = skipped;
+    r.unknown_skips = unknown;
+    r
+}
+
+/// The index that will be committed: `GIT_INDEX_FILE` when git set one (`commit -a`,
+/// `commit <path>` use a temporary index), else the repository's own.
+fn staged_index(repo: &Repository) -> Result<git2::Index, HookError> {
+    match std::env::var_os("GIT_INDEX_FILE") {
+        Some(p) => git2::Index::open(Path::new(&p)).ctx(|| {
+            format!(
+                "cannot read the index GIT_INDEX_FILE={}",
+                Path::new(&p).display()
+            )
+        }),
+        None => repo.index().ctx(|| "cannot read the index".into()),
+    }
+}
+
+fn head_tree(repo: &Repository) -> Result<Option<git2::Tree<'_>>, HookError> {
+    match repo.head() {
+        Ok(h) => Ok(Some(
+            h.peel_to_tree().ctx(|| "cannot read HEAD's tree".into())?,
+        )),
+        Err(e) if matches!(e.code(), ErrorCode::UnbornBranch | ErrorCode::NotFound) => Ok(None),
+        Err(e) => Err(e).ctx(|| "cannot read HEAD".into()),
+    }
+}
+
+/// `pre-commit`: what the index adds, exactly as it will be committed.
+pub fn pre_commit() -> Result<Report, HookError> {
+    let repo = open_repo()?;
+    let (policy, skipped, unknown) = prepare(&repo)?;
+    let index = staged_index(&repo)?;
+    let head = head_tree(&repo)?;
+    let diff = repo
+        .diff_tree_to_index(head.as_ref(), Some(&index), Some(&mut git::diff_options()))
+        .ctx(|| "cannot compare the index with HEAD".into())?;
+    let changes = git::changes(&diff);
+    let mut violations = Vec::new();
+    if let Some(sc) = scanner(&policy)? {
+        let mut blobs = BlobScanner::new(&repo, &sc);
+        for c in &changes {
+            let found = blobs
+                .added(c)
+                .ctx(|| format!("cannot read the staged {}", super::quote_path(&c.path)))?;
+            violations.extend(
+                found
+                    .iter()
+                    .map(|f| policy::secret_violation(f, &c.path, None)),
+            );
+        }
+    }
+    let tasks = policy::path_bytes(&policy.tasks.path);
+    if let Some(c) = changes.iter().find(|c| c.path == tasks) {
+        if active(&policy, Rule::SingleWriter) {
+            let email = author_email(&repo);
+            if !email.eq_ignore_ascii_case(&policy.bot.email) {
+                violations.push(Violation {
+                    rule: Rule::SingleWriter,
+                    message: format!(
+                        "{} is written by the bot ({}) alone; this commit is by {}",
+                        policy.tasks.path.display(),
+                        policy.bot.email,
+                        if email.is_empty() {
+                            "an unknown author"
+                        } else {
+                            &email
+                        }
+                    ),
+                    path: Some(tasks.clone()),
+                    line: None,
+                    commit: None,
+                    fix: format!(
+                        "unstage it (git restore --staged -- {}) and drive tasks through the bot",
+                        policy.tasks.path.display()
+                    ),
+                });
+            }
+        }
+        if active(&policy, Rule::TasksLint)
+            && let Some(new) = c.new
+        {
+            let blob = repo
+                .find_blob(new)
+                .ctx(|| format!("cannot read the staged {}", policy.tasks.path.display()))?;
+            violations.extend(lint_table(&tasks, blob.content(), None));
+        }
+    }
+    Ok(finish(&policy, violations, skipped, unknown))
+}
+
+/// The author of the commit being made: `GIT_AUTHOR_EMAIL` (set by `--author` and by callers),
+/// else `user.email`.
+fn author_email(repo: &Repository) -> String {
+    std::env::var("GIT_AUTHOR_EMAIL").ok().unwrap_or_else(|| {
+        repo.config()
+            .and_then(|c| c.get_string("user.email"))
+            .unwrap_or_default()
+    })
+}
+
+/// `commit-msg`: the message as git will store it follows the convention, with the task id as
+/// scope on a task's branch.
+pub fn commit_msg(message_file: &Path) -> Result<Report, HookError> {
+    let repo = open_repo()?;
+    let (policy, skipped, unknown) = prepare(&repo)?;
+    let mut violations = Vec::new();
+    if active(&policy, Rule::Message) {
+        let raw = std::fs::read(message_file).map_err(|e| {
+            HookError::Other(format!(
+                "cannot read the commit message {}: {e}",
+                message_file.display()
+            ))
+        })?;
+        let config = repo.config().ctx(|| "cannot read git config".into())?;
+        let comment = config
+            .get_string("core.commentString")
+            .or_else(|_| config.get_string("core.commentChar"))
+            .ok()
+            .filter(|c| c != "auto" && !c.is_empty())
+            .unwrap_or_else(|| "#".into());
+        let cleanup = Cleanup::from_config(config.get_string("commit.cleanup").ok().as_deref());
+        let text = message::stored(&raw, &comment, cleanup);
+        let tasks = branch_name(&repo)
+            .map(|b| (b, staged_tasks(&repo, &policy)))
+            .unwrap_or_default();
+        let task = message::task_for_branch(&tasks.0, &tasks.1);
+        violations.extend(message::check(&text, &policy.message.types, task));
+    }
+    Ok(finish(&policy, violations, skipped, unknown))
+}
+
+/// The checked-out branch, also on an unborn branch; `None` when HEAD is detached.
+fn branch_name(repo: &Repository) -> Option<String> {
+    let head = repo.find_reference("HEAD").ok()?;
+    let target = head.symbolic_target().ok()??;
+    target.strip_prefix("refs/heads/").map(str::to_owned)
+}
+
+/// The tasks in the staged task table; none when it is absent or unreadable (the table's own
+/// rule reports that).
+fn staged_tasks(repo: &Repository, policy: &RepoPolicy) -> Vec<crate::tasks::Task> {
+    let Ok(index) = staged_index(repo) else {
+        return Vec::new();
+    };
+    let Some(entry) = index.get_path(&policy.tasks.path, 0) else {
+        return Vec::new();
+    };
+    let Ok(blob) = repo.find_blob(entry.id) else {
+        return Vec::new();
+    };
+    match crate::tasks::TaskTable::parse_bytes(blob.content()) {
+        Ok(table) => crate::tasks::read_tasks(&table).0,
+        Err(_) => Vec::new(),
+    }
+}
+
+/// `pre-push`: every ref update on stdin, judged on the remote's ref names, and every commit
+/// the remote does not have yet scanned for secrets.
+pub fn pre_push(input: impl BufRead) -> Result<Report, HookError> {
+    let repo = open_repo()?;
+    let (policy, skipped, unknown) = prepare(&repo)?;
+    const WHAT: &str = "pre-push input";
+    // Commits on any remote-tracking ref were pushed before; everything else is new.
+    let known = git::ref_tips(&repo, Some("refs/remotes/*"))
+        .ctx(|| "cannot list remote-tracking refs".into())?;
+    let sc = scanner(&policy)?;
+    let mut blobs = sc.as_ref().map(|s| BlobScanner::new(&repo, s));
+    let mut scanned = HashSet::new();
+    let mut violations = Vec::new();
+    for (i, parts) in read_lines(input, WHAT, 4).enumerate() {
+        let parts = parts?;
+        let line = i + 1;
+        let (local, remote_ref, remote) = (
+            oid(&parts[1], WHAT, line)?,
+            &parts[2],
+            oid(&parts[3], WHAT, line)?,
+        );
+        let change = if local.is_zero() {
+            Change::Delete
+        } else if remote.is_zero() {
+            Change::Create
+        } else {
+            Change::Update {
+                fast_forward: local == remote
+                    || repo.graph_descendant_of(local, remote).unwrap_or(false),
+            }
+        };
+        let facts = match commit_of(&repo, local) {
+            Some(tip) => {
+                let hide = known
+                    .iter()
+                    .copied()
+                    .chain((!remote.is_zero()).then_some(remote));
+                let ids = git::new_commits(&repo, tip, hide)
+                    .ctx(|| format!("cannot list the commits pushed to {remote_ref}"))?;
+                super::judge_commits(&repo, ids, blobs.as_mut(), &mut scanned, &mut violations)?
+            }
+            None => Vec::new(),
+        };
+        let update = RefUpdate {
+            refname: remote_ref.clone(),
+            change,
+            commits: facts,
+        };
+        violations.extend(policy::check_ref_update(&policy, &update, &Pusher::Local));
+    }
+    Ok(finish(&policy, violations, skipped, unknown))
+}
+
+/// The commit an object id names, through annotated tags; `None` for zero ids and non-commits.
+pub(super) fn commit_of(repo: &Repository, id: git2::Oid) -> Option<git2::Oid> {
+    if id.is_zero() {
+        return None;
+    }
+    repo.find_object(id, None)
+        .and_then(|o| o.peel_to_commit())
+        .ok()
+        .map(|c| c.id())
+}

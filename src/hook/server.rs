@@ -1,0 +1,183 @@
+//! `pre-receive` on the server: the authority nobody can skip. It reads the pushed objects from
+//! git's quarantine, identifies the pusher from the host, and never mutates a ref.
+
+use std::collections::HashSet;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+use git2::Repository;
+
+use super::git::{self, BlobScanner};
+use super::{Context, HookError, Report, oid, open_repo, read_lines, scanner};
+use crate::config::{POLICY_FILE, RepoPolicy};
+use crate::policy::{self, Change, Pusher, RefUpdate};
+
+/// The git host the hook runs under; it decides where the pusher's identity comes from and how
+/// messages reach the pusher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Host {
+    /// A plain bare repository (ssh, http-backend); the pusher comes from `hooks.pusher-env`.
+    Bare,
+    /// Gitea or Forgejo: `GITEA_PUSHER_NAME`, and `GITEA_PR_ID` for the forge's own merges.
+    Gitea,
+    /// GitLab (Gitaly custom hooks): `GL_USERNAME`; messages carry `GL-HOOK-ERR: `.
+    Gitlab,
+}
+
+impl Host {
+    /// What starts every message line.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Host::Gitlab => "GL-HOOK-ERR: ",
+            Host::Bare | Host::Gitea => "",
+        }
+    }
+
+    /// The name `--host` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Host::Bare => "bare",
+            Host::Gitea => "gitea",
+            Host::Gitlab => "gitlab",
+        }
+    }
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// The pusher's login as the host reports it. Only the host's own variables count for a host,
+/// so a pusher cannot pose as the bot by exporting another host's variable.
+fn pusher_login(host: Host, policy: &RepoPolicy) -> Option<String> {
+    let from_host = match host {
+        Host::Gitea => var("GITEA_PUSHER_NAME").or_else(|| var("FORGEJO_PUSHER_NAME")),
+        Host::Gitlab => var("GL_USERNAME"),
+        Host::Bare => None,
+    };
+    from_host.or_else(|| policy.hooks.pusher_env.as_deref().and_then(var))
+}
+
+/// Makes quarantined objects readable: git receives a push into a temporary object directory
+/// and names it (and the repository's own) in the environment.
+fn add_object_dirs(repo: &Repository) -> Result<(), HookError> {
+    let odb = repo
+        .odb()
+        .ctx(|| "cannot open the object database".into())?;
+    let base = repo.path().to_path_buf();
+    let resolve = |p: &str| -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            base.join(p)
+        }
+    };
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    if let Some(d) = var("GIT_OBJECT_DIRECTORY") {
+        dirs.push(resolve(&d));
+    }
+    if let Some(list) = var("GIT_ALTERNATE_OBJECT_DIRECTORIES") {
+        dirs.extend(list.split(':').filter(|s| !s.is_empty()).map(resolve));
+    }
+    for d in dirs {
+        let shown = d.display().to_string();
+        odb.add_disk_alternate(&shown)
+            .ctx(|| format!("cannot read pushed objects in {shown}"))?;
+    }
+    Ok(())
+}
+
+/// The policy on the default branch as it is before this push: a push cannot relax the rules
+/// it is judged by. A policy that does not parse falls back to the defaults, where every rule
+/// is enforced.
+fn server_policy(repo: &Repository) -> (RepoPolicy, Option<String>) {
+    let Ok(tree) = repo.head().and_then(|h| h.peel_to_tree()) else {
+        return (RepoPolicy::default(), None);
+    };
+    let Some(bytes) = git::blob_at(repo, &tree, Path::new(POLICY_FILE)) else {
+        return (RepoPolicy::default(), None);
+    };
+    let origin = Path::new("HEAD:.trunkwarden.toml");
+    let parsed = std::str::from_utf8(&bytes)
+        .map_err(|e| format!("{}: not UTF-8: {e}", origin.display()))
+        .and_then(|t| RepoPolicy::parse(t, origin).map_err(|e| e.to_string()));
+    match parsed {
+        Ok(p) => (p, None),
+        Err(e) => (
+            RepoPolicy::default(),
+            Some(format!(
+                "{e}; using the default policy, every rule enforced"
+            )),
+        ),
+    }
+}
+
+/// `pre-receive`: every `<old> <new> <ref>` line of stdin, read as a stream.
+pub fn pre_receive(host: Host, input: impl BufRead) -> Result<Report, HookError> {
+    const WHAT: &str = "pre-receive input";
+    let repo = open_repo()?;
+    add_object_dirs(&repo)?;
+    let (policy, note) = server_policy(&repo);
+    let pusher = Pusher::Server {
+        login: pusher_login(host, &policy),
+        forge_merge: host == Host::Gitea
+            && var("GITEA_PR_ID")
+                .and_then(|v| v.parse::<i64>().ok())
+                .is_some_and(|id| id > 0),
+    };
+    // Before the push is accepted, the refs are what the server already has.
+    let known = git::ref_tips(&repo, None).ctx(|| "cannot list refs".into())?;
+    let sc = scanner(&policy)?;
+    let mut blobs = sc.as_ref().map(|s| BlobScanner::new(&repo, s));
+    let mut scanned = HashSet::new();
+    let mut violations = Vec::new();
+    for (i, parts) in read_lines(input, WHAT, 3).enumerate() {
+        let parts = parts?;
+        let line = i + 1;
+        let (old, new, refname) = (
+            oid(&parts[0], WHAT, line)?,
+            oid(&parts[1], WHAT, line)?,
+            &parts[2],
+        );
+        let change = if new.is_zero() {
+            Change::Delete
+        } else if old.is_zero() {
+            Change::Create
+        } else {
+            Change::Update {
+                fast_forward: old == new
+                    || repo
+                        .graph_descendant_of(new, old)
+                        .ctx(|| format!("cannot compare {old} and {new} for {refname}"))?,
+            }
+        };
+        let mut facts = Vec::new();
+        if !new.is_zero() {
+            // A missing object is an error, never "no commits": the hook fails closed.
+            let object = repo
+                .find_object(new, None)
+                .ctx(|| format!("cannot read the pushed object {new} for {refname}"))?;
+            if let Ok(tip) = object.peel_to_commit() {
+                let ids = git::new_commits(&repo, tip.id(), known.iter().copied())
+                    .ctx(|| format!("cannot list the commits pushed to {refname}"))?;
+                facts = super::judge_commits(
+                    &repo,
+                    ids,
+                    blobs.as_mut(),
+                    &mut scanned,
+                    &mut violations,
+                )?;
+            }
+        }
+        let update = RefUpdate {
+            refname: refname.clone(),
+            change,
+            commits: facts,
+        };
+        violations.extend(policy::check_ref_update(&policy, &update, &pusher));
+    }
+    let mut report = Report::new(&policy, violations);
+    report.notes.extend(note);
+    Ok(report)
+}
