@@ -512,3 +512,37 @@ fn hostile_hook_input_is_refused_with_the_line() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(stderr(&out).contains(".trunkwarden.toml"), "{}", text(&out));
 }
+
+#[test]
+fn a_large_index_is_read_by_git_with_the_same_result() {
+    // Past 64 KiB of index the staged changes come from `git diff-index`, not libgit2.
+    let sb = Sandbox::new();
+    let repo = sb.repo("r");
+    for i in 0..1200 {
+        write(
+            &repo,
+            format!("d{}/file-{i}.txt", i % 10),
+            &format!("{i}\n"),
+        );
+    }
+    sb.ok(&repo, &["add", "-A"]);
+    sb.ok(&repo, &["commit", "-q", "-m", "chore: many files"]);
+    assert!(std::fs::metadata(repo.join(".git/index")).unwrap().len() > 64 << 10);
+    install(&sb, &repo);
+    write(&repo, "d3/file-3.txt", &format!("3\n{}", secret_line()));
+    refused(
+        &sb.git(&repo, &["commit", "-a", "-m", "feat: leak"]),
+        "[secrets] d3/file-3.txt:2",
+    );
+    sb.ok(&repo, &["add", "d3/file-3.txt"]);
+    write(&repo, "d3/file-3.txt", "3\n");
+    refused(
+        &sb.git(&repo, &["commit", "-m", "feat: leak"]),
+        "[secrets] d3/file-3.txt:2",
+    );
+    sb.ok(&repo, &["add", "d3/file-3.txt"]);
+    sb.ok(
+        &repo,
+        &["commit", "-q", "--allow-empty", "-m", "feat: clean"],
+    );
+}

@@ -52,6 +52,35 @@ fn staged_index(repo: &Repository) -> Result<git2::Index, HookError> {
     }
 }
 
+/// Up to this index size libgit2 compares the index with HEAD faster than a `git diff-index`
+/// process; beyond it git's cache-tree wins (measured: 2.3 KB index 4.4 ms against 6.4 ms whole
+/// hook, 400 KB index 11.8 ms against 6.9 ms; the lines cross near 110 KB).
+const IN_PROCESS_INDEX_MAX: u64 = 64 << 10;
+
+/// What the commit will change: the index against HEAD.
+fn staged(repo: &Repository) -> Result<Vec<git::Changed>, HookError> {
+    let index_file = std::env::var_os("GIT_INDEX_FILE")
+        .map_or_else(|| repo.path().join("index"), std::path::PathBuf::from);
+    let small = std::fs::metadata(&index_file).map_or(true, |m| m.len() <= IN_PROCESS_INDEX_MAX);
+    let head = head_tree(repo)?;
+    let workdir = repo.workdir();
+    if small || head.is_none() || workdir.is_none() {
+        let in_process = staged_index(repo).and_then(|index| {
+            repo.diff_tree_to_index(head.as_ref(), Some(&index), Some(&mut git::diff_options()))
+                .ctx(|| "cannot compare the index with HEAD".into())
+                .map(|d| git::changes(&d))
+        });
+        match (in_process, workdir) {
+            (Ok(changes), _) => return Ok(changes),
+            // libgit2 cannot read every index git writes (a split index); git can.
+            (Err(_), Some(_)) if head.is_some() => {}
+            (Err(e), _) => return Err(e),
+        }
+    }
+    let dir = workdir.unwrap_or(repo.path());
+    git::staged_changes(dir).map_err(HookError::Other)
+}
+
 fn head_tree(repo: &Repository) -> Result<Option<git2::Tree<'_>>, HookError> {
     match repo.head() {
         Ok(h) => Ok(Some(
@@ -66,12 +95,7 @@ fn head_tree(repo: &Repository) -> Result<Option<git2::Tree<'_>>, HookError> {
 pub fn pre_commit() -> Result<Report, HookError> {
     let repo = open_repo()?;
     let (policy, skipped, unknown) = prepare(&repo)?;
-    let index = staged_index(&repo)?;
-    let head = head_tree(&repo)?;
-    let diff = repo
-        .diff_tree_to_index(head.as_ref(), Some(&index), Some(&mut git::diff_options()))
-        .ctx(|| "cannot compare the index with HEAD".into())?;
-    let changes = git::changes(&diff);
+    let changes = staged(&repo)?;
     let mut violations = Vec::new();
     if let Some(sc) = scanner(&policy)? {
         let mut blobs = BlobScanner::new(&repo, &sc);
@@ -158,7 +182,7 @@ pub fn commit_msg(message_file: &Path) -> Result<Report, HookError> {
         let cleanup = Cleanup::from_config(config.get_string("commit.cleanup").ok().as_deref());
         let text = message::stored(&raw, &comment, cleanup);
         let tasks = branch_name(&repo)
-            .map(|b| (b, staged_tasks(&repo, &policy)))
+            .map(|b| (b, head_tasks(&repo, &policy)))
             .unwrap_or_default();
         let task = message::task_for_branch(&tasks.0, &tasks.1);
         violations.extend(message::check(&text, &policy.message.types, task));
@@ -173,19 +197,17 @@ fn branch_name(repo: &Repository) -> Option<String> {
     target.strip_prefix("refs/heads/").map(str::to_owned)
 }
 
-/// The tasks in the staged task table; none when it is absent or unreadable (the table's own
-/// rule reports that).
-fn staged_tasks(repo: &Repository, policy: &RepoPolicy) -> Vec<crate::tasks::Task> {
-    let Ok(index) = staged_index(repo) else {
+/// The tasks in HEAD's task table; none when it is absent or unreadable (the table's own rule
+/// reports that). HEAD, not the index: a large index costs milliseconds to read, and a branch's
+/// task row is on the trunk before the branch has commits.
+fn head_tasks(repo: &Repository, policy: &RepoPolicy) -> Vec<crate::tasks::Task> {
+    let Ok(Some(tree)) = head_tree(repo) else {
         return Vec::new();
     };
-    let Some(entry) = index.get_path(&policy.tasks.path, 0) else {
+    let Some(bytes) = git::blob_at(repo, &tree, &policy.tasks.path) else {
         return Vec::new();
     };
-    let Ok(blob) = repo.find_blob(entry.id) else {
-        return Vec::new();
-    };
-    match crate::tasks::TaskTable::parse_bytes(blob.content()) {
+    match crate::tasks::TaskTable::parse_bytes(&bytes) {
         Ok(table) => crate::tasks::read_tasks(&table).0,
         Err(_) => Vec::new(),
     }
