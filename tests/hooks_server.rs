@@ -377,24 +377,32 @@ fn gitlab_messages_carry_the_prefix() {
     accepted(&s.push(&["x"], &[]));
     let old = s.server_ref("refs/heads/main").unwrap();
     let input = format!("{old} {new} refs/heads/main\n");
-    let mut c = s.sb.command(&hook, &s.bare);
-    c.env("GL_USERNAME", "dev").env("GL_ID", "user-2");
-    c.stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let run = |protocol: &str| {
+        let mut c = s.sb.command(&hook, &s.bare);
+        c.env("GL_USERNAME", "dev")
+            .env("GL_ID", "user-2")
+            .env("GL_PROTOCOL", protocol);
+        c.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = run("ssh");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let err = stderr(&out);
     assert!(err.lines().all(|l| l.starts_with("GL-HOOK-ERR: ")), "{err}");
     assert!(err.contains("direct push to `main` by dev"), "{err}");
+    // A merge request merged in GitLab arrives over `web`: the trunk rule defers to GitLab.
+    let out = run("web");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
 
 #[test]

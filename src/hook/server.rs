@@ -20,7 +20,8 @@ pub enum Host {
     Bare,
     /// Gitea or Forgejo: `GITEA_PUSHER_NAME`, and `GITEA_PR_ID` for the forge's own merges.
     Gitea,
-    /// GitLab (Gitaly custom hooks): `GL_USERNAME`; messages carry `GL-HOOK-ERR: `.
+    /// GitLab (Gitaly custom hooks): `GL_USERNAME`, and `GL_PROTOCOL=web` for merge requests
+    /// merged in GitLab; messages carry `GL-HOOK-ERR: `.
     Gitlab,
 }
 
@@ -56,6 +57,20 @@ fn pusher_login(host: Host, policy: &RepoPolicy) -> Option<String> {
         Host::Bare => None,
     };
     from_host.or_else(|| policy.hooks.pusher_env.as_deref().and_then(var))
+}
+
+/// Whether the host reports this push as its own merge of a pull request. Gitea sets
+/// `GITEA_PR_ID` for its merges; GitLab runs merges with `GL_PROTOCOL=web`, which also covers
+/// Web IDE commits — those are GitLab's protected-branch settings to refuse (`protect` sets
+/// them), so squash-only and secrets still apply here but the trunk rule defers to the forge.
+fn forge_merge(host: Host) -> bool {
+    match host {
+        Host::Gitea => var("GITEA_PR_ID")
+            .and_then(|v| v.parse::<i64>().ok())
+            .is_some_and(|id| id > 0),
+        Host::Gitlab => var("GL_PROTOCOL").is_some_and(|p| p == "web"),
+        Host::Bare => false,
+    }
 }
 
 /// Makes quarantined objects readable: git receives a push into a temporary object directory
@@ -121,10 +136,7 @@ pub fn pre_receive(host: Host, input: impl BufRead) -> Result<Report, HookError>
     let (policy, note) = server_policy(&repo);
     let pusher = Pusher::Server {
         login: pusher_login(host, &policy),
-        forge_merge: host == Host::Gitea
-            && var("GITEA_PR_ID")
-                .and_then(|v| v.parse::<i64>().ok())
-                .is_some_and(|id| id > 0),
+        forge_merge: forge_merge(host),
     };
     // Before the push is accepted, the refs are what the server already has.
     let known = git::ref_tips(&repo, None).ctx(|| "cannot list refs".into())?;
