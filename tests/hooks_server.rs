@@ -40,19 +40,7 @@ impl Server {
         sb.ok(&seed, &["commit", "-q", "-m", "chore: policy"]);
         let bare = sb.bare("server.git");
         sb.ok(&seed, &["push", "-q", bare.to_str().unwrap(), "main"]);
-        let out = sb.tw(
-            sb.dir.path(),
-            &[
-                "hooks",
-                "install",
-                "--server",
-                "--host",
-                host,
-                bare.to_str().unwrap(),
-            ],
-            None,
-            &[],
-        );
+        let out = install_server(&sb, host, &[&bare]);
         assert!(out.status.success(), "{}", text(&out));
         let clone = sb.path("clone");
         sb.ok(
@@ -93,6 +81,12 @@ impl Server {
     }
 }
 
+fn install_server(sb: &Sandbox, host: &str, paths: &[&Path]) -> Output {
+    let mut args = vec!["hooks", "install", "--server", "--host", host];
+    args.extend(paths.iter().map(|p| p.to_str().unwrap()));
+    sb.tw(sb.dir.path(), &args, None, &[])
+}
+
 fn refused(out: &Output, needle: &str) {
     let err = stderr(out);
     assert!(!out.status.success(), "expected refusal:\n{}", text(out));
@@ -118,59 +112,26 @@ fn server_install_is_idempotent_and_chains() {
     let bare = sb.bare("b.git");
     write(&bare, "hooks/pre-receive", "#!/bin/sh\nexit 0\n");
     chmod_x(&bare.join("hooks/pre-receive"));
-    let args = [
-        "hooks",
-        "install",
-        "--server",
-        "--host",
-        "bare",
-        bare.to_str().unwrap(),
-    ];
-    let first = sb.tw(sb.dir.path(), &args, None, &[]);
+    let first = install_server(&sb, "bare", &[&bare]);
     assert!(
         String::from_utf8_lossy(&first.stdout).contains("kept as pre-receive.trunkwarden-chained"),
         "{}",
         text(&first)
     );
-    let second = sb.tw(sb.dir.path(), &args, None, &[]);
+    let second = install_server(&sb, "bare", &[&bare]);
     assert!(
         String::from_utf8_lossy(&second.stdout).contains("unchanged"),
         "{}",
         text(&second)
     );
     let gitea = sb.bare("g.git");
-    let out = sb.tw(
-        sb.dir.path(),
-        &[
-            "hooks",
-            "install",
-            "--server",
-            "--host",
-            "gitea",
-            gitea.to_str().unwrap(),
-        ],
-        None,
-        &[],
-    );
+    let out = install_server(&sb, "gitea", &[&gitea]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(gitea.join("hooks/pre-receive.d/trunkwarden").exists());
     let gitlab = sb.bare("l.git");
     let global = sb.path("gitlab-global-hooks");
     std::fs::create_dir(&global).unwrap();
-    let out = sb.tw(
-        sb.dir.path(),
-        &[
-            "hooks",
-            "install",
-            "--server",
-            "--host",
-            "gitlab",
-            gitlab.to_str().unwrap(),
-            global.to_str().unwrap(),
-        ],
-        None,
-        &[],
-    );
+    let out = install_server(&sb, "gitlab", &[&gitlab, &global]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         gitlab
@@ -178,19 +139,7 @@ fn server_install_is_idempotent_and_chains() {
             .exists()
     );
     assert!(global.join("pre-receive.d/trunkwarden").exists());
-    let out = sb.tw(
-        sb.dir.path(),
-        &[
-            "hooks",
-            "install",
-            "--server",
-            "--host",
-            "bare",
-            global.to_str().unwrap(),
-        ],
-        None,
-        &[],
-    );
+    let out = install_server(&sb, "bare", &[&global]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(
         stderr(&out).contains("not a bare git repository"),
@@ -309,19 +258,7 @@ fn quarantined_objects_are_read_and_without_them_the_hook_fails_closed() {
         ),
     );
     chmod_x(&bare.join("hooks/pre-receive"));
-    let out = sb.tw(
-        sb.dir.path(),
-        &[
-            "hooks",
-            "install",
-            "--server",
-            "--host",
-            "bare",
-            bare.to_str().unwrap(),
-        ],
-        None,
-        &[],
-    );
+    let out = install_server(&sb, "bare", &[&bare]);
     assert!(out.status.success(), "{}", text(&out));
     let repo = sb.repo("w");
     sb.ok(&repo, &["checkout", "-q", "-b", "feature"]);
