@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod forge;
 pub mod hook;
 pub mod policy;
 pub mod queue;

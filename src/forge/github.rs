@@ -1,0 +1,614 @@
+//! GitHub (and GitHub Enterprise Server) through octocrab. octocrab carries authentication,
+//! the base URL and the HTTP client; responses are decoded into the few fields the engine
+//! uses, because octocrab's full models insist on fields older GHES versions and other
+//! GitHub-compatible servers leave out.
+
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::http::{Reply, segment, with_retry};
+use super::{
+    CiResult, CiSource, CiState, CommentOutcome, Forge, ForgeError, HookOutcome, HookSpec, Kind,
+    Permission, PrState, Protection, PullRequest, RepoRef, Retry, Settings, StatusSpec, Thread,
+    Token, User,
+};
+
+const KIND: Kind = Kind::Github;
+
+/// A GitHub or GHES API endpoint.
+pub struct Github {
+    octo: octocrab::Octocrab,
+    token: Token,
+    retry: Retry,
+    me: tokio::sync::OnceCell<User>,
+}
+
+impl Github {
+    /// `base` is `https://api.github.com` or a GHES API root (`https://ghe.example/api/v3`).
+    pub fn new(base: &str, token: Token, retry: Retry) -> Result<Github, ForgeError> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let err = |message: String| ForgeError::Transport {
+            forge: KIND,
+            call: "client",
+            message,
+        };
+        let octo = octocrab::Octocrab::builder()
+            .base_uri(base.trim_end_matches('/'))
+            .map_err(|e| err(format!("base URL {base}: {e}")))?
+            .personal_token(token.expose().to_owned())
+            .set_connect_timeout(Some(std::time::Duration::from_secs(10)))
+            .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .build()
+            .map_err(|e| err(e.to_string()))?;
+        Ok(Github {
+            octo,
+            token,
+            retry,
+            me: tokio::sync::OnceCell::new(),
+        })
+    }
+
+    fn repo_path(repo: &RepoRef) -> String {
+        format!("/repos/{}/{}", segment(&repo.owner), segment(&repo.name))
+    }
+
+    async fn send(
+        &self,
+        call: &'static str,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Reply, ForgeError> {
+        with_retry(KIND, call, &self.retry, &self.token, || async {
+            let o = &self.octo;
+            let resp = match method {
+                Method::GET => o._get(path).await,
+                Method::POST => o._post(path, body).await,
+                Method::PATCH => o._patch(path, body).await,
+                Method::PUT => o._put(path, body).await,
+                _ => o._delete(path, body).await,
+            }
+            .map_err(|e| e.to_string())?;
+            let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
+            let text = o.body_to_string(resp).await.map_err(|e| e.to_string())?;
+            Ok(Reply {
+                status,
+                headers,
+                body: text.into_bytes(),
+            })
+        })
+        .await
+    }
+
+    async fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        call: &'static str,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<T, ForgeError> {
+        self.send(call, method, path, body).await?.json(KIND, call)
+    }
+}
+
+#[derive(Deserialize)]
+struct ApiUser {
+    id: u64,
+    login: String,
+}
+
+impl From<ApiUser> for User {
+    fn from(u: ApiUser) -> User {
+        User {
+            id: u.id,
+            login: u.login,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Branch {
+    #[serde(rename = "ref")]
+    name: String,
+    sha: String,
+}
+
+#[derive(Deserialize)]
+struct Label {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct ApiPull {
+    number: u64,
+    state: String,
+    #[serde(default)]
+    merged: bool,
+    #[serde(default)]
+    merged_at: Option<String>,
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    body: Option<String>,
+    user: ApiUser,
+    head: Branch,
+    base: Branch,
+    merge_commit_sha: Option<String>,
+    #[serde(default)]
+    labels: Vec<Label>,
+}
+
+#[derive(Deserialize)]
+struct ApiStatus {
+    context: String,
+    state: String,
+    target_url: Option<String>,
+    creator: Option<ApiUser>,
+}
+
+#[derive(Deserialize)]
+struct App {
+    slug: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ApiCheckRun {
+    name: String,
+    status: String,
+    conclusion: Option<String>,
+    details_url: Option<String>,
+    html_url: Option<String>,
+    app: Option<App>,
+}
+
+#[derive(Deserialize)]
+struct CheckRuns {
+    check_runs: Vec<ApiCheckRun>,
+}
+
+#[derive(Deserialize)]
+struct ApiComment {
+    id: u64,
+    #[serde(default)]
+    body: Option<String>,
+    user: Option<ApiUser>,
+}
+
+#[derive(Deserialize)]
+struct ApiHook {
+    id: u64,
+    #[serde(default)]
+    config: serde_json::Map<String, Value>,
+    #[serde(default)]
+    events: Vec<String>,
+    #[serde(default)]
+    active: bool,
+}
+
+const EVENTS: [&str; 7] = [
+    "push",
+    "pull_request",
+    "issue_comment",
+    "status",
+    "check_run",
+    "check_suite",
+    "workflow_run",
+];
+
+fn state_name(s: CiState) -> &'static str {
+    match s {
+        CiState::Success => "success",
+        CiState::Failure => "failure",
+        CiState::Error | CiState::Cancelled => "error",
+        CiState::Pending | CiState::Neutral | CiState::Skipped => "pending",
+    }
+}
+
+fn status_state(s: &str) -> CiState {
+    match s {
+        "success" => CiState::Success,
+        "failure" => CiState::Failure,
+        "error" => CiState::Error,
+        _ => CiState::Pending,
+    }
+}
+
+fn check_state(status: &str, conclusion: Option<&str>) -> CiState {
+    if status != "completed" {
+        return CiState::Pending;
+    }
+    match conclusion {
+        Some("success") => CiState::Success,
+        Some("neutral") => CiState::Neutral,
+        Some("skipped") => CiState::Skipped,
+        Some("cancelled") => CiState::Cancelled,
+        Some("failure" | "timed_out" | "action_required" | "startup_failure" | "stale") => {
+            CiState::Failure
+        }
+        _ => CiState::Error,
+    }
+}
+
+#[async_trait::async_trait]
+impl Forge for Github {
+    fn kind(&self) -> Kind {
+        KIND
+    }
+
+    async fn me(&self) -> Result<User, ForgeError> {
+        self.me
+            .get_or_try_init(|| async {
+                let u: ApiUser = self
+                    .json("get authenticated user", Method::GET, "/user", None)
+                    .await?;
+                Ok(u.into())
+            })
+            .await
+            .cloned()
+    }
+
+    async fn pull_request(&self, repo: &RepoRef, number: u64) -> Result<PullRequest, ForgeError> {
+        let path = format!("{}/pulls/{number}", Self::repo_path(repo));
+        let p: ApiPull = self
+            .json("get pull request", Method::GET, &path, None)
+            .await?;
+        let merged = p.merged || p.merged_at.is_some();
+        Ok(PullRequest {
+            number: p.number,
+            state: match (merged, p.state.as_str()) {
+                (true, _) => PrState::Merged,
+                (false, "open") => PrState::Open,
+                _ => PrState::Closed,
+            },
+            title: p.title,
+            body: p.body.unwrap_or_default(),
+            author: p.user.into(),
+            head_ref: p.head.name,
+            head_sha: p.head.sha,
+            base_ref: p.base.name,
+            base_sha: Some(p.base.sha),
+            // Before a merge, GitHub fills this with a test merge commit; it means nothing then.
+            merge_commit_sha: p.merge_commit_sha.filter(|_| merged),
+            labels: p.labels.into_iter().map(|l| l.name).collect(),
+        })
+    }
+
+    async fn ci_results(&self, repo: &RepoRef, sha: &str) -> Result<Vec<CiResult>, ForgeError> {
+        let base = format!("{}/commits/{}", Self::repo_path(repo), segment(sha));
+        let mut all = Vec::new();
+        for page in 1..=10 {
+            let path = format!("{base}/statuses?per_page=100&page={page}");
+            let batch: Vec<ApiStatus> = self
+                .json("list commit statuses", Method::GET, &path, None)
+                .await?;
+            let n = batch.len();
+            all.extend(batch.into_iter().map(|s| CiResult {
+                state: status_state(&s.state),
+                context: s.context,
+                reporter: s.creator.map(|c| c.login),
+                target_url: s.target_url,
+                source: CiSource::CommitStatus,
+            }));
+            if n < 100 {
+                break;
+            }
+        }
+        for page in 1..=10 {
+            let path = format!("{base}/check-runs?per_page=100&page={page}");
+            let runs: CheckRuns = self
+                .json("list check runs", Method::GET, &path, None)
+                .await?;
+            let n = runs.check_runs.len();
+            all.extend(runs.check_runs.into_iter().map(|r| CiResult {
+                state: check_state(&r.status, r.conclusion.as_deref()),
+                context: r.name,
+                reporter: r.app.and_then(|a| a.slug),
+                target_url: r.details_url.or(r.html_url),
+                source: CiSource::CheckRun,
+            }));
+            if n < 100 {
+                break;
+            }
+        }
+        Ok(super::latest_per_context(all))
+    }
+
+    async fn upsert_comment(
+        &self,
+        repo: &RepoRef,
+        thread: Thread,
+        marker: &str,
+        body: &str,
+    ) -> Result<CommentOutcome, ForgeError> {
+        let issue = thread.number();
+        let me = self.me().await?;
+        let line = super::marker_line(marker);
+        let text = super::sticky_body(marker, body);
+        let list = format!("{}/issues/{issue}/comments", Self::repo_path(repo));
+        let mut mine = None;
+        for page in 1..=30 {
+            let path = format!("{list}?per_page=100&page={page}");
+            let batch: Vec<ApiComment> =
+                self.json("list comments", Method::GET, &path, None).await?;
+            let n = batch.len();
+            mine = batch.into_iter().find(|c| {
+                c.user.as_ref().is_some_and(|u| u.id == me.id)
+                    && c.body.as_deref().is_some_and(|b| b.contains(&line))
+            });
+            if mine.is_some() || n < 100 {
+                break;
+            }
+        }
+        match mine {
+            Some(c) => {
+                if c.body.as_deref() != Some(text.as_str()) {
+                    let path = format!("{}/issues/comments/{}", Self::repo_path(repo), c.id);
+                    self.send(
+                        "update comment",
+                        Method::PATCH,
+                        &path,
+                        Some(&json!({ "body": text })),
+                    )
+                    .await?;
+                }
+                Ok(CommentOutcome {
+                    id: c.id,
+                    created: false,
+                })
+            }
+            None => {
+                let c: ApiComment = self
+                    .json(
+                        "create comment",
+                        Method::POST,
+                        &list,
+                        Some(&json!({ "body": text })),
+                    )
+                    .await?;
+                Ok(CommentOutcome {
+                    id: c.id,
+                    created: true,
+                })
+            }
+        }
+    }
+
+    async fn set_issue_open(
+        &self,
+        repo: &RepoRef,
+        issue: u64,
+        open: bool,
+    ) -> Result<(), ForgeError> {
+        let path = format!("{}/issues/{issue}", Self::repo_path(repo));
+        let body = if open {
+            json!({ "state": "open" })
+        } else {
+            json!({ "state": "closed", "state_reason": "completed" })
+        };
+        self.send("update issue", Method::PATCH, &path, Some(&body))
+            .await
+            .map(drop)
+    }
+
+    async fn set_status(
+        &self,
+        repo: &RepoRef,
+        sha: &str,
+        s: &StatusSpec,
+    ) -> Result<(), ForgeError> {
+        let path = format!("{}/statuses/{}", Self::repo_path(repo), segment(sha));
+        let mut body = json!({
+            "state": state_name(s.state),
+            "context": s.context,
+            "description": s.description.chars().take(140).collect::<String>(),
+        });
+        if let Some(u) = &s.target_url {
+            body["target_url"] = Value::String(u.clone());
+        }
+        self.send("create commit status", Method::POST, &path, Some(&body))
+            .await
+            .map(drop)
+    }
+
+    async fn squash_merge(
+        &self,
+        repo: &RepoRef,
+        number: u64,
+        head_sha: &str,
+        title: &str,
+        message: &str,
+    ) -> Result<String, ForgeError> {
+        const CALL: &str = "merge pull request";
+        #[derive(Deserialize)]
+        struct Merged {
+            sha: String,
+        }
+        let path = format!("{}/pulls/{number}/merge", Self::repo_path(repo));
+        let body = json!({
+            "merge_method": "squash",
+            "sha": head_sha,
+            "commit_title": title,
+            "commit_message": message,
+        });
+        match self
+            .json::<Merged>(CALL, Method::PUT, &path, Some(&body))
+            .await
+        {
+            Ok(m) => Ok(m.sha),
+            // 409: "Head branch was modified. Review and try the merge again."
+            Err(e) if e.status() == Some(409) => Err(ForgeError::HeadMoved {
+                forge: KIND,
+                call: CALL,
+                expected: head_sha.to_owned(),
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn permission(&self, repo: &RepoRef, user: &User) -> Result<Permission, ForgeError> {
+        #[derive(Deserialize)]
+        struct P {
+            permission: String,
+            role_name: Option<String>,
+        }
+        let path = format!(
+            "{}/collaborators/{}/permission",
+            Self::repo_path(repo),
+            segment(&user.login)
+        );
+        let p: P = self
+            .json("get repository permission", Method::GET, &path, None)
+            .await?;
+        // `permission` folds maintain into write and triage into read; `role_name` keeps them.
+        Ok(match (p.role_name.as_deref(), p.permission.as_str()) {
+            (Some("admin"), _) | (_, "admin") => Permission::Admin,
+            (Some("maintain"), _) => Permission::Maintain,
+            (_, "write") => Permission::Write,
+            (Some("triage"), _) => Permission::Triage,
+            (_, "read") => Permission::Read,
+            _ => Permission::None,
+        })
+    }
+
+    async fn upsert_webhook(
+        &self,
+        repo: &RepoRef,
+        spec: &HookSpec,
+    ) -> Result<HookOutcome, ForgeError> {
+        let list = format!("{}/hooks", Self::repo_path(repo));
+        let hooks: Vec<ApiHook> = self.json("list webhooks", Method::GET, &list, None).await?;
+        let config = json!({
+            "url": spec.url,
+            "content_type": "json",
+            "secret": spec.secret.expose(),
+            "insecure_ssl": "0",
+        });
+        let url = Value::String(spec.url.clone());
+        match hooks.iter().find(|h| h.config.get("url") == Some(&url)) {
+            None => {
+                let body =
+                    json!({ "name": "web", "config": config, "events": EVENTS, "active": true });
+                self.send("create webhook", Method::POST, &list, Some(&body))
+                    .await?;
+                Ok(HookOutcome::Created)
+            }
+            Some(h) => {
+                let same = EVENTS.iter().all(|e| h.events.iter().any(|x| x == e))
+                    && h.active
+                    && h.config.get("content_type") == Some(&json!("json"))
+                    && h.config.get("insecure_ssl") == Some(&json!("0"));
+                if same {
+                    return Ok(HookOutcome::Unchanged);
+                }
+                let path = format!("{}/hooks/{}", Self::repo_path(repo), h.id);
+                let body = json!({ "config": config, "events": EVENTS, "active": true });
+                self.send("update webhook", Method::PATCH, &path, Some(&body))
+                    .await?;
+                Ok(HookOutcome::Updated)
+            }
+        }
+    }
+
+    async fn settings(&self, repo: &RepoRef, branch: &str) -> Result<Settings, ForgeError> {
+        #[derive(Deserialize)]
+        struct R {
+            #[serde(default)]
+            allow_squash_merge: bool,
+            #[serde(default)]
+            allow_merge_commit: bool,
+            #[serde(default)]
+            allow_rebase_merge: bool,
+        }
+        #[derive(Deserialize)]
+        struct Checks {
+            #[serde(default)]
+            contexts: Vec<String>,
+        }
+        #[derive(Deserialize)]
+        struct Restrictions {
+            #[serde(default)]
+            users: Vec<ApiUser>,
+        }
+        #[derive(Deserialize)]
+        struct P {
+            required_status_checks: Option<Checks>,
+            required_pull_request_reviews: Option<Value>,
+            restrictions: Option<Restrictions>,
+        }
+        let r: R = self
+            .json("get repository", Method::GET, &Self::repo_path(repo), None)
+            .await?;
+        let path = format!(
+            "{}/branches/{}/protection",
+            Self::repo_path(repo),
+            segment(branch)
+        );
+        let protection = match self
+            .json::<P>("get branch protection", Method::GET, &path, None)
+            .await
+        {
+            Ok(p) => Some(Protection {
+                require_pull_request: p.required_pull_request_reviews.is_some(),
+                required_contexts: p
+                    .required_status_checks
+                    .map(|c| c.contexts)
+                    .unwrap_or_default(),
+                push_allowlist: p
+                    .restrictions
+                    .map(|r| r.users.into_iter().map(|u| u.login).collect())
+                    .unwrap_or_default(),
+            }),
+            Err(e) if e.status() == Some(404) => None,
+            Err(e) => return Err(e),
+        };
+        Ok(Settings {
+            allow_squash: r.allow_squash_merge,
+            allow_merge_commit: r.allow_merge_commit,
+            allow_rebase: r.allow_rebase_merge,
+            protection,
+        })
+    }
+
+    async fn apply_settings(
+        &self,
+        repo: &RepoRef,
+        branch: &str,
+        desired: &Settings,
+    ) -> Result<(), ForgeError> {
+        let body = json!({
+            "allow_squash_merge": desired.allow_squash,
+            "allow_merge_commit": desired.allow_merge_commit,
+            "allow_rebase_merge": desired.allow_rebase,
+        });
+        self.send(
+            "update repository",
+            Method::PATCH,
+            &Self::repo_path(repo),
+            Some(&body),
+        )
+        .await?;
+        let Some(p) = &desired.protection else {
+            return Ok(());
+        };
+        let body = json!({
+            "required_status_checks": { "strict": false, "contexts": p.required_contexts },
+            "enforce_admins": true,
+            "required_pull_request_reviews": if p.require_pull_request {
+                json!({ "required_approving_review_count": 0 })
+            } else {
+                Value::Null
+            },
+            "restrictions": { "users": p.push_allowlist, "teams": [] },
+        });
+        let path = format!(
+            "{}/branches/{}/protection",
+            Self::repo_path(repo),
+            segment(branch)
+        );
+        self.send("update branch protection", Method::PUT, &path, Some(&body))
+            .await
+            .map(drop)
+    }
+}

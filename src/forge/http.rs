@@ -1,0 +1,477 @@
+//! What every adapter needs from HTTP: credentials that never leak, errors that say which forge,
+//! which call, which status and what to do, and retries that honour rate limits instead of
+//! hammering.
+
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use serde::de::DeserializeOwned;
+
+use super::Kind;
+
+/// A credential. It is never printed: `Debug`, `Display` and `Serialize` show `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    /// Wraps a credential.
+    pub fn new(value: impl Into<String>) -> Token {
+        Token(value.into())
+    }
+
+    /// The credential itself, for the one header that carries it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Reads `NAME`, or the file `NAME_FILE` names (trailing newline dropped); `None` when
+    /// neither is set. Never from argv.
+    pub fn from_env(name: &str) -> Result<Option<Token>, String> {
+        if let Ok(v) = std::env::var(name)
+            && !v.is_empty()
+        {
+            return Ok(Some(Token(v)));
+        }
+        let file_var = format!("{name}_FILE");
+        match std::env::var_os(&file_var) {
+            None => Ok(None),
+            Some(path) => std::fs::read_to_string(&path)
+                .map(|s| Some(Token(s.trim_end_matches(['\n', '\r']).to_owned())))
+                .map_err(|e| format!("{file_var}: cannot read {}: {e}", path.to_string_lossy())),
+        }
+    }
+
+    /// Removes the credential from text that might echo it (an error body, a URL).
+    pub fn redact(&self, text: &str) -> String {
+        if self.0.len() < 4 {
+            return text.to_owned();
+        }
+        text.replace(&self.0, "***")
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(***)")
+    }
+}
+
+impl serde::Serialize for Token {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("***")
+    }
+}
+
+/// Why a forge call failed; every variant names the forge and the call.
+#[derive(Debug, thiserror::Error)]
+pub enum ForgeError {
+    #[error("{forge} {call}: HTTP {status}: {message} ({hint})")]
+    Status {
+        forge: Kind,
+        call: &'static str,
+        status: u16,
+        message: String,
+        hint: &'static str,
+    },
+    #[error(
+        "{forge} {call}: rate limited for {retry_after_secs} s more than we wait; try again later or use a token with a higher limit"
+    )]
+    RateLimited {
+        forge: Kind,
+        call: &'static str,
+        retry_after_secs: u64,
+    },
+    #[error("{forge} {call}: {message} (is the base URL right and the forge reachable?)")]
+    Transport {
+        forge: Kind,
+        call: &'static str,
+        message: String,
+    },
+    #[error("{forge} {call}: unexpected response: {message}")]
+    Decode {
+        forge: Kind,
+        call: &'static str,
+        message: String,
+    },
+    #[error(
+        "{forge} {call}: the pull request's head is no longer {expected}; a new push arrived, nothing was merged"
+    )]
+    HeadMoved {
+        forge: Kind,
+        call: &'static str,
+        expected: String,
+    },
+    #[error("{forge} {call}: {message}")]
+    Unsupported {
+        forge: Kind,
+        call: &'static str,
+        message: String,
+    },
+}
+
+impl ForgeError {
+    /// The HTTP status, for errors that have one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ForgeError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+fn hint(status: u16) -> &'static str {
+    match status {
+        401 => "the token is missing, expired or wrong; check the forge token setting",
+        403 => "the token or its account lacks the permission this call needs",
+        404 => "the repository, number or path does not exist, or the token cannot see it",
+        405 | 409 | 422 => "the forge refused the change in the current state; see its message",
+        500..=599 => "the forge failed and kept failing after retries; try again later",
+        _ => "see the forge's message",
+    }
+}
+
+/// Retry and rate-limit policy.
+#[derive(Debug, Clone)]
+pub struct Retry {
+    /// Attempts in all, the first included.
+    pub attempts: u32,
+    /// First backoff after a 5xx or a connection error; doubles each time.
+    pub backoff: Duration,
+    /// The longest a rate limit may make us wait before giving up with `RateLimited`.
+    pub max_wait: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            attempts: 4,
+            backoff: Duration::from_millis(250),
+            max_wait: Duration::from_secs(60),
+        }
+    }
+}
+
+/// One HTTP response, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// Decodes the JSON body.
+    pub fn json<T: DeserializeOwned>(
+        &self,
+        forge: Kind,
+        call: &'static str,
+    ) -> Result<T, ForgeError> {
+        serde_json::from_slice(&self.body).map_err(|e| ForgeError::Decode {
+            forge,
+            call,
+            message: e.to_string(),
+        })
+    }
+}
+
+/// How long a rate-limited reply asks us to wait, if it is one: 429, or 403 with `Retry-After`
+/// or an exhausted `X-RateLimit-Remaining` (GitHub's primary and secondary limits).
+fn rate_limit_wait(reply: &Reply) -> Option<Duration> {
+    if reply.status != 429 && reply.status != 403 {
+        return None;
+    }
+    let header = |name: &str| {
+        reply
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    if let Some(secs) = header("retry-after").and_then(|v| v.parse::<u64>().ok()) {
+        return Some(Duration::from_secs(secs));
+    }
+    let exhausted = header("x-ratelimit-remaining").is_some_and(|v| v == "0")
+        || header("ratelimit-remaining").is_some_and(|v| v == "0");
+    if exhausted {
+        let reset = header("x-ratelimit-reset")
+            .or_else(|| header("ratelimit-reset"))
+            .and_then(|v| v.parse::<i64>().ok());
+        let now = chrono::Utc::now().timestamp();
+        // GitHub and GitLab send an epoch; a small number is a delay in seconds.
+        let wait = match reset {
+            Some(r) if r > 1_000_000_000 => (r - now).max(0) as u64,
+            Some(r) => r.max(0) as u64,
+            None => 60,
+        };
+        return Some(Duration::from_secs(wait));
+    }
+    // GitHub's secondary limit without headers: wait a minute, as its docs advise.
+    (reply.status == 429).then(|| Duration::from_secs(60))
+}
+
+/// The message in an error body (`message`, or GitLab's `error`), shortened, token removed.
+fn error_message(reply: &Reply, token: &Token) -> String {
+    let text = serde_json::from_slice::<serde_json::Value>(&reply.body)
+        .ok()
+        .and_then(|v| {
+            let m = v.get("message").or_else(|| v.get("error"))?;
+            Some(match m {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+        })
+        .unwrap_or_else(|| String::from_utf8_lossy(&reply.body).into_owned());
+    let text: String = text.chars().take(300).collect();
+    let text = token.redact(text.trim());
+    if text.is_empty() {
+        "(no message)".into()
+    } else {
+        text
+    }
+}
+
+/// Runs one call with retries: 5xx and connection errors back off exponentially; rate limits
+/// wait as long as the forge asks (up to `max_wait`); anything else is final.
+pub async fn with_retry<F, Fut>(
+    forge: Kind,
+    call: &'static str,
+    retry: &Retry,
+    token: &Token,
+    mut attempt: F,
+) -> Result<Reply, ForgeError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Reply, String>>,
+{
+    let mut backoff = retry.backoff;
+    for n in 1..=retry.attempts.max(1) {
+        let last = n >= retry.attempts.max(1);
+        match attempt().await {
+            Err(message) if last => {
+                return Err(ForgeError::Transport {
+                    forge,
+                    call,
+                    message: token.redact(&message),
+                });
+            }
+            Err(message) => {
+                tracing::warn!(%forge, call, attempt = n, error = %token.redact(&message), "forge call failed; retrying");
+            }
+            Ok(reply) if (200..400).contains(&reply.status) => return Ok(reply),
+            Ok(reply) => {
+                if let Some(wait) = rate_limit_wait(&reply) {
+                    if wait > retry.max_wait || last {
+                        return Err(ForgeError::RateLimited {
+                            forge,
+                            call,
+                            retry_after_secs: wait.as_secs(),
+                        });
+                    }
+                    tracing::warn!(%forge, call, wait_ms = wait.as_millis() as u64, "rate limited; waiting");
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+                if reply.status < 500 || last {
+                    return Err(ForgeError::Status {
+                        forge,
+                        call,
+                        status: reply.status,
+                        message: error_message(&reply, token),
+                        hint: hint(reply.status),
+                    });
+                }
+                tracing::warn!(%forge, call, status = reply.status, attempt = n, "forge failed; retrying");
+            }
+        }
+        let jitter = rand::random::<f64>() * 0.2 + 0.9;
+        tokio::time::sleep(backoff.mul_f64(jitter)).await;
+        backoff = backoff.saturating_mul(2);
+    }
+    unreachable!("the last attempt always returns")
+}
+
+/// How a forge wants its token.
+#[derive(Debug, Clone, Copy)]
+pub enum Auth {
+    /// `Authorization: token …` (Gitea, Forgejo).
+    TokenScheme,
+    /// `PRIVATE-TOKEN: …` (GitLab personal, project and group tokens).
+    PrivateToken,
+}
+
+/// A REST client for the forges spoken with plain reqwest.
+pub struct Rest {
+    kind: Kind,
+    base: String,
+    client: reqwest::Client,
+    token: Token,
+    auth: Auth,
+    retry: Retry,
+}
+
+impl Rest {
+    /// A client for `base` (the API root, e.g. `https://gitea.example/api/v1`).
+    pub fn new(
+        kind: Kind,
+        base: &str,
+        token: Token,
+        auth: Auth,
+        retry: Retry,
+    ) -> Result<Rest, ForgeError> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("trunkwarden/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ForgeError::Transport {
+                forge: kind,
+                call: "client",
+                message: e.to_string(),
+            })?;
+        Ok(Rest {
+            kind,
+            base: base.trim_end_matches('/').to_owned(),
+            client,
+            token,
+            auth,
+            retry,
+        })
+    }
+
+    /// The token, to redact error text with.
+    pub fn token(&self) -> &Token {
+        &self.token
+    }
+
+    /// Sends one call (`path` is relative to the API root and already escaped).
+    pub async fn send(
+        &self,
+        call: &'static str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Reply, ForgeError> {
+        let url = format!("{}{path}", self.base);
+        let (name, value) = match self.auth {
+            Auth::TokenScheme => (
+                reqwest::header::AUTHORIZATION,
+                format!("token {}", self.token.expose()),
+            ),
+            Auth::PrivateToken => (
+                HeaderName::from_static("private-token"),
+                self.token.expose().to_owned(),
+            ),
+        };
+        let mut value = HeaderValue::from_str(&value).map_err(|_| ForgeError::Transport {
+            forge: self.kind,
+            call,
+            message: "the token contains characters a header cannot carry".into(),
+        })?;
+        value.set_sensitive(true);
+        with_retry(self.kind, call, &self.retry, &self.token, || {
+            let mut req = self
+                .client
+                .request(method.clone(), &url)
+                .header(name.clone(), value.clone())
+                .header(reqwest::header::ACCEPT, "application/json");
+            if let Some(b) = body {
+                req = req
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(b.to_string());
+            }
+            async move {
+                let resp = req.send().await.map_err(|e| e.without_url().to_string())?;
+                let status = resp.status().as_u16();
+                let headers = resp.headers().clone();
+                let body = resp
+                    .bytes()
+                    .await
+                    .map_err(|e| e.without_url().to_string())?;
+                Ok(Reply {
+                    status,
+                    headers,
+                    body: body.to_vec(),
+                })
+            }
+        })
+        .await
+    }
+
+    /// Sends one call and decodes the JSON reply.
+    pub async fn json<T: DeserializeOwned>(
+        &self,
+        call: &'static str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<T, ForgeError> {
+        self.send(call, method, path, body)
+            .await?
+            .json(self.kind, call)
+    }
+}
+
+/// Escapes one path segment (an owner, a name, a branch).
+pub fn segment(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(status: u16, headers: &[(&'static str, &str)], body: &str) -> Reply {
+        let mut h = HeaderMap::new();
+        for (k, v) in headers {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        Reply {
+            status,
+            headers: h,
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn rate_limits_are_recognised() {
+        assert_eq!(
+            rate_limit_wait(&reply(429, &[("retry-after", "3")], "")),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            rate_limit_wait(&reply(403, &[("retry-after", "7")], "")),
+            Some(Duration::from_secs(7))
+        );
+        let reset = (chrono::Utc::now().timestamp() + 30).to_string();
+        let w = rate_limit_wait(&reply(
+            403,
+            &[
+                ("x-ratelimit-remaining", "0"),
+                ("x-ratelimit-reset", &reset),
+            ],
+            "",
+        ))
+        .unwrap();
+        assert!((29..=30).contains(&w.as_secs()), "{w:?}");
+        assert_eq!(rate_limit_wait(&reply(403, &[], "{}")), None);
+        assert_eq!(
+            rate_limit_wait(&reply(500, &[("retry-after", "1")], "")),
+            None
+        );
+    }
+
+    #[test]
+    fn tokens_never_show() {
+        let t = Token::new("glpat-SECRETSECRET");
+        assert_eq!(format!("{t:?}"), "Token(***)");
+        assert_eq!(serde_json::to_string(&t).unwrap(), "\"***\"");
+        let r = reply(401, &[], r#"{"message":"bad token glpat-SECRETSECRET"}"#);
+        assert_eq!(error_message(&r, &t), "bad token ***");
+        assert_eq!(segment("a b/c"), "a%20b%2Fc");
+    }
+}

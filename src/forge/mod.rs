@@ -1,0 +1,312 @@
+//! What the bot asks of a forge, in forge-neutral types, and one thin adapter per forge.
+//!
+//! The engine and the comment commands speak only [`Forge`]; forge dialects (field names, state
+//! vocabularies, permission models) stay in `github.rs`, `gitea.rs` and `gitlab.rs`.
+
+pub mod gitea;
+pub mod github;
+pub mod gitlab;
+pub mod http;
+
+use std::fmt;
+
+use serde::Serialize;
+
+pub use crate::webhook::event::CiState;
+pub use http::{ForgeError, Retry, Token};
+
+/// Which forge dialect an adapter speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Github,
+    Gitea,
+    Forgejo,
+    Gitlab,
+}
+
+impl Kind {
+    /// The lowercase name used in configuration and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Github => "github",
+            Kind::Gitea => "gitea",
+            Kind::Forgejo => "forgejo",
+            Kind::Gitlab => "gitlab",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A repository: `owner/name` (on GitLab `owner` may hold subgroups: `group/sub`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct RepoRef {
+    pub owner: String,
+    pub name: String,
+}
+
+impl RepoRef {
+    /// Parses `OWNER/NAME` (the last `/` splits, so GitLab subgroups work).
+    pub fn parse(s: &str) -> Option<RepoRef> {
+        let (owner, name) = s.trim_matches('/').rsplit_once('/')?;
+        (!owner.is_empty() && !name.is_empty() && !owner.starts_with('/')).then(|| RepoRef {
+            owner: owner.to_owned(),
+            name: name.to_owned(),
+        })
+    }
+}
+
+impl fmt::Display for RepoRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.owner, self.name)
+    }
+}
+
+/// A forge account, by the numeric id that survives renames and the login people see.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct User {
+    pub id: u64,
+    pub login: String,
+}
+
+/// Where a pull or merge request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PrState {
+    Open,
+    Closed,
+    Merged,
+}
+
+/// A pull request (a merge request on GitLab), as far as the engine needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PullRequest {
+    pub number: u64,
+    pub state: PrState,
+    pub title: String,
+    pub body: String,
+    pub author: User,
+    pub head_ref: String,
+    pub head_sha: String,
+    pub base_ref: String,
+    /// The base branch's tip as the forge last computed it (may lag behind).
+    pub base_sha: Option<String>,
+    /// The commit the merge produced on the base branch.
+    pub merge_commit_sha: Option<String>,
+    pub labels: Vec<String>,
+}
+
+/// Where a CI result comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CiSource {
+    CommitStatus,
+    CheckRun,
+    Pipeline,
+}
+
+/// One CI context's latest result on a commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CiResult {
+    pub context: String,
+    pub state: CiState,
+    /// The app (check runs) or account (statuses) that reported it, so the bot can ignore its own.
+    pub reporter: Option<String>,
+    pub target_url: Option<String>,
+    pub source: CiSource,
+}
+
+/// A commit status to set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatusSpec {
+    pub context: String,
+    /// One of `Pending`, `Success`, `Failure`, `Error`.
+    pub state: CiState,
+    pub description: String,
+    pub target_url: Option<String>,
+}
+
+/// Where a comment goes: GitHub and Gitea number pull requests and issues together, GitLab
+/// keeps merge requests and issues apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Thread {
+    Pull(u64),
+    Issue(u64),
+}
+
+impl Thread {
+    /// The number, whatever the kind.
+    pub fn number(self) -> u64 {
+        match self {
+            Thread::Pull(n) | Thread::Issue(n) => n,
+        }
+    }
+}
+
+/// What the sticky-comment call did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CommentOutcome {
+    pub id: u64,
+    /// `false` when the bot's earlier comment was edited in place.
+    pub created: bool,
+}
+
+/// A repository permission level; ordered, so `>= Write` reads as a check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Permission {
+    None,
+    Read,
+    Triage,
+    Write,
+    Maintain,
+    Admin,
+}
+
+/// The events the bot consumes, as a webhook subscribes to them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HookSpec {
+    pub url: String,
+    /// Signing secret (GitHub, Gitea) or token (GitLab).
+    pub secret: Token,
+}
+
+/// What `upsert_webhook` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HookOutcome {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+/// The repository settings the trunk rules depend on.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Settings {
+    pub allow_squash: bool,
+    pub allow_merge_commit: bool,
+    pub allow_rebase: bool,
+    /// Protection of the trunk branch; `None` when unprotected.
+    pub protection: Option<Protection>,
+}
+
+/// Branch protection, reduced to what the trunk rules need.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Protection {
+    pub require_pull_request: bool,
+    pub required_contexts: Vec<String>,
+    /// Logins allowed to push directly; empty means nobody beyond what the forge always allows.
+    pub push_allowlist: Vec<String>,
+}
+
+/// The talking points of the engine with a forge.
+#[async_trait::async_trait]
+pub trait Forge: Send + Sync {
+    /// Which dialect this adapter speaks.
+    fn kind(&self) -> Kind;
+
+    /// The account the adapter acts as (the bot).
+    async fn me(&self) -> Result<User, ForgeError>;
+
+    /// A pull request by number.
+    async fn pull_request(&self, repo: &RepoRef, number: u64) -> Result<PullRequest, ForgeError>;
+
+    /// Every CI result on a commit, commit statuses and check runs combined, latest per context.
+    async fn ci_results(&self, repo: &RepoRef, sha: &str) -> Result<Vec<CiResult>, ForgeError>;
+
+    /// Creates the bot's comment carrying `marker` on a thread, or edits it in place.
+    async fn upsert_comment(
+        &self,
+        repo: &RepoRef,
+        thread: Thread,
+        marker: &str,
+        body: &str,
+    ) -> Result<CommentOutcome, ForgeError>;
+
+    /// Closes (`open == false`) or reopens an issue.
+    async fn set_issue_open(
+        &self,
+        repo: &RepoRef,
+        issue: u64,
+        open: bool,
+    ) -> Result<(), ForgeError>;
+
+    /// Sets a commit status.
+    async fn set_status(
+        &self,
+        repo: &RepoRef,
+        sha: &str,
+        status: &StatusSpec,
+    ) -> Result<(), ForgeError>;
+
+    /// Squash-merges a pull request if its head is still `head_sha`; returns the merge commit.
+    async fn squash_merge(
+        &self,
+        repo: &RepoRef,
+        number: u64,
+        head_sha: &str,
+        title: &str,
+        message: &str,
+    ) -> Result<String, ForgeError>;
+
+    /// A user's permission on the repository.
+    async fn permission(&self, repo: &RepoRef, user: &User) -> Result<Permission, ForgeError>;
+
+    /// Creates the repository webhook for `spec.url`, or brings an existing one up to date.
+    async fn upsert_webhook(
+        &self,
+        repo: &RepoRef,
+        spec: &HookSpec,
+    ) -> Result<HookOutcome, ForgeError>;
+
+    /// Merge settings and the protection of `branch`.
+    async fn settings(&self, repo: &RepoRef, branch: &str) -> Result<Settings, ForgeError>;
+
+    /// Applies merge settings and protection of `branch`.
+    async fn apply_settings(
+        &self,
+        repo: &RepoRef,
+        branch: &str,
+        desired: &Settings,
+    ) -> Result<(), ForgeError>;
+}
+
+/// The hidden marker that makes a comment the bot's sticky comment of one kind.
+pub fn marker_line(marker: &str) -> String {
+    format!("<!-- trunkwarden:{marker} -->")
+}
+
+/// A sticky comment body: the marker, then the text.
+pub fn sticky_body(marker: &str, body: &str) -> String {
+    format!("{}\n{body}", marker_line(marker))
+}
+
+/// Keeps the latest result per context (inputs newest first, as forges list them).
+pub fn latest_per_context(results: Vec<CiResult>) -> Vec<CiResult> {
+    let mut seen = std::collections::HashSet::new();
+    results
+        .into_iter()
+        .filter(|r| seen.insert((r.source, r.context.clone())))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repo_refs() {
+        assert_eq!(RepoRef::parse("acme/app").unwrap().to_string(), "acme/app");
+        let g = RepoRef::parse("group/sub/app").unwrap();
+        assert_eq!((g.owner.as_str(), g.name.as_str()), ("group/sub", "app"));
+        for bad in ["", "app", "/app", "acme/", "//"] {
+            assert_eq!(RepoRef::parse(bad), None, "{bad}");
+        }
+        assert!(Permission::Admin > Permission::Write && Permission::Triage < Permission::Write);
+    }
+}
