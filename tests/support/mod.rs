@@ -1,6 +1,8 @@
 //! Shared helpers for tests that talk to a real server over loopback.
 #![allow(dead_code)]
 
+pub mod contract;
+pub mod fake_forge;
 pub mod git;
 
 use std::path::PathBuf;
