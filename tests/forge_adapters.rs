@@ -756,3 +756,89 @@ async fn a_fake_forge_fails_the_test_on_a_request_the_description_does_not_allow
     assert_eq!(resp.status().as_u16(), 201);
     drop(s);
 }
+
+#[tokio::test]
+async fn the_fake_announces_what_happens_with_signed_real_payloads() {
+    use support::fake_forge::Happening;
+    use trunkwarden::webhook::{self, Event, Verifier};
+    const SECRET: &str = "hook-secret";
+    let verifier = Verifier::from_env(|name| match name {
+        "TRUNKWARDEN_GITHUB_WEBHOOK_SECRET"
+        | "TRUNKWARDEN_GITEA_WEBHOOK_SECRET"
+        | "TRUNKWARDEN_GITLAB_WEBHOOK_TOKEN" => Some(SECRET.to_owned()),
+        _ => None,
+    })
+    .unwrap();
+    for kind in KINDS {
+        let s = setup(kind).await;
+        let head = s.sb.ok(&s.bare, &["rev-parse", "feature"]);
+        let decode = |what: &Happening| {
+            let fx = s.fake.delivery(what, SECRET);
+            let forge = webhook::Forge::detect(&fx.headers).expect("forge detected");
+            assert_eq!(forge.as_str(), kind);
+            verifier
+                .verify(forge, &fx.headers, &fx.body, chrono::Utc::now().timestamp())
+                .expect("signature");
+            let meta = webhook::meta(forge, &fx.headers, &fx.body).unwrap();
+            assert!(
+                meta.delivery_id.starts_with("fake-"),
+                "{kind}: {}",
+                meta.delivery_id
+            );
+            let ct = fx.headers.get("content-type").and_then(|v| v.to_str().ok());
+            webhook::normalize(forge, &meta.event, ct, &fx.body)
+                .unwrap()
+                .expect("an event the bot acts on")
+        };
+        let Event::PullRequest(pr) = decode(&Happening::PrOpened(7)) else {
+            panic!("{kind}")
+        };
+        assert_eq!(
+            (pr.number, pr.head_sha.as_str(), pr.repo.full_name.as_str()),
+            (7, head.as_str(), "acme/app"),
+            "{kind}"
+        );
+        assert!(!pr.merged);
+        let sha = s
+            .forge
+            .squash_merge(&s.repo, 7, &head, "feat(A-1): a and b (#7)", "")
+            .await
+            .unwrap();
+        let Event::PullRequest(pr) = decode(&Happening::PrMerged(7)) else {
+            panic!("{kind}")
+        };
+        assert!(pr.merged, "{kind}");
+        assert_eq!(pr.merge_commit_sha.as_deref(), Some(sha.as_str()), "{kind}");
+        let Event::CiStatus(ci) = decode(&Happening::Status {
+            sha: sha.clone(),
+            context: "ci/build".into(),
+            success: true,
+        }) else {
+            panic!("{kind}")
+        };
+        assert_eq!(
+            (ci.sha.as_str(), ci.state),
+            (sha.as_str(), CiState::Success),
+            "{kind}"
+        );
+        let comment = Happening::Comment {
+            number: 7,
+            comment_id: 901,
+            body: "@trunkwarden status".into(),
+            author: "bob".into(),
+        };
+        let Event::Comment(c) = decode(&comment) else {
+            panic!("{kind}")
+        };
+        assert_eq!(
+            (
+                c.number,
+                c.comment_id,
+                c.body.as_str(),
+                c.author.login.as_str()
+            ),
+            (7, 901, "@trunkwarden status", "bob"),
+            "{kind}"
+        );
+    }
+}

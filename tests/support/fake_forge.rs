@@ -946,3 +946,214 @@ fn gitlab(
         _ => not_found(),
     }
 }
+
+/// Something that happened in the fake, to be announced as a webhook delivery.
+#[derive(Debug, Clone)]
+pub enum Happening {
+    PrOpened(u64),
+    PrMerged(u64),
+    Status {
+        sha: String,
+        context: String,
+        success: bool,
+    },
+    Comment {
+        number: u64,
+        comment_id: u64,
+        body: String,
+        author: String,
+    },
+}
+
+fn set(v: &mut Value, pointer: &str, value: Value) {
+    let (parent, key) = pointer.rsplit_once('/').unwrap();
+    let target = if parent.is_empty() {
+        Some(&mut *v)
+    } else {
+        v.pointer_mut(parent)
+    };
+    match target.and_then(Value::as_object_mut) {
+        Some(obj) => {
+            obj.insert(key.to_owned(), value);
+        }
+        None => panic!("template has no object at {parent}"),
+    }
+}
+
+impl FakeForge {
+    /// A signed delivery announcing `what`, built from the forge's real payload in
+    /// `webhook-fixtures/` (imported from the forge corpus) with this fake's values filled in.
+    pub fn delivery(
+        &self,
+        what: &Happening,
+        secret: &str,
+    ) -> trunkwarden::webhook::fixture::Fixture {
+        use trunkwarden::webhook::{Forge as Wf, fixture};
+        let f = self.state.lock().unwrap();
+        let dialect = if f.kind == "forgejo" { "gitea" } else { f.kind };
+        let template = match (dialect, what) {
+            ("github", Happening::PrOpened(_)) => "pull_request.opened.0",
+            ("github", Happening::PrMerged(_)) => "pull_request.closed-merged.woodpecker",
+            ("github", Happening::Status { .. }) => "status.none.0",
+            ("github", Happening::Comment { .. }) => "issue_comment.created-on-pr.go-scm",
+            ("gitea", Happening::PrOpened(_)) => "pull_request.opened.go-scm",
+            ("gitea", Happening::PrMerged(_)) => "pull_request.closed-merged.woodpecker",
+            ("gitea", Happening::Status { .. }) => "status.success.RECONSTRUCTED",
+            ("gitea", Happening::Comment { .. }) => "issue_comment.created-on-pr.go-scm",
+            (_, Happening::PrOpened(_)) => "merge_request",
+            (_, Happening::PrMerged(_)) => "merge_request.merge.woodpecker",
+            (_, Happening::Status { .. }) => "pipeline",
+            (_, Happening::Comment { .. }) => "note",
+        };
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("webhook-fixtures")
+            .join(dialect)
+            .join(format!("{template}.json"));
+        let mut fx = fixture::read(&path).expect("template");
+        let mut v: Value = serde_json::from_slice(&fx.body).expect("template JSON");
+        let full = format!("{OWNER}/{NAME}");
+        let user = |login: &str| {
+            f.users
+                .iter()
+                .find(|u| u.1 == login)
+                .cloned()
+                .expect("known user")
+        };
+        if dialect == "gitlab" {
+            set(&mut v, "/project/path_with_namespace", json!(full));
+            match what {
+                Happening::PrOpened(n) | Happening::PrMerged(n) => {
+                    let p = &f.pulls[n];
+                    let merged = matches!(what, Happening::PrMerged(_));
+                    let a = "/object_attributes";
+                    set(&mut v, &format!("{a}/iid"), json!(p.number));
+                    set(&mut v, &format!("{a}/title"), json!(p.title));
+                    set(&mut v, &format!("{a}/description"), json!(p.body));
+                    set(&mut v, &format!("{a}/source_branch"), json!(p.head_ref));
+                    set(&mut v, &format!("{a}/target_branch"), json!(p.base_ref));
+                    set(&mut v, &format!("{a}/last_commit/id"), json!(p.head_sha));
+                    set(&mut v, &format!("{a}/author_id"), json!(p.author.0));
+                    set(
+                        &mut v,
+                        &format!("{a}/state"),
+                        json!(if merged { "merged" } else { "opened" }),
+                    );
+                    set(
+                        &mut v,
+                        &format!("{a}/action"),
+                        json!(if merged { "merge" } else { "open" }),
+                    );
+                    set(&mut v, &format!("{a}/merge_commit_sha"), json!(p.merge_sha));
+                }
+                Happening::Status { sha, success, .. } => {
+                    set(&mut v, "/object_attributes/sha", json!(sha));
+                    set(
+                        &mut v,
+                        "/object_attributes/status",
+                        json!(if *success { "success" } else { "failed" }),
+                    );
+                }
+                Happening::Comment {
+                    number,
+                    comment_id,
+                    body,
+                    author,
+                } => {
+                    let u = user(author);
+                    set(&mut v, "/object_attributes/note", json!(body));
+                    set(&mut v, "/object_attributes/id", json!(comment_id));
+                    set(&mut v, "/merge_request/iid", json!(number));
+                    set(&mut v, "/user/id", json!(u.0));
+                    set(&mut v, "/user/username", json!(u.1));
+                }
+            }
+        } else {
+            set(&mut v, "/repository/full_name", json!(full));
+            set(&mut v, "/repository/name", json!(NAME));
+            set(&mut v, "/repository/owner/login", json!(OWNER));
+            match what {
+                Happening::PrOpened(n) | Happening::PrMerged(n) => {
+                    let p = &f.pulls[n];
+                    let merged = matches!(what, Happening::PrMerged(_));
+                    set(
+                        &mut v,
+                        "/action",
+                        json!(if merged { "closed" } else { "opened" }),
+                    );
+                    set(&mut v, "/number", json!(p.number));
+                    let pr = "/pull_request";
+                    set(&mut v, &format!("{pr}/number"), json!(p.number));
+                    set(&mut v, &format!("{pr}/title"), json!(p.title));
+                    set(&mut v, &format!("{pr}/body"), json!(p.body));
+                    set(&mut v, &format!("{pr}/head/sha"), json!(p.head_sha));
+                    set(&mut v, &format!("{pr}/head/ref"), json!(p.head_ref));
+                    set(&mut v, &format!("{pr}/base/ref"), json!(p.base_ref));
+                    set(&mut v, &format!("{pr}/merged"), json!(merged));
+                    set(
+                        &mut v,
+                        &format!("{pr}/merge_commit_sha"),
+                        json!(p.merge_sha),
+                    );
+                    set(&mut v, &format!("{pr}/user/id"), json!(p.author.0));
+                    set(&mut v, &format!("{pr}/user/login"), json!(p.author.1));
+                }
+                Happening::Status {
+                    sha,
+                    context,
+                    success,
+                } => {
+                    set(&mut v, "/sha", json!(sha));
+                    set(&mut v, "/context", json!(context));
+                    set(
+                        &mut v,
+                        "/state",
+                        json!(if *success { "success" } else { "failure" }),
+                    );
+                }
+                Happening::Comment {
+                    number,
+                    comment_id,
+                    body,
+                    author,
+                } => {
+                    let u = user(author);
+                    set(&mut v, "/issue/number", json!(number));
+                    set(&mut v, "/comment/id", json!(comment_id));
+                    set(&mut v, "/comment/body", json!(body));
+                    set(&mut v, "/comment/user/id", json!(u.0));
+                    set(&mut v, "/comment/user/login", json!(u.1));
+                    set(&mut v, "/sender/id", json!(u.0));
+                    set(&mut v, "/sender/login", json!(u.1));
+                }
+            }
+        }
+        fx.body = serde_json::to_vec(&v).unwrap();
+        // A fresh delivery id; Forgejo sends its own headers beside Gitea's.
+        let id = format!("fake-{}-{}", f.kind, f.requests.len() + f.next_id as usize);
+        let names: Vec<_> = fx.headers.keys().cloned().collect();
+        for name in names {
+            let n = name.as_str();
+            if n.ends_with("-delivery") || n == "idempotency-key" || n == "x-gitlab-event-uuid" {
+                fx.headers
+                    .insert(name.clone(), HeaderValue::from_str(&id).unwrap());
+            }
+            if f.kind == "forgejo"
+                && let Some(rest) = n.strip_prefix("x-gitea-")
+            {
+                let value = fx.headers[&name].clone();
+                let twin =
+                    axum::http::HeaderName::from_bytes(format!("x-forgejo-{rest}").as_bytes())
+                        .unwrap();
+                fx.headers.insert(twin, value);
+            }
+        }
+        let forge = match f.kind {
+            "github" => Wf::Github,
+            "gitea" => Wf::Gitea,
+            "forgejo" => Wf::Forgejo,
+            _ => Wf::Gitlab,
+        };
+        fx.sign(forge, secret, &id).unwrap();
+        fx
+    }
+}
