@@ -29,17 +29,23 @@ impl Token {
     /// Reads `NAME`, or the file `NAME_FILE` names (trailing newline dropped); `None` when
     /// neither is set. Never from argv.
     pub fn from_env(name: &str) -> Result<Option<Token>, String> {
-        if let Ok(v) = std::env::var(name)
-            && !v.is_empty()
-        {
+        Token::lookup(name, &|k| std::env::var(k).ok())
+    }
+
+    /// [`Token::from_env`] over any variable lookup (tests pass a map).
+    pub fn lookup(
+        name: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Option<Token>, String> {
+        if let Some(v) = env(name).filter(|v| !v.is_empty()) {
             return Ok(Some(Token(v)));
         }
         let file_var = format!("{name}_FILE");
-        match std::env::var_os(&file_var) {
+        match env(&file_var).filter(|v| !v.is_empty()) {
             None => Ok(None),
             Some(path) => std::fs::read_to_string(&path)
                 .map(|s| Some(Token(s.trim_end_matches(['\n', '\r']).to_owned())))
-                .map_err(|e| format!("{file_var}: cannot read {}: {e}", path.to_string_lossy())),
+                .map_err(|e| format!("{file_var}: cannot read {path}: {e}")),
         }
     }
 

@@ -276,6 +276,48 @@ pub trait Forge: Send + Sync {
     ) -> Result<(), ForgeError>;
 }
 
+/// Builds the adapter for `kind` from the environment: `TRUNKWARDEN_<FORGE>_TOKEN` (or
+/// `…_TOKEN_FILE`) and `TRUNKWARDEN_<FORGE>_URL` (GitHub defaults to api.github.com; a
+/// self-hosted forge has no default).
+pub fn from_env(
+    kind: Kind,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<std::sync::Arc<dyn Forge>, String> {
+    let upper = kind.name().to_ascii_uppercase();
+    let token_var = format!("TRUNKWARDEN_{upper}_TOKEN");
+    let url_var = format!("TRUNKWARDEN_{upper}_URL");
+    let token = Token::lookup(&token_var, env)?.ok_or_else(|| {
+        format!(
+            "{token_var} (or {token_var}_FILE) is not set; the bot needs a token to act on {kind}"
+        )
+    })?;
+    let url = match (env(&url_var).filter(|u| !u.is_empty()), kind) {
+        (Some(u), _) => u,
+        (None, Kind::Github) => "https://api.github.com".to_owned(),
+        (None, _) => {
+            return Err(format!(
+                "{url_var} is not set; name the {kind} instance, e.g. https://git.example.com"
+            ));
+        }
+    };
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return Err(format!("{url_var}: `{url}` is not an http(s) URL"));
+    }
+    let retry = Retry::default();
+    let forge: std::sync::Arc<dyn Forge> = match kind {
+        Kind::Github => {
+            std::sync::Arc::new(github::Github::new(&url, token, retry).map_err(|e| e.to_string())?)
+        }
+        Kind::Gitea | Kind::Forgejo => std::sync::Arc::new(
+            gitea::Gitea::new(kind, &url, token, retry).map_err(|e| e.to_string())?,
+        ),
+        Kind::Gitlab => {
+            std::sync::Arc::new(gitlab::Gitlab::new(&url, token, retry).map_err(|e| e.to_string())?)
+        }
+    };
+    Ok(forge)
+}
+
 /// The hidden marker that makes a comment the bot's sticky comment of one kind.
 pub fn marker_line(marker: &str) -> String {
     format!("<!-- trunkwarden:{marker} -->")
@@ -298,6 +340,46 @@ pub fn latest_per_context(results: Vec<CiResult>) -> Vec<CiResult> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn adapters_from_the_environment() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        let f = from_env(Kind::Github, &env(&[("TRUNKWARDEN_GITHUB_TOKEN", "t")])).unwrap();
+        assert_eq!(f.kind(), Kind::Github);
+        let e = from_env(Kind::Gitea, &env(&[("TRUNKWARDEN_GITEA_TOKEN", "t")]))
+            .err()
+            .unwrap();
+        assert!(e.contains("TRUNKWARDEN_GITEA_URL"), "{e}");
+        let e = from_env(Kind::Gitlab, &env(&[])).err().unwrap();
+        assert!(e.contains("TRUNKWARDEN_GITLAB_TOKEN"), "{e}");
+        let e = from_env(
+            Kind::Forgejo,
+            &env(&[
+                ("TRUNKWARDEN_FORGEJO_TOKEN", "t"),
+                ("TRUNKWARDEN_FORGEJO_URL", "git.example"),
+            ]),
+        )
+        .err()
+        .unwrap();
+        assert!(e.contains("not an http(s) URL"), "{e}");
+        let e = from_env(
+            Kind::Gitea,
+            &env(&[("TRUNKWARDEN_GITEA_TOKEN_FILE", "/nonexistent/t")]),
+        )
+        .err()
+        .unwrap();
+        assert!(
+            e.contains("TRUNKWARDEN_GITEA_TOKEN_FILE: cannot read /nonexistent/t"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn repo_refs() {
