@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod forge;
+pub mod git;
 pub mod hook;
 pub mod policy;
 pub mod queue;

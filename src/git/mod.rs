@@ -1,0 +1,285 @@
+//! The bot's writes to the task table: a bare mirror per repository, row-level changes applied
+//! by task id to the table as it is on the trunk now, one commit, a push — and on a
+//! non-fast-forward, a refetch and the same changes reapplied, so concurrent writers never lose
+//! a row.
+//!
+//! Objects are read and written with git2; fetch and push go through the `git` binary, whose
+//! transports (file, http(s), ssh with the user's agent and known hosts) are the ones operators
+//! already configure. libgit2's own https and ssh need OpenSSL and libssh2 builds. A token
+//! reaches git through the environment (`GIT_CONFIG_*` → `http.extraHeader`), never argv.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use git2::{FileMode, Oid, Repository, Signature};
+
+use crate::forge::Token;
+use crate::tasks::{TableError, TaskTable};
+
+/// Why the task table could not be updated.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    #[error("{context}: {message}")]
+    Git { context: String, message: String },
+    #[error("{path} on the trunk: {source}")]
+    Table { path: String, source: TableError },
+    #[error("{path} is not on the trunk; the bot only updates an existing task table")]
+    NoTable { path: String },
+    #[error("task {0} is not in the task table")]
+    UnknownTask(String),
+    #[error("the trunk kept moving: {0} attempts to push the task table were overtaken")]
+    Overtaken(u32),
+}
+
+fn git_err(context: impl Into<String>) -> impl FnOnce(git2::Error) -> CommitError {
+    let context = context.into();
+    move |e| CommitError::Git {
+        context,
+        message: e.message().to_owned(),
+    }
+}
+
+/// Cells to set on one task row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowChange {
+    pub id: String,
+    pub cells: Vec<(String, String)>,
+}
+
+/// Author and committer of the bot's commits.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub name: String,
+    pub email: String,
+}
+
+/// An append to the learnings file (a JSON array), made in the same commit.
+#[derive(Debug, Clone)]
+pub struct Learning {
+    pub path: String,
+    pub entry: serde_json::Value,
+}
+
+/// A bare mirror of one repository's trunk.
+pub struct Mirror {
+    dir: PathBuf,
+    url: String,
+    token: Option<Token>,
+    branch: String,
+}
+
+impl Mirror {
+    /// Opens (creating if needed) the mirror at `dir` for the repository at `url`.
+    pub fn open(
+        dir: &Path,
+        url: &str,
+        token: Option<Token>,
+        branch: &str,
+    ) -> Result<Mirror, CommitError> {
+        if !dir.join("HEAD").exists() {
+            std::fs::create_dir_all(dir).map_err(|e| CommitError::Git {
+                context: format!("cannot create {}", dir.display()),
+                message: e.to_string(),
+            })?;
+            Repository::init_bare(dir).map_err(git_err(format!(
+                "cannot create a mirror in {}",
+                dir.display()
+            )))?;
+        }
+        Ok(Mirror {
+            dir: dir.to_owned(),
+            url: url.to_owned(),
+            token,
+            branch: branch.to_owned(),
+        })
+    }
+
+    /// Runs git on the mirror; the token travels in the environment.
+    fn git(&self, args: &[&str]) -> Result<std::process::Output, CommitError> {
+        let mut c = Command::new("git");
+        c.arg("--git-dir").arg(&self.dir).args(args);
+        c.env("GIT_TERMINAL_PROMPT", "0");
+        if let Some(t) = &self.token {
+            c.env("GIT_CONFIG_COUNT", "1")
+                .env("GIT_CONFIG_KEY_0", "http.extraHeader")
+                .env(
+                    "GIT_CONFIG_VALUE_0",
+                    format!("Authorization: Bearer {}", t.expose()),
+                );
+        }
+        c.output().map_err(|e| CommitError::Git {
+            context: "cannot run git".into(),
+            message: e.to_string(),
+        })
+    }
+
+    fn failed(&self, what: &str, out: &std::process::Output) -> CommitError {
+        let text = String::from_utf8_lossy(&out.stderr);
+        let text = match &self.token {
+            Some(t) => t.redact(text.trim()),
+            None => text.trim().to_owned(),
+        };
+        CommitError::Git {
+            context: format!("git {what} {}", self.url),
+            message: text,
+        }
+    }
+
+    /// Fetches the trunk; returns its tip.
+    pub fn fetch(&self) -> Result<Oid, CommitError> {
+        let refspec = format!("+refs/heads/{0}:refs/heads/{0}", self.branch);
+        let out = self.git(&["fetch", "--quiet", "--no-tags", &self.url, &refspec])?;
+        if !out.status.success() {
+            return Err(self.failed("fetch", &out));
+        }
+        let repo = self.repo()?;
+        let r = repo
+            .refname_to_id(&format!("refs/heads/{}", self.branch))
+            .map_err(git_err("the fetched trunk"))?;
+        Ok(r)
+    }
+
+    fn repo(&self) -> Result<Repository, CommitError> {
+        Repository::open_bare(&self.dir).map_err(git_err(format!(
+            "cannot open the mirror {}",
+            self.dir.display()
+        )))
+    }
+
+    /// A file on the trunk as last fetched.
+    pub fn read(&self, path: &str) -> Result<Option<Vec<u8>>, CommitError> {
+        let repo = self.repo()?;
+        let tip = repo
+            .refname_to_id(&format!("refs/heads/{}", self.branch))
+            .map_err(git_err("the trunk"))?;
+        let tree = repo
+            .find_commit(tip)
+            .and_then(|c| c.tree())
+            .map_err(git_err("the trunk's tree"))?;
+        Ok(crate::hook::git::blob_at(&repo, &tree, Path::new(path)))
+    }
+
+    /// Applies `changes` to the task table at `path` on the trunk, commits as `who` with
+    /// `message`, and pushes; refetches and reapplies after a non-fast-forward, up to
+    /// `attempts` times. `None` when the table already says all of it (nothing committed).
+    pub fn update(
+        &self,
+        path: &str,
+        changes: &[RowChange],
+        learning: Option<&Learning>,
+        message: &str,
+        who: &Identity,
+        attempts: u32,
+    ) -> Result<Option<String>, CommitError> {
+        for attempt in 0..attempts.max(1) {
+            if attempt > 0 {
+                // Concurrent writers that collided once should not collide again in lockstep.
+                let ms = rand::random_range(5..(20 + 10 * attempt.min(10) as u64));
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+            }
+            let tip = self.fetch()?;
+            let Some(oid) = self.commit_on(tip, path, changes, learning, message, who)? else {
+                return Ok(None);
+            };
+            let spec = format!("{oid}:refs/heads/{}", self.branch);
+            let out = self.git(&["push", "--porcelain", "--quiet", &self.url, &spec])?;
+            if out.status.success() {
+                return Ok(Some(oid.to_string()));
+            }
+            let said = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            // Lost the compare-and-swap: rejected before (non-fast-forward, fetch first) or
+            // while (another push locked or moved the ref first) the server updated it.
+            let overtaken = [
+                "non-fast-forward",
+                "fetch first",
+                "stale info",
+                "cannot lock ref",
+                "failed to update ref",
+            ]
+            .iter()
+            .any(|m| said.contains(m));
+            if !overtaken {
+                return Err(self.failed("push", &out));
+            }
+            tracing::debug!(url = %self.url, "the trunk moved under the task table update; reapplying");
+        }
+        Err(CommitError::Overtaken(attempts))
+    }
+
+    fn commit_on(
+        &self,
+        tip: Oid,
+        path: &str,
+        changes: &[RowChange],
+        learning: Option<&Learning>,
+        message: &str,
+        who: &Identity,
+    ) -> Result<Option<Oid>, CommitError> {
+        let repo = self.repo()?;
+        let parent = repo.find_commit(tip).map_err(git_err("the trunk's tip"))?;
+        let tree = parent.tree().map_err(git_err("the trunk's tree"))?;
+        let before = crate::hook::git::blob_at(&repo, &tree, Path::new(path)).ok_or_else(|| {
+            CommitError::NoTable {
+                path: path.to_owned(),
+            }
+        })?;
+        let table_err = |source| CommitError::Table {
+            path: path.to_owned(),
+            source,
+        };
+        let mut table = TaskTable::parse_bytes(&before).map_err(table_err)?;
+        for ch in changes {
+            let row = table
+                .find(&ch.id)
+                .ok_or_else(|| CommitError::UnknownTask(ch.id.clone()))?;
+            for (column, value) in &ch.cells {
+                table.set(row, column, value).map_err(table_err)?;
+            }
+        }
+        let mut after = String::new();
+        table.write_to(&mut after);
+        let mut update = git2::build::TreeUpdateBuilder::new();
+        let mut changed = after.as_bytes() != before.as_slice();
+        if changed {
+            let blob = repo
+                .blob(after.as_bytes())
+                .map_err(git_err("writing the task table"))?;
+            update.upsert(path, blob, FileMode::Blob);
+        }
+        if let Some(l) = learning {
+            let old = crate::hook::git::blob_at(&repo, &tree, Path::new(&l.path));
+            let mut list: Vec<serde_json::Value> = old
+                .as_deref()
+                .and_then(|b| serde_json::from_slice(b).ok())
+                .unwrap_or_default();
+            if !list.contains(&l.entry) {
+                list.push(l.entry.clone());
+                let mut text = serde_json::to_string_pretty(&list).unwrap_or_else(|_| "[]".into());
+                text.push('\n');
+                let blob = repo
+                    .blob(text.as_bytes())
+                    .map_err(git_err("writing the learnings"))?;
+                update.upsert(&l.path, blob, FileMode::Blob);
+                changed = true;
+            }
+        }
+        if !changed {
+            return Ok(None);
+        }
+        let new_tree = update
+            .create_updated(&repo, &tree)
+            .map_err(git_err("building the tree"))?;
+        let new_tree = repo
+            .find_tree(new_tree)
+            .map_err(git_err("reading the new tree"))?;
+        let sig = Signature::now(&who.name, &who.email).map_err(git_err("the bot's identity"))?;
+        let oid = repo
+            .commit(None, &sig, &sig, message, &new_tree, &[&parent])
+            .map_err(git_err("committing the task table"))?;
+        Ok(Some(oid))
+    }
+}
