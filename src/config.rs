@@ -37,6 +37,33 @@ pub struct RepoPolicy {
     pub message: MessagePolicy,
     #[serde(default)]
     pub hooks: HooksPolicy,
+    #[serde(default)]
+    pub ci: CiPolicy,
+}
+
+/// What "green" means for a commit.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CiPolicy {
+    /// Contexts that must succeed; empty means every context reported (the bot's own excepted).
+    #[serde(default)]
+    pub required: Vec<String>,
+    /// Whether `neutral` counts as passing.
+    #[serde(default = "yes")]
+    pub neutral_passes: bool,
+    /// Whether `skipped` counts as passing.
+    #[serde(default = "yes")]
+    pub skipped_passes: bool,
+}
+
+impl Default for CiPolicy {
+    fn default() -> Self {
+        CiPolicy {
+            required: Vec::new(),
+            neutral_passes: true,
+            skipped_passes: true,
+        }
+    }
 }
 
 /// How strictly a rule is applied: `enforce` refuses, `warn` reports and lets it pass, `off` skips.

@@ -139,6 +139,11 @@ impl Mirror {
         Ok(r)
     }
 
+    /// The mirror as a git2 repository, for reading what was fetched.
+    pub fn repository(&self) -> Result<Repository, CommitError> {
+        self.repo()
+    }
+
     fn repo(&self) -> Result<Repository, CommitError> {
         Repository::open_bare(&self.dir).map_err(git_err(format!(
             "cannot open the mirror {}",

@@ -466,14 +466,19 @@ impl Forge {
         }
     }
 
-    /// The real squash merge: one commit with the head's tree on top of the base.
+    /// The real squash merge: one commit on top of the base with the pull request's changes.
     fn squash(&mut self, number: u64, message: &str) -> String {
         let p = self.pulls.get(&number).unwrap().clone();
         let base = git(
             &self.git,
             &["rev-parse", &format!("refs/heads/{}", p.base_ref)],
         );
-        let tree = format!("{}^{{tree}}", p.head_sha);
+        // The pull request's changes applied to the base as it is now, as forges merge.
+        let merged = git(
+            &self.git,
+            &["merge-tree", "--write-tree", &base, &p.head_sha],
+        );
+        let tree = merged.lines().next().unwrap_or_default().to_owned();
         let sha = git(
             &self.git,
             &["commit-tree", &tree, "-p", &base, "-m", message],

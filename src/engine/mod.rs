@@ -1,0 +1,485 @@
+//! The task engine: reads the truth from git and the forge, decides every linked task's row
+//! with a pure function, performs the effects it owes the forge exactly once, and commits the
+//! task table back — one commit per reconcile, none when nothing changed.
+//!
+//! An event only hints at what to look at; the same reconcile runs on a timer, so a missed
+//! or reordered delivery converges to the same state.
+
+pub mod decide;
+pub mod link;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+
+use crate::config::{POLICY_FILE, RepoPolicy};
+use crate::forge::{Forge, ForgeError, PrState, RepoRef, Thread};
+use crate::git::{CommitError, Identity, Mirror, RowChange};
+use crate::queue::Delivery;
+use crate::queue::worker::{Handler, HandlerError};
+use crate::tasks::{Status, Task, TaskTable};
+use crate::webhook::Event;
+use decide::{Effect, Landed, Verdict};
+
+/// Why a reconcile did not finish; all of it is worth retrying later.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Forge(#[from] ForgeError),
+    #[error(transparent)]
+    Commit(#[from] CommitError),
+    #[error("effects ledger: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Where the engine keeps its mirrors and its record of effects done.
+pub struct EngineConfig {
+    pub data_dir: PathBuf,
+    /// The clone URL of a repository (a path, `https://…` or ssh).
+    pub clone_url: Box<dyn Fn(&RepoRef) -> String + Send + Sync>,
+    /// The token git uses over http(s), if any.
+    pub git_token: Option<crate::forge::Token>,
+    /// Push attempts before giving up on a moving trunk.
+    pub push_attempts: u32,
+}
+
+/// What a reconcile looked at and did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub pulls: Vec<u64>,
+    pub commit: Option<String>,
+    pub effects: Vec<String>,
+}
+
+/// The engine for the repositories of one forge.
+pub struct Engine {
+    forge: Arc<dyn Forge>,
+    config: EngineConfig,
+    effects: SqlitePool,
+    /// Repositories seen, for the periodic resync.
+    known: std::sync::Mutex<BTreeSet<String>>,
+    /// One reconcile per repository at a time within this process.
+    locks: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+fn now_rfc3339() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn pr_numbers(notes: &str) -> Vec<u64> {
+    notes
+        .match_indices("PR #")
+        .filter_map(|(i, m)| {
+            let digits: String = notes[i + m.len()..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            digits.parse().ok()
+        })
+        .collect()
+}
+
+impl Engine {
+    /// Opens the engine's effects ledger under `config.data_dir`.
+    pub async fn open(forge: Arc<dyn Forge>, config: EngineConfig) -> Result<Engine, EngineError> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| EngineError::Other(format!("{}: {e}", config.data_dir.display())))?;
+        let opts = SqliteConnectOptions::new()
+            .filename(config.data_dir.join("engine.db"))
+            .create_if_missing(true)
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal);
+        let effects = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(opts)
+            .await?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS effects (key TEXT PRIMARY KEY, done_at TEXT NOT NULL)",
+        )
+        .execute(&effects)
+        .await?;
+        Ok(Engine {
+            forge,
+            config,
+            effects,
+            known: Default::default(),
+            locks: Default::default(),
+        })
+    }
+
+    /// How many effects have been performed (each exactly once).
+    pub async fn effects_done(&self) -> Result<i64, EngineError> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM effects")
+            .fetch_one(&self.effects)
+            .await?)
+    }
+
+    fn mirror(&self, repo: &RepoRef, branch: &str) -> Result<Mirror, EngineError> {
+        let dir = self
+            .config
+            .data_dir
+            .join("mirrors")
+            .join(self.forge.kind().name())
+            .join(repo.owner.replace('/', "%2F"))
+            .join(format!("{}.git", repo.name));
+        Ok(Mirror::open(
+            &dir,
+            &(self.config.clone_url)(repo),
+            self.config.git_token.clone(),
+            branch,
+        )?)
+    }
+
+    /// Reconciles every repository seen so far (the periodic resync).
+    pub async fn resync(&self) -> Vec<(String, Result<Report, EngineError>)> {
+        let repos: Vec<String> = self
+            .known
+            .lock()
+            .map(|k| k.iter().cloned().collect())
+            .unwrap_or_default();
+        let mut out = Vec::new();
+        for r in repos {
+            if let Some(repo) = RepoRef::parse(&r) {
+                out.push((r, self.reconcile(&repo, &[], &[]).await));
+            }
+        }
+        out
+    }
+
+    /// Brings one repository's task table and issues to where git and the forge say they
+    /// should be. `pulls` and `shas` are hints from an event: pull requests to look at beyond
+    /// those the table already tracks, and commits whose CI changed.
+    pub async fn reconcile(
+        &self,
+        repo: &RepoRef,
+        pulls: &[u64],
+        shas: &[String],
+    ) -> Result<Report, EngineError> {
+        let key = repo.to_string();
+        if let Ok(mut k) = self.known.lock() {
+            k.insert(key.clone());
+        }
+        let lock = self.locks.lock().await.entry(key).or_default().clone();
+        let _held = lock.lock().await;
+        use tracing::Instrument;
+        let span = tracing::info_span!("reconcile", repo = %repo);
+        self.reconcile_locked(repo, pulls, shas)
+            .instrument(span)
+            .await
+    }
+
+    async fn reconcile_locked(
+        &self,
+        repo: &RepoRef,
+        pulls: &[u64],
+        shas: &[String],
+    ) -> Result<Report, EngineError> {
+        let trunk = "main";
+        let mirror = self.mirror(repo, trunk)?;
+        let tip = tokio::task::block_in_place(|| mirror.fetch())?;
+        let policy = match tokio::task::block_in_place(|| mirror.read(POLICY_FILE))? {
+            Some(bytes) => RepoPolicy::parse(
+                &String::from_utf8_lossy(&bytes),
+                std::path::Path::new(POLICY_FILE),
+            )
+            .map_err(|e| EngineError::Other(e.to_string()))?,
+            None => RepoPolicy::default(),
+        };
+        let tasks_path = crate::policy::path_bytes(&policy.tasks.path);
+        let tasks_path = String::from_utf8_lossy(&tasks_path).into_owned();
+        let Some(table_bytes) = tokio::task::block_in_place(|| mirror.read(&tasks_path))? else {
+            return Ok(Report::default());
+        };
+        let table = TaskTable::parse_bytes(&table_bytes)
+            .map_err(|e| EngineError::Other(format!("{tasks_path}: {e}")))?;
+        let (tasks, _) = crate::tasks::read_tasks(&table);
+        let columns: Vec<String> = table.columns().to_vec();
+
+        // Which pull requests to look at: the hinted ones and every one a live task tracks.
+        let mut numbers: BTreeSet<u64> = pulls.iter().copied().collect();
+        for t in &tasks {
+            let live = !t.is_done()
+                || shas
+                    .iter()
+                    .any(|s| t.notes.contains(s.get(..7).unwrap_or(s)));
+            if live {
+                numbers.extend(pr_numbers(&t.notes));
+            }
+        }
+        let bot = self.forge.me().await?;
+        let now = now_rfc3339();
+        let mut changes: Vec<RowChange> = Vec::new();
+        let mut summaries = Vec::new();
+        let mut report = Report::default();
+        let mut done_now: Vec<String> = Vec::new();
+        let mut stickies = Vec::new();
+        for n in numbers {
+            let pr = match self.forge.pull_request(repo, n).await {
+                Ok(pr) => pr,
+                Err(e) if e.status() == Some(404) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let Some(task) = link::task_for_pull(&tasks, &pr) else {
+                continue;
+            };
+            report.pulls.push(n);
+            let head = decide::verdict(
+                &self.forge.ci_results(repo, &pr.head_sha).await?,
+                &policy.ci,
+                &bot.login,
+            );
+            let landed = match (&pr.state, &pr.merge_commit_sha) {
+                (PrState::Merged, Some(sha)) => {
+                    let facts = tokio::task::block_in_place(|| landed_facts(&mirror, tip, sha));
+                    match facts {
+                        Some((parents, reverted_by)) => Some(Landed {
+                            sha: sha.clone(),
+                            parents,
+                            reverted_by,
+                            ci: decide::verdict(
+                                &self.forge.ci_results(repo, sha).await?,
+                                &policy.ci,
+                                &bot.login,
+                            ),
+                        }),
+                        None => None,
+                    }
+                }
+                _ => None,
+            };
+            let issues = link::issues_for(task, &pr);
+            let d = decide::decide(task, &pr, &head, landed.as_ref(), &issues, &now);
+            for (key, effect) in &d.effects {
+                let key = format!("{repo}:{key}");
+                if self.perform(repo, pr.number, &key, effect).await? {
+                    report.effects.push(key);
+                }
+            }
+            let cells: Vec<(String, String)> = d
+                .cells
+                .into_iter()
+                .filter(|(c, _)| columns.contains(c))
+                .collect();
+            if d.summary.is_some() && cells.iter().any(|(c, v)| c == "status" && v == "done") {
+                done_now.push(task.id.clone());
+            }
+            summaries.extend(d.summary);
+            if !cells.is_empty() {
+                changes.push(RowChange {
+                    id: task.id.clone(),
+                    cells: cells.clone(),
+                });
+            }
+            stickies.push((pr, task.clone(), cells, head, landed));
+        }
+        if !changes.is_empty() {
+            let message = if summaries.is_empty() {
+                "chore(tasks): update task rows".to_owned()
+            } else {
+                format!("chore(tasks): {}", summaries.join("; "))
+            };
+            let who = Identity {
+                name: policy.bot.name.clone(),
+                email: policy.bot.email.clone(),
+            };
+            let attempts = self.config.push_attempts;
+            report.commit = tokio::task::block_in_place(|| {
+                mirror.update(&tasks_path, &changes, None, &message, &who, attempts)
+            })?;
+        }
+        for (pr, task, cells, head, landed) in stickies {
+            let body = sticky(
+                &task,
+                &cells,
+                &pr,
+                &head,
+                landed.as_ref(),
+                &tasks,
+                &done_now,
+            );
+            self.forge
+                .upsert_comment(repo, Thread::Pull(pr.number), "task", &body)
+                .await?;
+        }
+        Ok(report)
+    }
+
+    /// Performs one effect unless its key is recorded; returns whether it ran now.
+    async fn perform(
+        &self,
+        repo: &RepoRef,
+        pull: u64,
+        key: &str,
+        effect: &Effect,
+    ) -> Result<bool, EngineError> {
+        let seen: Option<String> = sqlx::query_scalar("SELECT key FROM effects WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.effects)
+            .await?;
+        if seen.is_some() {
+            return Ok(false);
+        }
+        match effect {
+            Effect::CloseIssue { issue, comment } => {
+                let marker = format!("done-{key}");
+                self.forge
+                    .upsert_comment(repo, Thread::Issue(*issue), &marker, comment)
+                    .await?;
+                self.forge.set_issue_open(repo, *issue, false).await?;
+            }
+            Effect::ReopenIssue { issue, comment } => {
+                self.forge.set_issue_open(repo, *issue, true).await?;
+                let marker = format!("reopen-{key}");
+                self.forge
+                    .upsert_comment(repo, Thread::Issue(*issue), &marker, comment)
+                    .await?;
+            }
+            Effect::PullComment { marker, body } => {
+                self.forge
+                    .upsert_comment(repo, Thread::Pull(pull), marker, body)
+                    .await?;
+            }
+        }
+        sqlx::query("INSERT OR IGNORE INTO effects (key, done_at) VALUES (?, ?)")
+            .bind(key)
+            .bind(now_rfc3339())
+            .execute(&self.effects)
+            .await?;
+        tracing::info!(effect = key, "effect performed");
+        Ok(true)
+    }
+}
+
+/// Parents of a merge commit on the trunk, and a later trunk commit that reverts it; `None`
+/// when the commit is not on the trunk.
+fn landed_facts(mirror: &Mirror, tip: git2::Oid, sha: &str) -> Option<(usize, Option<String>)> {
+    let repo = mirror.repository().ok()?;
+    let oid = git2::Oid::from_str(sha).ok()?;
+    let commit = repo.find_commit(oid).ok()?;
+    if oid != tip && !repo.graph_descendant_of(tip, oid).ok()? {
+        return None;
+    }
+    let mut walk = repo.revwalk().ok()?;
+    walk.push(tip).ok()?;
+    walk.hide(oid).ok()?;
+    let needle = format!("This reverts commit {sha}");
+    let reverted_by = walk
+        .flatten()
+        .find(|id| {
+            repo.find_commit(*id).is_ok_and(|c| {
+                c.message_bytes()
+                    .windows(needle.len())
+                    .any(|w| w == needle.as_bytes())
+            })
+        })
+        .map(|id| id.to_string());
+    Some((commit.parent_count(), reverted_by))
+}
+
+/// The sticky comment on a task's pull request.
+fn sticky(
+    task: &Task,
+    cells: &[(String, String)],
+    pr: &crate::forge::PullRequest,
+    head: &Verdict,
+    landed: Option<&Landed>,
+    tasks: &[Task],
+    done_now: &[String],
+) -> String {
+    let get = |k: &str, old: String| {
+        cells
+            .iter()
+            .find(|(c, _)| c == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or(old)
+    };
+    let status = get(
+        "status",
+        task.status.map_or("?".into(), |s| s.as_str().to_owned()),
+    );
+    let notes = get("notes", task.notes.clone());
+    let ci = |v: &Verdict| match v {
+        Verdict::Green(c) => format!("green ({})", c.join(", ")),
+        Verdict::Red(c) => format!("failing: {}", c.join(", ")),
+        Verdict::Pending(c) => format!("pending: {}", c.join(", ")),
+    };
+    let mut out = format!(
+        "**trunkwarden** · task `{}` is **{status}**\n\n> {notes}\n\n",
+        task.id
+    );
+    out.push_str(&format!(
+        "- CI on the head `{}`: {}\n",
+        pr.head_sha.get(..7).unwrap_or(&pr.head_sha),
+        ci(head)
+    ));
+    if let Some(l) = landed {
+        out.push_str(&format!(
+            "- CI on the merge commit `{}`: {}\n",
+            l.sha.get(..7).unwrap_or(&l.sha),
+            ci(&l.ci)
+        ));
+    }
+    let missing = match (pr.state, landed.map(|l| &l.ci)) {
+        _ if status == Status::Done.as_str() => None,
+        (PrState::Open, _) => {
+            Some("squash-merge into the trunk, then CI green on the merge commit")
+        }
+        (PrState::Merged, Some(Verdict::Pending(_))) => Some("CI green on the merge commit"),
+        (PrState::Merged, Some(Verdict::Red(_))) => Some("a fix: CI on the merge commit failed"),
+        (PrState::Closed, _) => Some("a merged pull request"),
+        _ => None,
+    };
+    if let Some(m) = missing {
+        out.push_str(&format!("- Missing before done: {m}\n"));
+    }
+    if status == Status::Done.as_str() {
+        let done: BTreeSet<&str> = tasks
+            .iter()
+            .filter(|t| t.is_done())
+            .map(|t| t.id.as_str())
+            .chain(done_now.iter().map(String::as_str))
+            .collect();
+        let ready: Vec<&str> = tasks
+            .iter()
+            .filter(|t| t.status == Some(Status::NotStarted) && t.depends_on.contains(&task.id))
+            .filter(|t| t.depends_on.iter().all(|d| done.contains(d.as_str())))
+            .map(|t| t.id.as_str())
+            .collect();
+        if !ready.is_empty() {
+            out.push_str(&format!("- Ready to start now: {}\n", ready.join(", ")));
+        }
+    }
+    out
+}
+
+/// Runs the engine for deliveries from the queue.
+impl Handler for Engine {
+    async fn handle(&self, _d: &Delivery, event: &Event) -> Result<(), HandlerError> {
+        let Some(repo) = event.repo().and_then(|r| RepoRef::parse(&r.full_name)) else {
+            return Ok(());
+        };
+        let (pulls, shas): (Vec<u64>, Vec<String>) = match event {
+            Event::PullRequest(p) => (vec![p.number], vec![]),
+            Event::Comment(c) if c.on_pull_request => (vec![c.number], vec![]),
+            Event::CiStatus(c) => (vec![], vec![c.sha.clone()]),
+            Event::Push(p) => (vec![], vec![p.after.clone()]),
+            _ => (vec![], vec![]),
+        };
+        match self.reconcile(&repo, &pulls, &shas).await {
+            Ok(r) => {
+                tracing::info!(repo = %repo, pulls = ?r.pulls, commit = ?r.commit, effects = r.effects.len(), "reconciled");
+                Ok(())
+            }
+            Err(EngineError::Forge(e))
+                if e.status()
+                    .is_some_and(|s| (400..500).contains(&s) && s != 429 && s != 409) =>
+            {
+                Err(HandlerError::Permanent(e.to_string()))
+            }
+            Err(e) => Err(HandlerError::Transient(e.to_string())),
+        }
+    }
+}

@@ -1,0 +1,341 @@
+//! The task engine end to end: signed deliveries from the fake forge through the real router
+//! and ledger to the engine, which reads the fake forge and a real bare repository, closes
+//! issues, and pushes the task table.
+
+mod support;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use support::fake_forge::{Ci, FakeForge, Happening};
+use support::git::{Sandbox, write};
+use trunkwarden::engine::{Engine, EngineConfig};
+use trunkwarden::forge::{self, Forge, RepoRef, Retry, Token};
+use trunkwarden::queue::Sync;
+use trunkwarden::queue::worker::{RetryPolicy, WorkerConfig};
+use trunkwarden::server::{self, Running, Settings};
+use trunkwarden::webhook::Verifier;
+use trunkwarden::webhook::verify::Secrets;
+
+const TOKEN: &str = "engine-test-token";
+const SECRET: &str = "engine-hook-secret";
+
+const TABLE: &str = "# Tasks
+
+| id  | status      | description       | issue | depends_on | blocks | branch | agent | started_at | completed_at | notes |
+|-----|-------------|-------------------|-------|------------|--------|--------|-------|------------|--------------|-------|
+| T-1 | not-started | OIDC issuer check | #3    |            | T-2    |        |       |            |              |       |
+| T-2 | not-started | Token refresh     | #4    | T-1        | T-3    |        |       |            |              |       |
+| T-3 | not-started | Audit log         |       | T-2        |        |        |       |            |              |       |
+";
+
+struct Story {
+    sb: Sandbox,
+    origin: PathBuf,
+    fake: FakeForge,
+    engine: Arc<Engine>,
+    server: Option<Running>,
+    url: String,
+    client: reqwest::Client,
+}
+
+impl Story {
+    async fn new(kind: &'static str) -> Story {
+        let sb = Sandbox::new();
+        let work = sb.repo("w");
+        write(&work, "docs/TASKS.md", TABLE);
+        sb.ok(&work, &["add", "-A"]);
+        sb.ok(&work, &["commit", "-q", "-m", "chore: tasks"]);
+        let origin = sb.bare("origin.git");
+        sb.ok(&work, &["push", "-q", origin.to_str().unwrap(), "main"]);
+        sb.ok(&work, &["checkout", "-q", "-b", "t-1-oidc"]);
+        write(&work, "src/oidc.rs", "pub fn issuer() {}\n");
+        sb.ok(&work, &["add", "-A"]);
+        sb.ok(
+            &work,
+            &["commit", "-q", "-m", "feat(T-1): check the issuer"],
+        );
+        sb.ok(&work, &["push", "-q", origin.to_str().unwrap(), "t-1-oidc"]);
+        let fake = FakeForge::start(kind, TOKEN, origin.clone()).await;
+        {
+            let mut f = fake.state.lock().unwrap();
+            f.issues.insert(3, true);
+            f.issues.insert(4, true);
+        }
+        let adapter: Arc<dyn Forge> = match kind {
+            "github" => Arc::new(
+                forge::github::Github::new(&fake.url, Token::new(TOKEN), Retry::default()).unwrap(),
+            ),
+            _ => Arc::new(
+                forge::gitea::Gitea::new(
+                    forge::Kind::Gitea,
+                    &fake.url,
+                    Token::new(TOKEN),
+                    Retry::default(),
+                )
+                .unwrap(),
+            ),
+        };
+        let origin_url = origin.to_str().unwrap().to_owned();
+        let engine = Arc::new(
+            Engine::open(
+                adapter,
+                EngineConfig {
+                    data_dir: sb.path("engine"),
+                    clone_url: Box::new(move |_| origin_url.clone()),
+                    git_token: None,
+                    push_attempts: 16,
+                },
+            )
+            .await
+            .unwrap(),
+        );
+        let settings = Settings {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: sb.path("ledger"),
+            max_body_bytes: 25 << 20,
+            request_timeout: Duration::from_secs(10),
+            workers: Some(WorkerConfig {
+                concurrency: 4,
+                retry: RetryPolicy {
+                    max_attempts: 5,
+                    base: Duration::from_millis(20),
+                    max: Duration::from_millis(200),
+                },
+            }),
+            sync: Sync::Full,
+            verifier: Verifier {
+                github: Secrets::from_list(SECRET),
+                gitea: Secrets::from_list(SECRET),
+                gitlab_tokens: Secrets::from_list(SECRET),
+                gitlab_tolerance_secs: 300,
+                ..Default::default()
+            },
+        };
+        let running = server::start(settings, engine.clone()).await.unwrap();
+        let url = format!("http://{}/webhook", running.addr);
+        Story {
+            sb,
+            origin,
+            fake,
+            engine,
+            server: Some(running),
+            url,
+            client: support::client(),
+        }
+    }
+
+    async fn send(&self, what: &Happening) {
+        let fx = self.fake.delivery(what, SECRET);
+        let (status, body) = support::post(&self.client, &self.url, &fx).await;
+        assert!(status == 202 || status == 200, "{status} {body}");
+    }
+
+    fn table(&self) -> String {
+        self.sb.ok(&self.origin, &["show", "main:docs/TASKS.md"])
+    }
+
+    fn row(&self, id: &str) -> String {
+        self.table()
+            .lines()
+            .find(|l| l.starts_with(&format!("| {id} ")))
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    async fn until(&self, what: &str, check: impl Fn(&Story) -> bool) {
+        let start = Instant::now();
+        while !check(self) {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "timed out waiting for {what}:\n{}",
+                self.table()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn idle(&self) {
+        let store = &self.server.as_ref().unwrap().store;
+        let start = Instant::now();
+        loop {
+            let counts = store.counts().await.unwrap();
+            if counts.get("queued").copied().unwrap_or(0) == 0 {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "queue never drained: {counts:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    fn ci(&self, sha: &str, context: &str, state: &str) {
+        self.fake.state.lock().unwrap().ci.push(Ci {
+            sha: sha.into(),
+            context: context.into(),
+            state: state.into(),
+            conclusion: None,
+            reporter: "ci-bot".into(),
+            target_url: Some("https://ci.example/run".into()),
+            check_run: false,
+        });
+    }
+
+    fn issue_open(&self, n: u64) -> bool {
+        self.fake.state.lock().unwrap().issues[&n]
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_happy_path_closes_the_issue_only_after_green_on_main() {
+    let s = Story::new("github").await;
+    let head = s.sb.ok(&s.origin, &["rev-parse", "t-1-oidc"]);
+    s.fake.add_pull(
+        7,
+        "alice",
+        "t-1-oidc",
+        "feat(T-1): check the issuer",
+        "Refs #3",
+    );
+
+    // PR opened → in-progress, agent, started_at, branch.
+    s.send(&Happening::PrOpened(7)).await;
+    s.until("T-1 in progress", |s| s.row("T-1").contains("in-progress"))
+        .await;
+    let row = s.row("T-1");
+    assert!(
+        row.contains("| alice ") && row.contains("| t-1-oidc ") && row.contains("| PR #7 "),
+        "{row}"
+    );
+
+    // CI fails on the head → noted, still in progress.
+    s.ci(&head, "ci/build", "failure");
+    s.send(&Happening::Status {
+        sha: head.clone(),
+        context: "ci/build".into(),
+        success: false,
+    })
+    .await;
+    s.until("failure noted", |s| s.row("T-1").contains("CI failing"))
+        .await;
+    assert!(s.row("T-1").contains("in-progress"));
+
+    // CI passes → the note clears.
+    s.ci(&head, "ci/build", "success");
+    s.send(&Happening::Status {
+        sha: head.clone(),
+        context: "ci/build".into(),
+        success: true,
+    })
+    .await;
+    s.until("failure cleared", |s| !s.row("T-1").contains("CI failing"))
+        .await;
+
+    // Squash merge; CI on main pending → the issue stays open, the task is not done.
+    let gh = forge::github::Github::new(&s.fake.url, Token::new(TOKEN), Retry::default()).unwrap();
+    let repo = RepoRef::parse("acme/app").unwrap();
+    let merge = gh
+        .squash_merge(&repo, 7, &head, "feat(T-1): check the issuer (#7)", "")
+        .await
+        .unwrap();
+    s.ci(&merge, "ci/build", "pending");
+    s.send(&Happening::PrMerged(7)).await;
+    s.send(&Happening::Status {
+        sha: merge.clone(),
+        context: "ci/build".into(),
+        success: false,
+    })
+    .await;
+    s.until("merge noted", |s| s.row("T-1").contains("waiting for CI"))
+        .await;
+    s.idle().await;
+    assert!(s.issue_open(3), "closed before CI on main was green");
+    assert!(s.row("T-1").contains("in-progress"), "{}", s.row("T-1"));
+
+    // CI green on the merge commit → issue closed, task done with evidence, T-2 ready.
+    s.ci(&merge, "ci/build", "success");
+    let t = Instant::now();
+    s.send(&Happening::Status {
+        sha: merge.clone(),
+        context: "ci/build".into(),
+        success: true,
+    })
+    .await;
+    s.until("done", |s| {
+        s.row("T-1").contains("| done ") && !s.issue_open(3)
+    })
+    .await;
+    eprintln!(
+        "CI-green delivery → TASKS.md pushed and issue closed: {:?}",
+        t.elapsed()
+    );
+    let row = s.row("T-1");
+    assert!(
+        row.contains(&format!(
+            "squash-merged as {}; CI green (ci/build); closed #3",
+            &merge[..7]
+        )),
+        "{row}"
+    );
+    let sticky = s
+        .fake
+        .state
+        .lock()
+        .unwrap()
+        .comments
+        .iter()
+        .find(|c| c.thread == (false, 7) && c.body.contains("trunkwarden:task"))
+        .map(|c| c.body.clone())
+        .unwrap();
+    assert!(sticky.contains("Ready to start now: T-2"), "{sticky}");
+    let closing = s
+        .fake
+        .state
+        .lock()
+        .unwrap()
+        .comments
+        .iter()
+        .any(|c| c.thread == (false, 3) && c.body.contains("CI on the merge commit is green"));
+    assert!(closing, "the issue got a closing comment");
+
+    // History: one bot commit per change, each touching only T-1's row.
+    let log = s.sb.ok(
+        &s.origin,
+        &["log", "--format=%H %ae %s", "--", "docs/TASKS.md"],
+    );
+    let bot_commits: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("trunkwarden@users.noreply.invalid"))
+        .collect();
+    assert_eq!(bot_commits.len(), 5, "{log}");
+    for c in &bot_commits {
+        let sha = c.split(' ').next().unwrap();
+        let diff = s.sb.ok(
+            &s.origin,
+            &[
+                "diff",
+                "-U0",
+                &format!("{sha}~1"),
+                sha,
+                "--",
+                "docs/TASKS.md",
+            ],
+        );
+        let lines: Vec<&str> = diff
+            .lines()
+            .filter(|l| {
+                (l.starts_with('+') || l.starts_with('-'))
+                    && !l.starts_with("+++")
+                    && !l.starts_with("---")
+            })
+            .collect();
+        assert_eq!(lines.len(), 2, "{diff}");
+        assert!(lines.iter().all(|l| l[1..].starts_with("| T-1 ")), "{diff}");
+    }
+    let effects = s.engine.effects_done().await.unwrap();
+    assert_eq!(effects, 1, "one issue closed");
+    s.server.unwrap().shutdown().await;
+}
