@@ -147,11 +147,21 @@ impl Story {
     async fn until(&self, what: &str, check: impl Fn(&Story) -> bool) {
         let start = Instant::now();
         while !check(self) {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "timed out waiting for {what}:\n{}",
-                self.table()
-            );
+            if start.elapsed() > Duration::from_secs(20) {
+                let store = &self.server.as_ref().unwrap().store;
+                let ledger: Vec<String> = store
+                    .list(None, 100)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|d| format!("{} {} {:?}", d.event, d.state, d.last_error))
+                    .collect();
+                panic!(
+                    "timed out waiting for {what}:\n{}\nledger:\n{}",
+                    self.table(),
+                    ledger.join("\n")
+                );
+            }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -337,5 +347,291 @@ async fn the_happy_path_closes_the_issue_only_after_green_on_main() {
     }
     let effects = s.engine.effects_done().await.unwrap();
     assert_eq!(effects, 1, "one issue closed");
+    s.server.unwrap().shutdown().await;
+}
+
+impl Story {
+    /// Merges PR 7 in the fake (a real squash commit) and returns the merge commit.
+    async fn merge(&self) -> String {
+        self.fake.merge_pull(7, "feat(T-1): check the issuer (#7)")
+    }
+
+    fn bot_commits(&self) -> usize {
+        let log = self.sb.ok(&self.origin, &["log", "--format=%ae", "main"]);
+        log.lines()
+            .filter(|l| *l == "trunkwarden@users.noreply.invalid")
+            .count()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_and_shuffled_deliveries_converge_to_the_same_state_and_effects() {
+    let s = Story::new("github").await;
+    let head = s.sb.ok(&s.origin, &["rev-parse", "t-1-oidc"]);
+    s.fake.add_pull(
+        7,
+        "alice",
+        "t-1-oidc",
+        "feat(T-1): check the issuer",
+        "Refs #3",
+    );
+    s.ci(&head, "ci/build", "success");
+    let merge = s.merge().await;
+    s.ci(&merge, "ci/build", "success");
+    let mut all = vec![
+        Happening::PrOpened(7),
+        Happening::Status {
+            sha: head.clone(),
+            context: "ci/build".into(),
+            success: false,
+        },
+        Happening::Status {
+            sha: head.clone(),
+            context: "ci/build".into(),
+            success: true,
+        },
+        Happening::PrMerged(7),
+        Happening::Status {
+            sha: merge.clone(),
+            context: "ci/build".into(),
+            success: false,
+        },
+        Happening::Status {
+            sha: merge.clone(),
+            context: "ci/build".into(),
+            success: true,
+        },
+    ];
+    all.extend(all.clone());
+    // A fixed shuffle, so a failure reproduces.
+    let order = [7, 2, 11, 0, 5, 9, 3, 10, 1, 8, 4, 6];
+    let mut fixtures = Vec::new();
+    for i in order {
+        let fx = s.fake.delivery(&all[i], SECRET);
+        fixtures.push(fx.clone());
+        if i % 3 == 0 {
+            fixtures.push(fx); // the very same delivery again: the ledger answers 200, once
+        }
+    }
+    for fx in &fixtures {
+        let (status, body) = support::post(&s.client, &s.url, fx).await;
+        assert!(status == 202 || status == 200, "{status} {body}");
+    }
+    s.until("done", |s| s.row("T-1").contains("| done ")).await;
+    s.idle().await;
+    assert!(!s.issue_open(3));
+    assert_eq!(
+        s.engine.effects_done().await.unwrap(),
+        1,
+        "one closure, however many deliveries"
+    );
+    assert_eq!(
+        s.bot_commits(),
+        1,
+        "one commit: straight to done with evidence"
+    );
+    let row = s.row("T-1");
+    assert!(
+        row.contains("| alice ")
+            && row.contains("| t-1-oidc ")
+            && row.contains("CI green (ci/build); closed #3"),
+        "{row}"
+    );
+    let closing_comments = s
+        .fake
+        .state
+        .lock()
+        .unwrap()
+        .comments
+        .iter()
+        .filter(|c| c.thread == (false, 3))
+        .count();
+    assert_eq!(closing_comments, 1);
+    s.server.unwrap().shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn red_after_merge_reopens_the_issue_the_forge_closed() {
+    let s = Story::new("gitea").await;
+    let head = s.sb.ok(&s.origin, &["rev-parse", "t-1-oidc"]);
+    s.fake.add_pull(
+        7,
+        "alice",
+        "t-1-oidc",
+        "feat(T-1): check the issuer",
+        "Closes #3",
+    );
+    s.ci(&head, "ci/build", "success");
+    s.send(&Happening::PrOpened(7)).await;
+    s.until("in progress", |s| s.row("T-1").contains("in-progress"))
+        .await;
+    let merge = s.merge().await;
+    // The forge honours its closing keyword at merge time, before CI on main has run.
+    s.fake.state.lock().unwrap().issues.insert(3, false);
+    s.ci(&merge, "ci/build", "failure");
+    s.send(&Happening::PrMerged(7)).await;
+    s.send(&Happening::Status {
+        sha: merge.clone(),
+        context: "ci/build".into(),
+        success: false,
+    })
+    .await;
+    s.until("failed", |s| s.row("T-1").contains("| failed "))
+        .await;
+    s.until("reopened", |s| s.issue_open(3)).await;
+    assert!(
+        s.row("T-1").contains("CI on the trunk failed: ci/build"),
+        "{}",
+        s.row("T-1")
+    );
+    let said = s
+        .fake
+        .state
+        .lock()
+        .unwrap()
+        .comments
+        .iter()
+        .any(|c| c.thread == (false, 3) && c.body.contains("Reopened: T-1 is not done"));
+    assert!(said);
+    s.server.unwrap().shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_commit_needs_qa_and_says_so_on_the_pull_request() {
+    let s = Story::new("github").await;
+    s.fake.add_pull(
+        7,
+        "alice",
+        "t-1-oidc",
+        "feat(T-1): check the issuer",
+        "Refs #3",
+    );
+    // Someone merged with a merge commit, outside the forge's squash button.
+    let work = s.sb.path("w");
+    s.sb.ok(&work, &["checkout", "-q", "main"]);
+    s.sb.ok(&work, &["pull", "-q", s.origin.to_str().unwrap(), "main"]);
+    s.sb.ok(&work, &["merge", "-q", "--no-ff", "--no-edit", "t-1-oidc"]);
+    s.sb.ok(&work, &["push", "-q", s.origin.to_str().unwrap(), "main"]);
+    let merge = s.sb.ok(&work, &["rev-parse", "HEAD"]);
+    {
+        let mut f = s.fake.state.lock().unwrap();
+        let p = f.pulls.get_mut(&7).unwrap();
+        p.open = false;
+        p.merged = true;
+        p.merge_sha = Some(merge.clone());
+    }
+    s.ci(&merge, "ci/build", "success");
+    s.send(&Happening::PrMerged(7)).await;
+    s.until("needs-qa", |s| s.row("T-1").contains("| needs-qa "))
+        .await;
+    s.idle().await;
+    assert!(s.issue_open(3), "not done, so not closed");
+    let comment = s
+        .fake
+        .state
+        .lock()
+        .unwrap()
+        .comments
+        .iter()
+        .any(|c| c.thread == (false, 7) && c.body.contains("squash-only"));
+    assert!(comment);
+    s.server.unwrap().shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_periodic_resync_repairs_what_missed_webhooks_left_behind() {
+    let s = Story::new("github").await;
+    let head = s.sb.ok(&s.origin, &["rev-parse", "t-1-oidc"]);
+    s.fake.add_pull(
+        7,
+        "alice",
+        "t-1-oidc",
+        "feat(T-1): check the issuer",
+        "Refs #3",
+    );
+    s.send(&Happening::PrOpened(7)).await;
+    s.until("in progress", |s| s.row("T-1").contains("in-progress"))
+        .await;
+    // Everything else happens without a single delivery reaching the bot.
+    s.ci(&head, "ci/build", "success");
+    let merge = s.merge().await;
+    s.ci(&merge, "ci/build", "success");
+    let results = s.engine.resync().await;
+    assert_eq!(results.len(), 1);
+    assert!(results[0].1.is_ok(), "{:?}", results[0].1);
+    assert!(s.row("T-1").contains("| done "), "{}", s.row("T-1"));
+    assert!(!s.issue_open(3));
+    // A second resync finds nothing to do.
+    let again = s.engine.resync().await;
+    assert_eq!(again[0].1.as_ref().unwrap().commit, None);
+    assert_eq!(s.engine.effects_done().await.unwrap(), 1);
+    s.server.unwrap().shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_pull_requests_at_once_update_fifty_rows_without_losing_one() {
+    const N: u64 = 50;
+    let s = Story::new("github").await;
+    let work = s.sb.path("w");
+    let mut table = String::from(
+        "# Tasks\n\n| id | status | description | depends_on | blocks | branch | agent | started_at | notes |\n|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for i in 1..=N {
+        table.push_str(&format!("| P-{i} | not-started | part {i} | | | | | | |\n"));
+    }
+    s.sb.ok(&work, &["checkout", "-q", "main"]);
+    s.sb.ok(&work, &["pull", "-q", s.origin.to_str().unwrap(), "main"]);
+    write(&work, "docs/TASKS.md", &table);
+    s.sb.ok(&work, &["commit", "-q", "-am", "chore: fifty tasks"]);
+    for i in 1..=N {
+        s.sb.ok(&work, &["checkout", "-q", "-b", &format!("p-{i}"), "main"]);
+        write(&work, format!("src/p{i}.rs"), "pub fn p() {}\n");
+        s.sb.ok(&work, &["add", "-A"]);
+        s.sb.ok(
+            &work,
+            &["commit", "-q", "-m", &format!("feat(P-{i}): part")],
+        );
+    }
+    s.sb.ok(&work, &["push", "-q", s.origin.to_str().unwrap(), "--all"]);
+    for i in 1..=N {
+        s.fake.add_pull(
+            i,
+            if i % 2 == 0 { "alice" } else { "bob" },
+            &format!("p-{i}"),
+            &format!("feat(P-{i}): part"),
+            "",
+        );
+    }
+    let fixtures: Vec<_> = (1..=N)
+        .map(|i| s.fake.delivery(&Happening::PrOpened(i), SECRET))
+        .collect();
+    let sends: Vec<_> = fixtures
+        .into_iter()
+        .map(|fx| {
+            let (client, url) = (s.client.clone(), s.url.clone());
+            tokio::spawn(async move { support::post(&client, &url, &fx).await })
+        })
+        .collect();
+    for h in sends {
+        let (status, body) = h.await.unwrap();
+        assert_eq!(status, 202, "{body}");
+    }
+    s.until("all fifty in progress", |s| {
+        s.table().matches("| in-progress |").count() == N as usize
+    })
+    .await;
+    let table = s.table();
+    for i in 1..=N {
+        let row = table
+            .lines()
+            .find(|l| l.starts_with(&format!("| P-{i} |")))
+            .unwrap();
+        assert!(
+            row.contains(&format!("| p-{i} |")) && row.contains(&format!("| PR #{i} |")),
+            "{row}"
+        );
+    }
+    let parents = s.sb.ok(&s.origin, &["log", "--format=%p", "main"]);
+    assert!(parents.lines().all(|p| !p.contains(' ')), "linear history");
     s.server.unwrap().shutdown().await;
 }

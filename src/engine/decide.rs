@@ -99,6 +99,19 @@ fn list(items: &[String]) -> String {
     items.join(", ")
 }
 
+/// The cells a pull request claims on its task: who works on it, since when, on which branch.
+fn claim(d: &mut Decision, task: &Task, pr: &PullRequest, now: &str) {
+    if task.agent.is_empty() {
+        d.cells.push(("agent".into(), pr.author.login.clone()));
+    }
+    if task.started_at.is_none() {
+        d.cells.push(("started_at".into(), now.to_owned()));
+    }
+    if task.branch.is_empty() {
+        d.cells.push(("branch".into(), pr.head_ref.clone()));
+    }
+}
+
 /// Decides a task's row and effects. `now` is an RFC 3339 timestamp; `issues` are the forge
 /// issues the task closes.
 pub fn decide(
@@ -133,15 +146,7 @@ pub fn decide(
                 set(&mut d, "status", Status::InProgress.as_str().into());
                 d.summary = Some(format!("{} in-progress — PR #{n} opened", task.id));
             }
-            if task.agent.is_empty() {
-                set(&mut d, "agent", pr.author.login.clone());
-            }
-            if task.started_at.is_none() {
-                set(&mut d, "started_at", now.to_owned());
-            }
-            if task.branch.is_empty() {
-                set(&mut d, "branch", pr.head_ref.clone());
-            }
+            claim(&mut d, task, pr, now);
             let note = match head {
                 Verdict::Red(ctx) => format!(
                     "PR #{n}: CI failing on {}: {}",
@@ -183,6 +188,10 @@ pub fn decide(
                 }
                 return d;
             };
+            // A task whose opening was missed still gets its agent, start and branch.
+            if !task.is_done() {
+                claim(&mut d, task, pr, now);
+            }
             let s = short(&l.sha);
             let reopen = |d: &mut Decision, why: &str| {
                 for i in issues {

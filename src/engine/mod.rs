@@ -62,6 +62,9 @@ pub struct Engine {
     effects: SqlitePool,
     /// Repositories seen, for the periodic resync.
     known: std::sync::Mutex<BTreeSet<String>>,
+    /// Head and merge commits seen, to the pull request they belong to: a CI event names only
+    /// a sha.
+    shas: std::sync::Mutex<HashMap<(String, String), u64>>,
     /// One reconcile per repository at a time within this process.
     locks: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -106,6 +109,7 @@ impl Engine {
             config,
             effects,
             known: Default::default(),
+            shas: Default::default(),
             locks: Default::default(),
         })
     }
@@ -131,6 +135,13 @@ impl Engine {
             self.config.git_token.clone(),
             branch,
         )?)
+    }
+
+    /// Adds a repository to the periodic resync without waiting for an event from it.
+    pub fn track(&self, repo: &RepoRef) {
+        if let Ok(mut k) = self.known.lock() {
+            k.insert(repo.to_string());
+        }
     }
 
     /// Reconciles every repository seen so far (the periodic resync).
@@ -198,15 +209,30 @@ impl Engine {
         let (tasks, _) = crate::tasks::read_tasks(&table);
         let columns: Vec<String> = table.columns().to_vec();
 
-        // Which pull requests to look at: the hinted ones and every one a live task tracks.
+        // Which pull requests to look at: the hinted ones, those whose head or merge commit a
+        // hinted sha is; and every one a live task tracks when there is no hint (the resync)
+        // or a sha this process has not seen.
         let mut numbers: BTreeSet<u64> = pulls.iter().copied().collect();
-        for t in &tasks {
-            let live = !t.is_done()
-                || shas
-                    .iter()
-                    .any(|s| t.notes.contains(s.get(..7).unwrap_or(s)));
-            if live {
-                numbers.extend(pr_numbers(&t.notes));
+        let mut unknown_sha = false;
+        if let Ok(seen) = self.shas.lock() {
+            for sha in shas {
+                match seen.get(&(repo.to_string(), sha.clone())) {
+                    Some(n) => {
+                        numbers.insert(*n);
+                    }
+                    None => unknown_sha = true,
+                }
+            }
+        }
+        if (pulls.is_empty() && shas.is_empty()) || unknown_sha {
+            for t in &tasks {
+                let live = !t.is_done()
+                    || shas
+                        .iter()
+                        .any(|s| t.notes.contains(s.get(..7).unwrap_or(s)));
+                if live {
+                    numbers.extend(pr_numbers(&t.notes));
+                }
             }
         }
         let bot = self.forge.me().await?;
@@ -222,6 +248,11 @@ impl Engine {
                 Err(e) if e.status() == Some(404) => continue,
                 Err(e) => return Err(e.into()),
             };
+            if let Ok(mut seen) = self.shas.lock() {
+                for sha in std::iter::once(&pr.head_sha).chain(pr.merge_commit_sha.as_ref()) {
+                    seen.insert((repo.to_string(), sha.clone()), n);
+                }
+            }
             let Some(task) = link::task_for_pull(&tasks, &pr) else {
                 continue;
             };
@@ -273,7 +304,10 @@ impl Engine {
                     cells: cells.clone(),
                 });
             }
-            stickies.push((pr, task.clone(), cells, head, landed));
+            // The sticky comment is refreshed where something changed or an event pointed.
+            if !cells.is_empty() || !d.effects.is_empty() || pulls.contains(&n) {
+                stickies.push((pr, task.clone(), cells, head, landed));
+            }
         }
         if !changes.is_empty() {
             let message = if summaries.is_empty() {

@@ -214,6 +214,11 @@ impl FakeForge {
         );
     }
 
+    /// Merges a pull request as the forge's squash button would; returns the merge commit.
+    pub fn merge_pull(&self, number: u64, message: &str) -> String {
+        self.state.lock().unwrap().squash(number, message)
+    }
+
     /// Injects a failure for the next `times` matching requests.
     pub fn fail(
         &self,
@@ -1134,7 +1139,12 @@ impl FakeForge {
         }
         fx.body = serde_json::to_vec(&v).unwrap();
         // A fresh delivery id; Forgejo sends its own headers beside Gitea's.
-        let id = format!("fake-{}-{}", f.kind, f.requests.len() + f.next_id as usize);
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let id = format!(
+            "fake-{}-{}",
+            f.kind,
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
         let names: Vec<_> = fx.headers.keys().cloned().collect();
         for name in names {
             let n = name.as_str();
