@@ -59,7 +59,7 @@ fn a_row_update_is_one_commit_with_a_one_line_diff_by_the_bot() {
         .update(
             "docs/TASKS.md",
             std::slice::from_ref(&change),
-            None,
+            &[],
             "chore(tasks): T-2 in-progress — PR #7",
             &bot(),
             3,
@@ -93,7 +93,7 @@ fn a_row_update_is_one_commit_with_a_one_line_diff_by_the_bot() {
     );
     // The same change again commits nothing.
     assert_eq!(
-        m.update("docs/TASKS.md", &[change], None, "x", &bot(), 3)
+        m.update("docs/TASKS.md", &[change], &[], "x", &bot(), 3)
             .unwrap(),
         None
     );
@@ -109,7 +109,7 @@ fn unknown_tasks_and_missing_tables_are_errors_not_guesses() {
         .update(
             "docs/TASKS.md",
             &[set("T-9", &[("status", "done")])],
-            None,
+            &[],
             "x",
             &bot(),
             1,
@@ -120,7 +120,7 @@ fn unknown_tasks_and_missing_tables_are_errors_not_guesses() {
         .update(
             "docs/OTHER.md",
             &[set("T-1", &[("status", "done")])],
-            None,
+            &[],
             "x",
             &bot(),
             1,
@@ -131,7 +131,7 @@ fn unknown_tasks_and_missing_tables_are_errors_not_guesses() {
         .update(
             "docs/TASKS.md",
             &[set("T-1", &[("owner", "x")])],
-            None,
+            &[],
             "x",
             &bot(),
             1,
@@ -152,7 +152,7 @@ fn a_learning_lands_in_the_same_commit() {
     m.update(
         "docs/TASKS.md",
         &[set("T-1", &[("status", "done")])],
-        Some(&learning),
+        std::slice::from_ref(&learning),
         "chore(tasks): T-1 done",
         &bot(),
         1,
@@ -189,7 +189,7 @@ fn concurrent_writers_to_different_rows_lose_nothing_and_keep_history_linear() {
                 m.update(
                     "docs/TASKS.md",
                     &[c],
-                    None,
+                    &[],
                     &format!("chore(tasks): {id} in-progress"),
                     &bot(),
                     64,

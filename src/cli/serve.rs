@@ -11,7 +11,7 @@ use clap::Args;
 use crate::Outcome;
 use trunkwarden::config::ServerFile;
 use trunkwarden::queue::Sync;
-use trunkwarden::queue::worker::{RecordHandler, RetryPolicy, WorkerConfig};
+use trunkwarden::queue::worker::{RetryPolicy, WorkerConfig};
 use trunkwarden::server::{self, Settings};
 use trunkwarden::webhook::{Forge, Verifier};
 
@@ -115,9 +115,28 @@ pub fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async {
-        let running = server::start(settings, Arc::new(RecordHandler)).await?;
+        let env = |k: &str| std::env::var(k).ok();
+        let engines = trunkwarden::engine::Engines::from_env(&settings.data_dir, &env)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+        let engines = Arc::new(engines);
+        if engines.forges().is_empty() {
+            tracing::warn!("no forge token set (TRUNKWARDEN_GITHUB_TOKEN, …): deliveries are recorded, tasks are not advanced");
+        } else {
+            tracing::info!(forges = ?engines.forges(), "task engine on");
+        }
+        let resync = std::env::var("TRUNKWARDEN_RESYNC_SECS")
+            .ok()
+            .map(|v| v.parse::<u64>().context("TRUNKWARDEN_RESYNC_SECS must be a number of seconds"))
+            .transpose()?
+            .unwrap_or(300);
+        let timer = (resync > 0).then(|| engines.spawn_resync(std::time::Duration::from_secs(resync)));
+        let running = server::start(settings, engines).await?;
         println!("listening on http://{}", running.addr);
         stop_signal().await;
+        if let Some(t) = timer {
+            t.abort();
+        }
         tracing::info!("stopping: finishing in-flight requests and jobs");
         running.shutdown().await;
         Ok(Outcome::Clean)

@@ -89,6 +89,8 @@ pub struct Decision {
     pub effects: Vec<(String, Effect)>,
     /// One phrase for the commit message, when the row changes in a way worth saying.
     pub summary: Option<String>,
+    /// A learning to record: the task finished beyond ±50% of its estimate.
+    pub learning: Option<serde_json::Value>,
 }
 
 fn short(sha: &str) -> &str {
@@ -97,6 +99,21 @@ fn short(sha: &str) -> &str {
 
 fn list(items: &[String]) -> String {
     items.join(", ")
+}
+
+/// A learning entry when `used` is beyond ±50% of `estimate`, as the protocol asks.
+fn learning(task: &Task, now: &str) -> Option<serde_json::Value> {
+    let (estimate, used) = (task.estimate?, task.used?);
+    let variance = crate::tasks::ratio(estimate, used)?;
+    (variance.abs() > 0.5).then(|| {
+        serde_json::json!({
+            "task": task.id,
+            "estimate": estimate.0,
+            "actual": used.0,
+            "variance": (variance * 1000.0).round() / 1000.0,
+            "when": now,
+        })
+    })
 }
 
 /// The cells a pull request claims on its task: who works on it, since when, on which branch.
@@ -280,6 +297,7 @@ pub fn decide(
                             "{} done — PR #{n} squash-merged as {s}, CI green{closed}",
                             task.id
                         ));
+                        d.learning = learning(task, now);
                     }
                 }
                 Verdict::Pending(_) => {
@@ -490,6 +508,45 @@ mod tests {
             &red.effects[..],
             [(_, Effect::ReopenIssue { issue: 5, .. })]
         ));
+    }
+
+    #[test]
+    fn finishing_far_from_the_estimate_is_a_learning() {
+        let text = "# Tasks\n\n| id | status | description | depends_on | blocks | estimate | used | notes |\n|---|---|---|---|---|---|---|---|\n| T-1 | in-progress | a | | | 8K | 20K | |\n| T-2 | in-progress | b | | | 8K | 9K | |\n";
+        let tasks = crate::tasks::read_tasks(&crate::tasks::TaskTable::parse(text).unwrap()).0;
+        let l = Landed {
+            sha: "b".repeat(40),
+            parents: 1,
+            reverted_by: None,
+            ci: Verdict::Green(vec!["ci".into()]),
+        };
+        let far = decide(
+            &tasks[0],
+            &pr(PrState::Merged),
+            &Verdict::Green(vec![]),
+            Some(&l),
+            &[],
+            NOW,
+        );
+        let entry = far.learning.expect("a learning");
+        assert_eq!(
+            (
+                entry["task"].as_str(),
+                entry["estimate"].as_u64(),
+                entry["actual"].as_u64()
+            ),
+            (Some("T-1"), Some(8000), Some(20000))
+        );
+        assert_eq!(entry["variance"].as_f64(), Some(1.5));
+        let near = decide(
+            &tasks[1],
+            &pr(PrState::Merged),
+            &Verdict::Green(vec![]),
+            Some(&l),
+            &[],
+            NOW,
+        );
+        assert_eq!(near.learning, None);
     }
 
     #[test]

@@ -104,11 +104,17 @@ impl Engine {
         )
         .execute(&effects)
         .await?;
+        sqlx::query("CREATE TABLE IF NOT EXISTS repos (name TEXT PRIMARY KEY)")
+            .execute(&effects)
+            .await?;
+        let names: Vec<String> = sqlx::query_scalar("SELECT name FROM repos")
+            .fetch_all(&effects)
+            .await?;
         Ok(Engine {
             forge,
             config,
             effects,
-            known: Default::default(),
+            known: std::sync::Mutex::new(names.into_iter().collect()),
             shas: Default::default(),
             locks: Default::default(),
         })
@@ -170,8 +176,17 @@ impl Engine {
         shas: &[String],
     ) -> Result<Report, EngineError> {
         let key = repo.to_string();
-        if let Ok(mut k) = self.known.lock() {
-            k.insert(key.clone());
+        let new = self
+            .known
+            .lock()
+            .map(|mut k| k.insert(key.clone()))
+            .unwrap_or(false);
+        if new {
+            // Remembered across restarts, so the resync covers it before its next event.
+            sqlx::query("INSERT OR IGNORE INTO repos (name) VALUES (?)")
+                .bind(&key)
+                .execute(&self.effects)
+                .await?;
         }
         let lock = self.locks.lock().await.entry(key).or_default().clone();
         let _held = lock.lock().await;
@@ -239,6 +254,7 @@ impl Engine {
         let now = now_rfc3339();
         let mut changes: Vec<RowChange> = Vec::new();
         let mut summaries = Vec::new();
+        let mut learnings = Vec::new();
         let mut report = Report::default();
         let mut done_now: Vec<String> = Vec::new();
         let mut stickies = Vec::new();
@@ -298,6 +314,12 @@ impl Engine {
                 done_now.push(task.id.clone());
             }
             summaries.extend(d.summary);
+            if let Some(entry) = d.learning {
+                learnings.push(crate::git::Learning {
+                    path: policy.tasks.learnings.to_string_lossy().replace('\\', "/"),
+                    entry,
+                });
+            }
             if !cells.is_empty() {
                 changes.push(RowChange {
                     id: task.id.clone(),
@@ -321,7 +343,7 @@ impl Engine {
             };
             let attempts = self.config.push_attempts;
             report.commit = tokio::task::block_in_place(|| {
-                mirror.update(&tasks_path, &changes, None, &message, &who, attempts)
+                mirror.update(&tasks_path, &changes, &learnings, &message, &who, attempts)
             })?;
         }
         for (pr, task, cells, head, landed) in stickies {
@@ -514,6 +536,101 @@ impl Handler for Engine {
                 Err(HandlerError::Permanent(e.to_string()))
             }
             Err(e) => Err(HandlerError::Transient(e.to_string())),
+        }
+    }
+}
+
+/// Routes each delivery to the engine of its forge; deliveries from a forge the bot has no
+/// token for are recorded only.
+#[derive(Default)]
+pub struct Engines {
+    by_forge: HashMap<String, Arc<Engine>>,
+}
+
+impl Engines {
+    /// An engine per forge whose `TRUNKWARDEN_<FORGE>_TOKEN` is set. Clone URLs come from
+    /// `TRUNKWARDEN_<FORGE>_CLONE_URL` (`{repo}` stands for `owner/name`), by default
+    /// `https://github.com/{repo}.git` or the forge URL followed by `/{repo}.git`.
+    pub async fn from_env(
+        data_dir: &std::path::Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Engines, String> {
+        use crate::forge::Kind;
+        let mut by_forge = HashMap::new();
+        for kind in [Kind::Github, Kind::Gitea, Kind::Forgejo, Kind::Gitlab] {
+            let upper = kind.name().to_ascii_uppercase();
+            let token = crate::forge::Token::lookup(&format!("TRUNKWARDEN_{upper}_TOKEN"), env)?;
+            if token.is_none() {
+                continue;
+            }
+            let forge = crate::forge::from_env(kind, env)?;
+            let clone_var = format!("TRUNKWARDEN_{upper}_CLONE_URL");
+            let template = match env(&clone_var).filter(|t| !t.is_empty()) {
+                Some(t) => t,
+                None if kind == Kind::Github => "https://github.com/{repo}.git".to_owned(),
+                None => {
+                    let base = env(&format!("TRUNKWARDEN_{upper}_URL")).unwrap_or_default();
+                    format!("{}/{{repo}}.git", base.trim_end_matches('/'))
+                }
+            };
+            if !template.contains("{repo}") {
+                return Err(format!(
+                    "{clone_var} must contain {{repo}}, e.g. https://git.example/{{repo}}.git"
+                ));
+            }
+            let config = EngineConfig {
+                data_dir: data_dir.join("engine").join(kind.name()),
+                clone_url: Box::new(move |r| template.replace("{repo}", &r.to_string())),
+                git_token: token,
+                push_attempts: 16,
+            };
+            let engine = Engine::open(forge, config)
+                .await
+                .map_err(|e| e.to_string())?;
+            by_forge.insert(kind.name().to_owned(), Arc::new(engine));
+        }
+        Ok(Engines { by_forge })
+    }
+
+    /// The forges the bot acts on.
+    pub fn forges(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.by_forge.keys().map(String::as_str).collect();
+        v.sort();
+        v
+    }
+
+    /// Reconciles every known repository of every forge every `every`, so missed deliveries
+    /// are repaired.
+    pub fn spawn_resync(
+        self: &Arc<Self>,
+        every: std::time::Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                for (forge, engine) in &me.by_forge {
+                    for (repo, result) in engine.resync().await {
+                        if let Err(e) = result {
+                            tracing::warn!(forge, repo, error = %e, "resync failed");
+                        }
+                    }
+                }
+            }
+        })
+    }
+}
+
+impl Handler for Engines {
+    async fn handle(&self, d: &Delivery, event: &Event) -> Result<(), HandlerError> {
+        match self.by_forge.get(&d.forge) {
+            Some(engine) => engine.handle(d, event).await,
+            None => {
+                tracing::info!(delivery = d.id, forge = %d.forge, "{} (no token for this forge: recorded only)", event.summary());
+                Ok(())
+            }
         }
     }
 }

@@ -164,14 +164,15 @@ impl Mirror {
         Ok(crate::hook::git::blob_at(&repo, &tree, Path::new(path)))
     }
 
-    /// Applies `changes` to the task table at `path` on the trunk, commits as `who` with
+    /// Applies `changes` to the task table at `path` on the trunk (and appends `learnings`),
+    /// commits as `who` with
     /// `message`, and pushes; refetches and reapplies after a non-fast-forward, up to
     /// `attempts` times. `None` when the table already says all of it (nothing committed).
     pub fn update(
         &self,
         path: &str,
         changes: &[RowChange],
-        learning: Option<&Learning>,
+        learnings: &[Learning],
         message: &str,
         who: &Identity,
         attempts: u32,
@@ -183,7 +184,7 @@ impl Mirror {
                 std::thread::sleep(std::time::Duration::from_millis(ms));
             }
             let tip = self.fetch()?;
-            let Some(oid) = self.commit_on(tip, path, changes, learning, message, who)? else {
+            let Some(oid) = self.commit_on(tip, path, changes, learnings, message, who)? else {
                 return Ok(None);
             };
             let spec = format!("{oid}:refs/heads/{}", self.branch);
@@ -220,7 +221,7 @@ impl Mirror {
         tip: Oid,
         path: &str,
         changes: &[RowChange],
-        learning: Option<&Learning>,
+        learnings: &[Learning],
         message: &str,
         who: &Identity,
     ) -> Result<Option<Oid>, CommitError> {
@@ -255,20 +256,27 @@ impl Mirror {
                 .map_err(git_err("writing the task table"))?;
             update.upsert(path, blob, FileMode::Blob);
         }
-        if let Some(l) = learning {
-            let old = crate::hook::git::blob_at(&repo, &tree, Path::new(&l.path));
+        let mut paths: Vec<&str> = learnings.iter().map(|l| l.path.as_str()).collect();
+        paths.dedup();
+        for lpath in paths {
+            let old = crate::hook::git::blob_at(&repo, &tree, Path::new(lpath));
             let mut list: Vec<serde_json::Value> = old
                 .as_deref()
                 .and_then(|b| serde_json::from_slice(b).ok())
                 .unwrap_or_default();
-            if !list.contains(&l.entry) {
-                list.push(l.entry.clone());
+            let before = list.len();
+            for l in learnings.iter().filter(|l| l.path == lpath) {
+                if !list.contains(&l.entry) {
+                    list.push(l.entry.clone());
+                }
+            }
+            if list.len() > before {
                 let mut text = serde_json::to_string_pretty(&list).unwrap_or_else(|_| "[]".into());
                 text.push('\n');
                 let blob = repo
                     .blob(text.as_bytes())
                     .map_err(git_err("writing the learnings"))?;
-                update.upsert(&l.path, blob, FileMode::Blob);
+                update.upsert(lpath, blob, FileMode::Blob);
                 changed = true;
             }
         }
