@@ -635,3 +635,88 @@ async fn fifty_pull_requests_at_once_update_fifty_rows_without_losing_one() {
     assert!(parents.lines().all(|p| !p.contains(' ')), "linear history");
     s.server.unwrap().shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bots_own_checks_are_posted_on_the_pull_request_head() {
+    let s = Story::new("gitea").await;
+    let work = s.sb.path("w");
+    s.sb.ok(&work, &["checkout", "-q", "-b", "t-2-refresh", "main"]);
+    write(
+        &work,
+        "src/refresh.rs",
+        &format!("const TOKEN: &str = \"{}\";\n", support::git::TOKEN),
+    );
+    s.sb.ok(&work, &["add", "-A"]);
+    s.sb.ok(&work, &["commit", "-q", "-m", "added refresh"]);
+    s.sb.ok(
+        &work,
+        &["push", "-q", s.origin.to_str().unwrap(), "t-2-refresh"],
+    );
+    s.fake.add_pull(
+        7,
+        "alice",
+        "t-1-oidc",
+        "feat(T-1): check the issuer",
+        "Refs #3",
+    );
+    s.fake
+        .add_pull(8, "bob", "t-2-refresh", "feat(T-2): refresh", "");
+    s.send(&Happening::PrOpened(7)).await;
+    s.send(&Happening::PrOpened(8)).await;
+    s.until("T-2 in progress", |s| s.row("T-2").contains("in-progress"))
+        .await;
+    s.idle().await;
+    let statuses = |sha: &str| -> Vec<(String, String)> {
+        let f = s.fake.state.lock().unwrap();
+        f.ci.iter()
+            .filter(|c| c.sha == sha)
+            .map(|c| (c.context.clone(), c.state.clone()))
+            .collect()
+    };
+    let good = s.sb.ok(&s.origin, &["rev-parse", "t-1-oidc"]);
+    let bad = s.sb.ok(&s.origin, &["rev-parse", "t-2-refresh"]);
+    let mut g = statuses(&good);
+    g.sort();
+    assert_eq!(
+        g,
+        [
+            ("trunkwarden/policy".to_owned(), "success".to_owned()),
+            ("trunkwarden/secrets".to_owned(), "success".to_owned())
+        ]
+    );
+    let mut b = statuses(&bad);
+    b.sort();
+    assert_eq!(
+        b,
+        [
+            ("trunkwarden/policy".to_owned(), "failure".to_owned()),
+            ("trunkwarden/secrets".to_owned(), "failure".to_owned())
+        ]
+    );
+    let posted: Vec<String> = s
+        .fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path.contains("/statuses/"))
+        .filter_map(|r| {
+            r.body
+                .map(|b| b["description"].as_str().unwrap_or("").to_owned())
+        })
+        .collect();
+    assert!(
+        posted
+            .iter()
+            .any(|d| d.contains("src/refresh.rs:1") && d.contains("ghp_…FLh2")),
+        "{posted:?}"
+    );
+    assert!(posted.iter().all(|d| !d.contains(support::git::TOKEN)));
+    assert!(
+        posted
+            .iter()
+            .any(|d| d.contains("does not follow `type(scope): summary`")),
+        "{posted:?}"
+    );
+    // Their own statuses never make the bot's CI verdict: T-2 is not "failing".
+    assert!(!s.row("T-2").contains("CI failing"), "{}", s.row("T-2"));
+    s.server.unwrap().shutdown().await;
+}

@@ -5,6 +5,7 @@
 //! An event only hints at what to look at; the same reconcile runs on a timer, so a missed
 //! or reordered delivery converges to the same state.
 
+pub mod checks;
 pub mod decide;
 pub mod link;
 
@@ -34,6 +35,22 @@ pub enum EngineError {
     Db(#[from] sqlx::Error),
     #[error("{0}")]
     Other(String),
+}
+
+/// The engine's two once-only records: effects on the forge, and head commits checked.
+#[derive(Debug, Clone, Copy)]
+enum Ledger {
+    Effects,
+    Checked,
+}
+
+impl Ledger {
+    fn name(self) -> &'static str {
+        match self {
+            Ledger::Effects => "effects",
+            Ledger::Checked => "checked",
+        }
+    }
 }
 
 /// Where the engine keeps its mirrors and its record of effects done.
@@ -101,6 +118,11 @@ impl Engine {
             .await?;
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS effects (key TEXT PRIMARY KEY, done_at TEXT NOT NULL)",
+        )
+        .execute(&effects)
+        .await?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS checked (key TEXT PRIMARY KEY, done_at TEXT NOT NULL)",
         )
         .execute(&effects)
         .await?;
@@ -269,7 +291,19 @@ impl Engine {
                     seen.insert((repo.to_string(), sha.clone()), n);
                 }
             }
-            let Some(task) = link::task_for_pull(&tasks, &pr) else {
+            let task = link::task_for_pull(&tasks, &pr);
+            if pr.state == PrState::Open {
+                self.post_checks(
+                    repo,
+                    &mirror,
+                    tip,
+                    &policy,
+                    &pr,
+                    task.map(|t| t.id.as_str()),
+                )
+                .await?;
+            }
+            let Some(task) = task else {
                 continue;
             };
             report.pulls.push(n);
@@ -363,6 +397,77 @@ impl Engine {
         Ok(report)
     }
 
+    /// Posts `trunkwarden/policy` and `trunkwarden/secrets` on a pull request's head, once
+    /// per head commit.
+    async fn post_checks(
+        &self,
+        repo: &RepoRef,
+        mirror: &Mirror,
+        tip: git2::Oid,
+        policy: &RepoPolicy,
+        pr: &crate::forge::PullRequest,
+        task: Option<&str>,
+    ) -> Result<(), EngineError> {
+        let key = format!("{repo}:checks:{}", pr.head_sha);
+        if self.recorded(Ledger::Checked, &key).await? {
+            return Ok(());
+        }
+        let checks = tokio::task::block_in_place(|| -> Result<Vec<checks::Check>, EngineError> {
+            let head = mirror.fetch_ref(
+                &format!("refs/heads/{}", pr.head_ref),
+                &format!("pr/{}", pr.number),
+            )?;
+            let git = mirror.repository()?;
+            checks::run(
+                &git,
+                policy,
+                tip,
+                head,
+                &pr.head_ref,
+                &pr.author.login,
+                task,
+            )
+            .map_err(EngineError::Other)
+        })?;
+        for c in checks {
+            let status = crate::forge::StatusSpec {
+                context: c.context.to_owned(),
+                state: if c.passed {
+                    crate::forge::CiState::Success
+                } else {
+                    crate::forge::CiState::Failure
+                },
+                description: c.description,
+                target_url: None,
+            };
+            self.forge.set_status(repo, &pr.head_sha, &status).await?;
+        }
+        self.record(Ledger::Checked, &key).await
+    }
+
+    /// Whether `key` is in `table` (`effects` or `checked`).
+    async fn recorded(&self, table: Ledger, key: &str) -> Result<bool, EngineError> {
+        let q = format!("SELECT key FROM {} WHERE key = ?", table.name());
+        let seen: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(q))
+            .bind(key)
+            .fetch_optional(&self.effects)
+            .await?;
+        Ok(seen.is_some())
+    }
+
+    async fn record(&self, table: Ledger, key: &str) -> Result<(), EngineError> {
+        let q = format!(
+            "INSERT OR IGNORE INTO {} (key, done_at) VALUES (?, ?)",
+            table.name()
+        );
+        sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(key)
+            .bind(now_rfc3339())
+            .execute(&self.effects)
+            .await?;
+        Ok(())
+    }
+
     /// Performs one effect unless its key is recorded; returns whether it ran now.
     async fn perform(
         &self,
@@ -371,11 +476,7 @@ impl Engine {
         key: &str,
         effect: &Effect,
     ) -> Result<bool, EngineError> {
-        let seen: Option<String> = sqlx::query_scalar("SELECT key FROM effects WHERE key = ?")
-            .bind(key)
-            .fetch_optional(&self.effects)
-            .await?;
-        if seen.is_some() {
+        if self.recorded(Ledger::Effects, key).await? {
             return Ok(false);
         }
         match effect {
@@ -399,11 +500,7 @@ impl Engine {
                     .await?;
             }
         }
-        sqlx::query("INSERT OR IGNORE INTO effects (key, done_at) VALUES (?, ?)")
-            .bind(key)
-            .bind(now_rfc3339())
-            .execute(&self.effects)
-            .await?;
+        self.record(Ledger::Effects, key).await?;
         tracing::info!(effect = key, "effect performed");
         Ok(true)
     }

@@ -139,6 +139,20 @@ impl Mirror {
         Ok(r)
     }
 
+    /// Fetches one remote ref (a pull request's branch) into `refs/trunkwarden/<name>`;
+    /// returns its tip.
+    pub fn fetch_ref(&self, remote: &str, name: &str) -> Result<Oid, CommitError> {
+        let local = format!("refs/trunkwarden/{name}");
+        let refspec = format!("+{remote}:{local}");
+        let out = self.git(&["fetch", "--quiet", "--no-tags", &self.url, &refspec])?;
+        if !out.status.success() {
+            return Err(self.failed("fetch", &out));
+        }
+        self.repo()?
+            .refname_to_id(&local)
+            .map_err(git_err("the fetched ref"))
+    }
+
     /// The mirror as a git2 repository, for reading what was fetched.
     pub fn repository(&self) -> Result<Repository, CommitError> {
         self.repo()

@@ -229,7 +229,7 @@ fn scanner(policy: &RepoPolicy) -> Result<Option<Scanner>, HookError> {
 
 /// Facts about pushed commits for the ref rules; each commit's added lines are scanned for
 /// secrets once, however many refs carry it.
-fn judge_commits(
+pub(crate) fn judge_commits(
     repo: &Repository,
     ids: Vec<git2::Oid>,
     mut blobs: Option<&mut git::BlobScanner<'_>>,

@@ -1,0 +1,110 @@
+//! The bot's own checks on a pull request's head, posted as commit statuses so branch
+//! protection can require them: `trunkwarden/policy` (message convention, task-table single
+//! writer) and `trunkwarden/secrets` (secrets in the lines the pull request adds).
+
+use git2::{Oid, Repository};
+
+use crate::config::RepoPolicy;
+use crate::policy::{self, Change, Pusher, RefUpdate, Rule, Verdict, message};
+
+/// One check's outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    pub context: &'static str,
+    pub passed: bool,
+    /// At most 140 characters (GitHub's limit); secrets only masked.
+    pub description: String,
+}
+
+fn describe(v: &Verdict, clean: &str) -> (bool, String) {
+    let first = v.refused.first().or(v.warned.first());
+    let text = match first {
+        None => clean.to_owned(),
+        Some(x) => {
+            let at = match (&x.path, x.line) {
+                (Some(p), Some(l)) => format!("{}:{l} ", String::from_utf8_lossy(p)),
+                (Some(p), None) => format!("{} ", String::from_utf8_lossy(p)),
+                _ => String::new(),
+            };
+            let more = v.refused.len() + v.warned.len() - 1;
+            let more = if more > 0 {
+                format!(" (+{more} more)")
+            } else {
+                String::new()
+            };
+            let warn = if v.refused.is_empty() {
+                "warning: "
+            } else {
+                ""
+            };
+            format!("{warn}{at}{}{more}", x.message)
+        }
+    };
+    (v.refused.is_empty(), text.chars().take(140).collect())
+}
+
+/// Runs both checks over the commits `head` adds to `base`, by `author`, on `branch`.
+pub fn run(
+    repo: &Repository,
+    policy: &RepoPolicy,
+    base: Oid,
+    head: Oid,
+    branch: &str,
+    author: &str,
+    task: Option<&str>,
+) -> Result<Vec<Check>, String> {
+    let ids = crate::hook::git::new_commits(repo, head, [base]).map_err(|e| e.to_string())?;
+    let scanner = crate::secrets::Scanner::builtin().map_err(|e| e.to_string())?;
+    let mut blobs = crate::hook::git::BlobScanner::new(repo, &scanner);
+    let mut scanned = std::collections::HashSet::new();
+    let mut secret_findings = Vec::new();
+    let facts = crate::hook::judge_commits(
+        repo,
+        ids.clone(),
+        Some(&mut blobs),
+        &mut scanned,
+        &mut secret_findings,
+    )
+    .map_err(|e| e.to_string())?;
+    let mut rules = policy::check_ref_update(
+        policy,
+        &RefUpdate {
+            refname: format!("refs/heads/{branch}"),
+            change: Change::Update { fast_forward: true },
+            commits: facts,
+        },
+        &Pusher::Server {
+            login: Some(author.to_owned()),
+            forge_merge: false,
+        },
+    );
+    if policy.rules.get(Rule::Message) != crate::config::Mode::Off {
+        for id in &ids {
+            let Ok(c) = repo.find_commit(*id) else {
+                continue;
+            };
+            let text = message::stored(c.message_bytes(), "#", message::Cleanup::Verbatim);
+            if let Some(mut v) = message::check(&text, &policy.message.types, task) {
+                v.commit = Some(id.to_string());
+                rules.push(v);
+            }
+        }
+    }
+    let (ok, text) = describe(&Verdict::judge(policy, rules), "trunk rules hold");
+    let (clean, found) = describe(
+        &Verdict::judge(policy, secret_findings),
+        "no secrets in the added lines",
+    );
+    Ok(vec![
+        Check {
+            context: "trunkwarden/policy",
+            passed: ok,
+            description: text,
+        },
+        Check {
+            context: "trunkwarden/secrets",
+            passed: clean,
+            description: found,
+        },
+    ])
+}
