@@ -290,17 +290,15 @@ async fn the_happy_path_closes_the_issue_only_after_green_on_main() {
         )),
         "{row}"
     );
-    let sticky = s
-        .fake
-        .state
-        .lock()
-        .unwrap()
-        .comments
-        .iter()
-        .find(|c| c.thread == (false, 7) && c.body.contains("trunkwarden:task"))
-        .map(|c| c.body.clone())
-        .unwrap();
-    assert!(sticky.contains("Ready to start now: T-2"), "{sticky}");
+    // The sticky comment follows the commit: wait for it rather than race it.
+    s.until("the sticky comment names T-2 as ready", |s| {
+        s.fake.state.lock().unwrap().comments.iter().any(|c| {
+            c.thread == (false, 7)
+                && c.body.contains("trunkwarden:task")
+                && c.body.contains("Ready to start now: T-2")
+        })
+    })
+    .await;
     let closing = s
         .fake
         .state
