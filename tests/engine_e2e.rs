@@ -718,3 +718,41 @@ async fn the_bots_own_checks_are_posted_on_the_pull_request_head() {
     assert!(!s.row("T-2").contains("CI failing"), "{}", s.row("T-2"));
     s.server.unwrap().shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn green_waits_for_every_context_branch_protection_requires() {
+    let s = Story::new("github").await;
+    s.fake.state.lock().unwrap().protection = Some(serde_json::json!({
+        "required_status_checks": { "strict": false, "contexts": ["ci/build", "ci/e2e", "trunkwarden/policy"] },
+        "required_pull_request_reviews": { "required_approving_review_count": 0 },
+        "restrictions": { "users": [{ "login": "trunkwarden", "id": 1 }], "teams": [] },
+    }));
+    s.fake.add_pull(
+        7,
+        "alice",
+        "t-1-oidc",
+        "feat(T-1): check the issuer",
+        "Refs #3",
+    );
+    let merge = s.merge().await;
+    s.ci(&merge, "ci/build", "success");
+    s.send(&Happening::PrMerged(7)).await;
+    s.until("merge noted", |s| s.row("T-1").contains("waiting for CI"))
+        .await;
+    s.idle().await;
+    assert!(s.issue_open(3), "ci/e2e has not reported: not green yet");
+    s.ci(&merge, "ci/e2e", "success");
+    s.send(&Happening::Status {
+        sha: merge.clone(),
+        context: "ci/e2e".into(),
+        success: true,
+    })
+    .await;
+    s.until("done", |s| s.row("T-1").contains("| done ")).await;
+    assert!(
+        s.row("T-1").contains("CI green (ci/build, ci/e2e)"),
+        "{}",
+        s.row("T-1")
+    );
+    s.server.unwrap().shutdown().await;
+}

@@ -82,6 +82,8 @@ pub struct Engine {
     /// Head and merge commits seen, to the pull request they belong to: a CI event names only
     /// a sha.
     shas: std::sync::Mutex<HashMap<(String, String), u64>>,
+    /// Required contexts from branch protection, per repository, with when they were read.
+    protection: std::sync::Mutex<HashMap<String, (std::time::Instant, Vec<String>)>>,
     /// One reconcile per repository at a time within this process.
     locks: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -138,6 +140,7 @@ impl Engine {
             effects,
             known: std::sync::Mutex::new(names.into_iter().collect()),
             shas: Default::default(),
+            protection: Default::default(),
             locks: Default::default(),
         })
     }
@@ -273,6 +276,10 @@ impl Engine {
             }
         }
         let bot = self.forge.me().await?;
+        let mut policy = policy;
+        if policy.ci.required.is_empty() {
+            policy.ci.required = self.protected_contexts(repo, trunk).await;
+        }
         let now = now_rfc3339();
         let mut changes: Vec<RowChange> = Vec::new();
         let mut summaries = Vec::new();
@@ -395,6 +402,35 @@ impl Engine {
                 .await?;
         }
         Ok(report)
+    }
+
+    /// The trunk's required status contexts from branch protection (the bot's own excluded),
+    /// cached for five minutes; none when the forge will not say.
+    async fn protected_contexts(&self, repo: &RepoRef, branch: &str) -> Vec<String> {
+        let key = repo.to_string();
+        if let Ok(cache) = self.protection.lock()
+            && let Some((at, contexts)) = cache.get(&key)
+            && at.elapsed() < std::time::Duration::from_secs(300)
+        {
+            return contexts.clone();
+        }
+        let contexts: Vec<String> = match self.forge.settings(repo, branch).await {
+            Ok(s) => s
+                .protection
+                .map(|p| p.required_contexts)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|c| !c.starts_with("trunkwarden/"))
+                .collect(),
+            Err(e) => {
+                tracing::debug!(repo = %repo, error = %e, "branch protection not readable; every reported context counts");
+                Vec::new()
+            }
+        };
+        if let Ok(mut cache) = self.protection.lock() {
+            cache.insert(key, (std::time::Instant::now(), contexts.clone()));
+        }
+        contexts
     }
 
     /// Posts `trunkwarden/policy` and `trunkwarden/secrets` on a pull request's head, once
