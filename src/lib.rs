@@ -1,6 +1,7 @@
 //! trunkwarden: git hooks and a forge bot that keep trunk-based repositories honest.
 #![forbid(unsafe_code)]
 
+pub mod commands;
 pub mod config;
 pub mod engine;
 pub mod forge;
