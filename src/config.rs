@@ -39,6 +39,29 @@ pub struct RepoPolicy {
     pub hooks: HooksPolicy,
     #[serde(default)]
     pub ci: CiPolicy,
+    #[serde(default)]
+    pub commands: CommandsPolicy,
+}
+
+/// How people address the bot in comments.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CommandsPolicy {
+    /// The mention that starts a command line.
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+}
+
+impl Default for CommandsPolicy {
+    fn default() -> Self {
+        CommandsPolicy {
+            prefix: default_prefix(),
+        }
+    }
+}
+
+fn default_prefix() -> String {
+    crate::commands::DEFAULT_PREFIX.to_owned()
 }
 
 /// What "green" means for a commit.

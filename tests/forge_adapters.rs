@@ -826,6 +826,7 @@ async fn the_fake_announces_what_happens_with_signed_real_payloads() {
             comment_id: 901,
             body: "@trunkwarden status".into(),
             author: "bob".into(),
+            previous: None,
         };
         let Event::Comment(c) = decode(&comment) else {
             panic!("{kind}")

@@ -6,6 +6,7 @@
 //! or reordered delivery converges to the same state.
 
 pub mod checks;
+mod commands;
 pub mod decide;
 pub mod link;
 
@@ -35,6 +36,16 @@ pub enum EngineError {
     Db(#[from] sqlx::Error),
     #[error("{0}")]
     Other(String),
+}
+
+/// The trunk as one reconcile or command reads it.
+struct Trunk {
+    mirror: Mirror,
+    tip: git2::Oid,
+    policy: RepoPolicy,
+    tasks_path: String,
+    tasks: Vec<Task>,
+    columns: Vec<String>,
 }
 
 /// The engine's two once-only records: effects on the forge, and head commits checked.
@@ -84,6 +95,9 @@ pub struct Engine {
     shas: std::sync::Mutex<HashMap<(String, String), u64>>,
     /// Required contexts from branch protection, per repository, with when they were read.
     protection: std::sync::Mutex<HashMap<String, (std::time::Instant, Vec<String>)>>,
+    /// Permissions by (repository, user id), with when they were read.
+    permissions:
+        std::sync::Mutex<HashMap<(String, u64), (std::time::Instant, crate::forge::Permission)>>,
     /// One reconcile per repository at a time within this process.
     locks: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -128,6 +142,13 @@ impl Engine {
         )
         .execute(&effects)
         .await?;
+        for ddl in [
+            "CREATE TABLE IF NOT EXISTS claims (repo TEXT NOT NULL, pr INTEGER NOT NULL, task TEXT NOT NULL, PRIMARY KEY (repo, pr))",
+            "CREATE TABLE IF NOT EXISTS merges (repo TEXT NOT NULL, pr INTEGER NOT NULL, head TEXT NOT NULL, requested_by TEXT NOT NULL, PRIMARY KEY (repo, pr))",
+            "CREATE TABLE IF NOT EXISTS blocked (repo TEXT NOT NULL, task TEXT NOT NULL, previous TEXT NOT NULL, PRIMARY KEY (repo, task))",
+        ] {
+            sqlx::query(ddl).execute(&effects).await?;
+        }
         sqlx::query("CREATE TABLE IF NOT EXISTS repos (name TEXT PRIMARY KEY)")
             .execute(&effects)
             .await?;
@@ -141,6 +162,7 @@ impl Engine {
             known: std::sync::Mutex::new(names.into_iter().collect()),
             shas: Default::default(),
             protection: Default::default(),
+            permissions: Default::default(),
             locks: Default::default(),
         })
     }
@@ -166,6 +188,54 @@ impl Engine {
             self.config.git_token.clone(),
             branch,
         )?)
+    }
+
+    /// Runs a comment's commands under the repository's lock.
+    pub async fn command(
+        &self,
+        repo: &RepoRef,
+        c: &crate::webhook::event::Comment,
+    ) -> Result<Report, EngineError> {
+        let lock = self
+            .locks
+            .lock()
+            .await
+            .entry(repo.to_string())
+            .or_default()
+            .clone();
+        let _held = lock.lock().await;
+        self.on_comment(repo, c).await?;
+        Ok(Report::default())
+    }
+
+    /// Fetches the trunk and reads its policy and task table; `None` without a task table.
+    async fn load(&self, repo: &RepoRef, trunk: &str) -> Result<Option<Trunk>, EngineError> {
+        let mirror = self.mirror(repo, trunk)?;
+        let tip = tokio::task::block_in_place(|| mirror.fetch())?;
+        let policy = match tokio::task::block_in_place(|| mirror.read(POLICY_FILE))? {
+            Some(bytes) => RepoPolicy::parse(
+                &String::from_utf8_lossy(&bytes),
+                std::path::Path::new(POLICY_FILE),
+            )
+            .map_err(|e| EngineError::Other(e.to_string()))?,
+            None => RepoPolicy::default(),
+        };
+        let tasks_path = policy.tasks.path.to_string_lossy().replace('\\', "/");
+        let Some(table_bytes) = tokio::task::block_in_place(|| mirror.read(&tasks_path))? else {
+            return Ok(None);
+        };
+        let table = TaskTable::parse_bytes(&table_bytes)
+            .map_err(|e| EngineError::Other(format!("{tasks_path}: {e}")))?;
+        let (tasks, _) = crate::tasks::read_tasks(&table);
+        let columns: Vec<String> = table.columns().to_vec();
+        Ok(Some(Trunk {
+            mirror,
+            tip,
+            policy,
+            tasks_path,
+            tasks,
+            columns,
+        }))
     }
 
     /// Adds a repository to the periodic resync without waiting for an event from it.
@@ -229,25 +299,17 @@ impl Engine {
         shas: &[String],
     ) -> Result<Report, EngineError> {
         let trunk = "main";
-        let mirror = self.mirror(repo, trunk)?;
-        let tip = tokio::task::block_in_place(|| mirror.fetch())?;
-        let policy = match tokio::task::block_in_place(|| mirror.read(POLICY_FILE))? {
-            Some(bytes) => RepoPolicy::parse(
-                &String::from_utf8_lossy(&bytes),
-                std::path::Path::new(POLICY_FILE),
-            )
-            .map_err(|e| EngineError::Other(e.to_string()))?,
-            None => RepoPolicy::default(),
-        };
-        let tasks_path = crate::policy::path_bytes(&policy.tasks.path);
-        let tasks_path = String::from_utf8_lossy(&tasks_path).into_owned();
-        let Some(table_bytes) = tokio::task::block_in_place(|| mirror.read(&tasks_path))? else {
+        let Some(Trunk {
+            mirror,
+            tip,
+            policy,
+            tasks_path,
+            tasks,
+            columns,
+        }) = self.load(repo, trunk).await?
+        else {
             return Ok(Report::default());
         };
-        let table = TaskTable::parse_bytes(&table_bytes)
-            .map_err(|e| EngineError::Other(format!("{tasks_path}: {e}")))?;
-        let (tasks, _) = crate::tasks::read_tasks(&table);
-        let columns: Vec<String> = table.columns().to_vec();
 
         // Which pull requests to look at: the hinted ones, those whose head or merge commit a
         // hinted sha is; and every one a live task tracks when there is no hint (the resync)
@@ -298,8 +360,12 @@ impl Engine {
                     seen.insert((repo.to_string(), sha.clone()), n);
                 }
             }
-            let task = link::task_for_pull(&tasks, &pr);
+            let task = match self.claimed(repo, n).await? {
+                Some(id) => tasks.iter().find(|t| t.id == id && !id.is_empty()),
+                None => link::task_for_pull(&tasks, &pr),
+            };
             if pr.state == PrState::Open {
+                self.pending_merge(repo, &pr, &policy, &bot.login).await?;
                 self.post_checks(
                     repo,
                     &mirror,
@@ -657,7 +723,11 @@ impl Handler for Engine {
             Event::Push(p) => (vec![], vec![p.after.clone()]),
             _ => (vec![], vec![]),
         };
-        match self.reconcile(&repo, &pulls, &shas).await {
+        let result = match event {
+            Event::Comment(c) => self.command(&repo, c).await,
+            _ => self.reconcile(&repo, &pulls, &shas).await,
+        };
+        match result {
             Ok(r) => {
                 tracing::info!(repo = %repo, pulls = ?r.pulls, commit = ?r.commit, effects = r.effects.len(), "reconciled");
                 Ok(())

@@ -2,6 +2,8 @@
 //! the Gitea and Forgejo Swagger documents in the forge corpus, and for GitLab (which publishes
 //! none there) a transcription of its REST documentation for the endpoints the bot uses.
 //!
+//! The descriptions live in `api-descriptions/` (verbatim, compressed, digest-checked).
+//!
 //! A request passes when its method and path match an operation, its path parameters fit the
 //! template (integers where integers are declared), its query keys are declared parameters, and
 //! its JSON body has the required fields, no undeclared ones, and the declared types and enums.
@@ -19,12 +21,26 @@ pub struct Spec {
     swagger2: bool,
 }
 
-fn corpus(rel: &str) -> Value {
+/// Reads a description from `api-descriptions/`, checking it is the published file.
+fn published(file: &str, sha256: &str) -> Value {
+    use sha2::Digest;
+    use std::io::Read;
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/forge-corpus")
-        .join(rel);
-    let text = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_slice(&text).expect("API description parses")
+        .join("api-descriptions")
+        .join(file);
+    let gz = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut json = Vec::new();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_end(&mut json)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let digest = hex::encode(sha2::Sha256::digest(&json));
+    assert_eq!(
+        digest,
+        sha256,
+        "{} is not the published description",
+        path.display()
+    );
+    serde_json::from_slice(&json).expect("API description parses")
 }
 
 /// The description for a forge kind (`github`, `gitea`, `forgejo`, `gitlab`), loaded once.
@@ -35,15 +51,24 @@ pub fn spec(kind: &str) -> &'static Spec {
     static GITLAB: OnceLock<Spec> = OnceLock::new();
     match kind {
         "github" => GITHUB.get_or_init(|| Spec {
-            doc: corpus("github/openapi/api.github.com.json"),
+            doc: published(
+                "github.api.github.com.json.gz",
+                "829b4bebb19a53133289f7b0bc819f4f1118115821db2ca9f25e9ee995a7da2a",
+            ),
             swagger2: false,
         }),
         "gitea" => GITEA.get_or_init(|| Spec {
-            doc: corpus("gitea/swagger.v1.json"),
+            doc: published(
+                "gitea.swagger.v1.json.gz",
+                "9029288ab6645a316cc225ee5f53f597482c58aecd0ee985acb98d1c13ecd9b3",
+            ),
             swagger2: true,
         }),
         "forgejo" => FORGEJO.get_or_init(|| Spec {
-            doc: corpus("forgejo/swagger.v1.json"),
+            doc: published(
+                "forgejo.swagger.v1.json.gz",
+                "fe7b5f952d860dfe2b0d423b66762d5d6df1ea06655c34228316c485a0ce999e",
+            ),
             swagger2: true,
         }),
         "gitlab" => GITLAB.get_or_init(|| Spec {

@@ -972,6 +972,8 @@ pub enum Happening {
         comment_id: u64,
         body: String,
         author: String,
+        /// The body before an edit: the delivery is then an edit.
+        previous: Option<String>,
     },
 }
 
@@ -1005,10 +1007,22 @@ impl FakeForge {
             ("github", Happening::PrOpened(_)) => "pull_request.opened.0",
             ("github", Happening::PrMerged(_)) => "pull_request.closed-merged.woodpecker",
             ("github", Happening::Status { .. }) => "status.none.0",
+            (
+                "github",
+                Happening::Comment {
+                    previous: Some(_), ..
+                },
+            ) => "issue_comment.edited.7",
             ("github", Happening::Comment { .. }) => "issue_comment.created-on-pr.go-scm",
             ("gitea", Happening::PrOpened(_)) => "pull_request.opened.go-scm",
             ("gitea", Happening::PrMerged(_)) => "pull_request.closed-merged.woodpecker",
             ("gitea", Happening::Status { .. }) => "status.success.RECONSTRUCTED",
+            (
+                "gitea",
+                Happening::Comment {
+                    previous: Some(_), ..
+                },
+            ) => "issue_comment.edited.go-scm",
             ("gitea", Happening::Comment { .. }) => "issue_comment.created-on-pr.go-scm",
             (_, Happening::PrOpened(_)) => "merge_request",
             (_, Happening::PrMerged(_)) => "merge_request.merge.woodpecker",
@@ -1068,6 +1082,7 @@ impl FakeForge {
                     comment_id,
                     body,
                     author,
+                    ..
                 } => {
                     let u = user(author);
                     set(&mut v, "/object_attributes/note", json!(body));
@@ -1125,8 +1140,18 @@ impl FakeForge {
                     comment_id,
                     body,
                     author,
+                    previous,
                 } => {
                     let u = user(author);
+                    if let Some(p) = previous {
+                        set(&mut v, "/action", json!("edited"));
+                        set(&mut v, "/changes", json!({ "body": { "from": p } }));
+                    }
+                    set(
+                        &mut v,
+                        "/issue/pull_request",
+                        json!({ "merged": false, "url": "https://forge.example/pulls" }),
+                    );
                     set(&mut v, "/issue/number", json!(number));
                     set(&mut v, "/comment/id", json!(comment_id));
                     set(&mut v, "/comment/body", json!(body));

@@ -4,6 +4,7 @@
 pub mod contract;
 pub mod fake_forge;
 pub mod git;
+pub mod story;
 
 use std::path::PathBuf;
 

@@ -1,0 +1,215 @@
+//! A story harness for the engine: a bare repository with a task table, a fake forge serving
+//! it, the engine behind the real router and ledger, and helpers to drive and observe them.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::fake_forge::{Ci, FakeForge, Happening};
+use super::git::{Sandbox, write};
+use trunkwarden::engine::{Engine, EngineConfig};
+use trunkwarden::forge::{self, Forge, Retry, Token};
+use trunkwarden::queue::Sync;
+use trunkwarden::queue::worker::{RetryPolicy, WorkerConfig};
+use trunkwarden::server::{self, Running, Settings};
+use trunkwarden::webhook::Verifier;
+use trunkwarden::webhook::verify::Secrets;
+
+pub const TOKEN: &str = "engine-test-token";
+pub const SECRET: &str = "engine-hook-secret";
+
+pub const TABLE: &str = "# Tasks
+
+| id  | status      | description       | issue | depends_on | blocks | branch | agent | started_at | completed_at | notes |
+|-----|-------------|-------------------|-------|------------|--------|--------|-------|------------|--------------|-------|
+| T-1 | not-started | OIDC issuer check | #3    |            | T-2    |        |       |            |              |       |
+| T-2 | not-started | Token refresh     | #4    | T-1        | T-3    |        |       |            |              |       |
+| T-3 | not-started | Audit log         |       | T-2        |        |        |       |            |              |       |
+";
+
+pub struct Story {
+    pub sb: Sandbox,
+    pub origin: PathBuf,
+    pub fake: FakeForge,
+    pub engine: Arc<Engine>,
+    pub server: Option<Running>,
+    pub url: String,
+    pub client: reqwest::Client,
+}
+
+impl Story {
+    pub async fn new(kind: &'static str) -> Story {
+        let sb = Sandbox::new();
+        let work = sb.repo("w");
+        write(&work, "docs/TASKS.md", TABLE);
+        sb.ok(&work, &["add", "-A"]);
+        sb.ok(&work, &["commit", "-q", "-m", "chore: tasks"]);
+        let origin = sb.bare("origin.git");
+        sb.ok(&work, &["push", "-q", origin.to_str().unwrap(), "main"]);
+        sb.ok(&work, &["checkout", "-q", "-b", "t-1-oidc"]);
+        write(&work, "src/oidc.rs", "pub fn issuer() {}\n");
+        sb.ok(&work, &["add", "-A"]);
+        sb.ok(
+            &work,
+            &["commit", "-q", "-m", "feat(T-1): check the issuer"],
+        );
+        sb.ok(&work, &["push", "-q", origin.to_str().unwrap(), "t-1-oidc"]);
+        let fake = FakeForge::start(kind, TOKEN, origin.clone()).await;
+        {
+            let mut f = fake.state.lock().unwrap();
+            f.issues.insert(3, true);
+            f.issues.insert(4, true);
+        }
+        let adapter: Arc<dyn Forge> = match kind {
+            "github" => Arc::new(
+                forge::github::Github::new(&fake.url, Token::new(TOKEN), Retry::default()).unwrap(),
+            ),
+            "gitlab" => Arc::new(
+                forge::gitlab::Gitlab::new(&fake.url, Token::new(TOKEN), Retry::default()).unwrap(),
+            ),
+            _ => Arc::new(
+                forge::gitea::Gitea::new(
+                    forge::Kind::Gitea,
+                    &fake.url,
+                    Token::new(TOKEN),
+                    Retry::default(),
+                )
+                .unwrap(),
+            ),
+        };
+        let origin_url = origin.to_str().unwrap().to_owned();
+        let engine = Arc::new(
+            Engine::open(
+                adapter,
+                EngineConfig {
+                    data_dir: sb.path("engine"),
+                    clone_url: Box::new(move |_| origin_url.clone()),
+                    git_token: None,
+                    push_attempts: 16,
+                },
+            )
+            .await
+            .unwrap(),
+        );
+        let settings = Settings {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: sb.path("ledger"),
+            max_body_bytes: 25 << 20,
+            request_timeout: Duration::from_secs(10),
+            workers: Some(WorkerConfig {
+                concurrency: 4,
+                retry: RetryPolicy {
+                    max_attempts: 5,
+                    base: Duration::from_millis(20),
+                    max: Duration::from_millis(200),
+                },
+            }),
+            sync: Sync::Full,
+            verifier: Verifier {
+                github: Secrets::from_list(SECRET),
+                gitea: Secrets::from_list(SECRET),
+                gitlab_tokens: Secrets::from_list(SECRET),
+                gitlab_tolerance_secs: 300,
+                ..Default::default()
+            },
+        };
+        let running = server::start(settings, engine.clone()).await.unwrap();
+        let url = format!("http://{}/webhook", running.addr);
+        Story {
+            sb,
+            origin,
+            fake,
+            engine,
+            server: Some(running),
+            url,
+            client: super::client(),
+        }
+    }
+
+    pub async fn send(&self, what: &Happening) {
+        let fx = self.fake.delivery(what, SECRET);
+        let (status, body) = super::post(&self.client, &self.url, &fx).await;
+        assert!(status == 202 || status == 200, "{status} {body}");
+    }
+
+    pub fn table(&self) -> String {
+        self.sb.ok(&self.origin, &["show", "main:docs/TASKS.md"])
+    }
+
+    pub fn row(&self, id: &str) -> String {
+        self.table()
+            .lines()
+            .find(|l| l.starts_with(&format!("| {id} ")))
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    pub async fn until(&self, what: &str, check: impl Fn(&Story) -> bool) {
+        let start = Instant::now();
+        while !check(self) {
+            if start.elapsed() > Duration::from_secs(20) {
+                let store = &self.server.as_ref().unwrap().store;
+                let ledger: Vec<String> = store
+                    .list(None, 100)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|d| format!("{} {} {:?}", d.event, d.state, d.last_error))
+                    .collect();
+                panic!(
+                    "timed out waiting for {what}:\n{}\nledger:\n{}",
+                    self.table(),
+                    ledger.join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    pub async fn idle(&self) {
+        let store = &self.server.as_ref().unwrap().store;
+        let start = Instant::now();
+        loop {
+            let counts = store.counts().await.unwrap();
+            if counts.get("queued").copied().unwrap_or(0) == 0 {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "queue never drained: {counts:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    pub fn ci(&self, sha: &str, context: &str, state: &str) {
+        self.fake.state.lock().unwrap().ci.push(Ci {
+            sha: sha.into(),
+            context: context.into(),
+            state: state.into(),
+            conclusion: None,
+            reporter: "ci-bot".into(),
+            target_url: Some("https://ci.example/run".into()),
+            check_run: false,
+        });
+    }
+
+    pub fn issue_open(&self, n: u64) -> bool {
+        self.fake.state.lock().unwrap().issues[&n]
+    }
+}
+
+impl Story {
+    /// Merges PR 7 in the fake (a real squash commit) and returns the merge commit.
+    pub async fn merge(&self) -> String {
+        self.fake.merge_pull(7, "feat(T-1): check the issuer (#7)")
+    }
+
+    pub fn bot_commits(&self) -> usize {
+        let log = self.sb.ok(&self.origin, &["log", "--format=%ae", "main"]);
+        log.lines()
+            .filter(|l| *l == "trunkwarden@users.noreply.invalid")
+            .count()
+    }
+}
