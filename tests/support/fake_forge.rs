@@ -1086,6 +1086,7 @@ impl FakeForge {
                 } => {
                     let u = user(author);
                     set(&mut v, "/object_attributes/note", json!(body));
+                    set(&mut v, "/object_attributes/author_id", json!(u.0));
                     set(&mut v, "/object_attributes/id", json!(comment_id));
                     set(&mut v, "/merge_request/iid", json!(number));
                     set(&mut v, "/user/id", json!(u.0));

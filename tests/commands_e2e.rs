@@ -1,0 +1,266 @@
+//! Comment commands end to end on every forge dialect: signed comment deliveries through the
+//! real router and ledger, the engine answering on the fake forge and writing the task table
+//! in a real bare repository.
+
+mod support;
+
+use support::fake_forge::Happening;
+use support::story::Story;
+
+const KINDS: [&str; 3] = ["github", "gitea", "gitlab"];
+
+fn comment(n: u64, id: u64, author: &str, body: &str) -> Happening {
+    Happening::Comment {
+        number: n,
+        comment_id: id,
+        body: body.into(),
+        author: author.into(),
+        previous: None,
+    }
+}
+
+/// A story with PR 9 from branch `misc` (which names no task), alice with write access and
+/// bob with read access.
+async fn story(kind: &'static str) -> Story {
+    let s = Story::new(kind).await;
+    let work = s.sb.path("w");
+    s.sb.ok(&work, &["checkout", "-q", "-b", "misc", "main"]);
+    support::git::write(&work, "src/misc.rs", "pub fn misc() {}\n");
+    s.sb.ok(&work, &["add", "-A"]);
+    s.sb.ok(&work, &["commit", "-q", "-m", "feat(T-1): misc"]);
+    s.sb.ok(&work, &["push", "-q", s.origin.to_str().unwrap(), "misc"]);
+    s.fake.add_pull(9, "alice", "misc", "Miscellaneous", "");
+    {
+        let mut f = s.fake.state.lock().unwrap();
+        let (write, read) = if kind == "gitlab" {
+            ("30", "20")
+        } else {
+            ("write", "read")
+        };
+        f.permissions.insert("alice".into(), write.into());
+        f.permissions.insert("bob".into(), read.into());
+    }
+    s
+}
+
+fn replies(s: &Story) -> Vec<String> {
+    let f = s.fake.state.lock().unwrap();
+    f.comments
+        .iter()
+        .filter(|c| c.author.0 == 1 && !c.body.contains("trunkwarden:task -->"))
+        .map(|c| c.body.clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claim_needs_write_access_and_respects_dependencies() {
+    for kind in KINDS {
+        let s = story(kind).await;
+        let before = s.table();
+        s.send(&comment(9, 501, "bob", "@trunkwarden claim T-1"))
+            .await;
+        s.until("a refusal", |s| {
+            replies(s)
+                .iter()
+                .any(|r| r.contains("needs write access; @bob has"))
+        })
+        .await;
+        s.idle().await;
+        assert_eq!(
+            s.table(),
+            before,
+            "{kind}: a refused command changes nothing"
+        );
+        s.send(&comment(9, 502, "alice", "@trunkwarden claim T-2"))
+            .await;
+        s.until("dependency refusal", |s| {
+            replies(s).iter().any(|r| r.contains("T-2 depends on T-1"))
+        })
+        .await;
+        s.send(&comment(9, 503, "alice", "@trunkwarden claim T-1"))
+            .await;
+        s.until("claimed", |s| s.row("T-1").contains("in-progress"))
+            .await;
+        let row = s.row("T-1");
+        assert!(
+            row.contains("| misc ") && row.contains("| alice ") && row.contains("PR #9"),
+            "{kind}: {row}"
+        );
+        s.until("reply", |s| {
+            replies(s).iter().any(|r| r.contains("claimed T-1"))
+        })
+        .await;
+        s.server.unwrap().shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merge_waits_for_green_then_squash_merges() {
+    for kind in KINDS {
+        let s = story(kind).await;
+        let head = s.sb.ok(&s.origin, &["rev-parse", "misc"]);
+        s.send(&comment(
+            9,
+            601,
+            "alice",
+            "@trunkwarden claim T-1\n\n@trunkwarden merge",
+        ))
+        .await;
+        s.until("merge acknowledged", |s| {
+            replies(s)
+                .iter()
+                .any(|r| r.contains("will squash-merge once CI"))
+        })
+        .await;
+        s.idle().await;
+        assert!(
+            !s.fake.state.lock().unwrap().pulls[&9].merged,
+            "{kind}: not before green"
+        );
+        s.ci(&head, "ci/build", "success");
+        s.send(&Happening::Status {
+            sha: head.clone(),
+            context: "ci/build".into(),
+            success: true,
+        })
+        .await;
+        s.until("merged", |s| s.fake.state.lock().unwrap().pulls[&9].merged)
+            .await;
+        s.until("said so", |s| {
+            replies(s).iter().any(|r| r.contains("squash-merged as"))
+        })
+        .await;
+        let merge = s.fake.state.lock().unwrap().pulls[&9]
+            .merge_sha
+            .clone()
+            .unwrap();
+        assert_eq!(s.sb.ok(&s.origin, &["rev-parse", "main"]), merge, "{kind}");
+        s.server.unwrap().shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_cancels_a_pending_merge() {
+    for kind in KINDS {
+        let s = story(kind).await;
+        s.send(&comment(9, 701, "alice", "@trunkwarden merge"))
+            .await;
+        s.until("acknowledged", |s| {
+            replies(s).iter().any(|r| r.contains("will squash-merge"))
+        })
+        .await;
+        // A new commit on the branch.
+        let work = s.sb.path("w");
+        s.sb.ok(&work, &["checkout", "-q", "misc"]);
+        support::git::write(&work, "src/misc.rs", "pub fn misc() { /* more */ }\n");
+        s.sb.ok(&work, &["commit", "-q", "-am", "feat(T-1): more"]);
+        s.sb.ok(&work, &["push", "-q", s.origin.to_str().unwrap(), "misc"]);
+        let new_head = s.sb.ok(&s.origin, &["rev-parse", "misc"]);
+        s.fake
+            .state
+            .lock()
+            .unwrap()
+            .pulls
+            .get_mut(&9)
+            .unwrap()
+            .head_sha = new_head.clone();
+        s.ci(&new_head, "ci/build", "success");
+        s.send(&Happening::PrOpened(9)).await;
+        s.until("cancelled", |s| {
+            replies(s).iter().any(|r| r.contains("is cancelled"))
+        })
+        .await;
+        s.idle().await;
+        assert!(
+            !s.fake.state.lock().unwrap().pulls[&9].merged,
+            "{kind}: the new head was never asked to merge"
+        );
+        s.server.unwrap().shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_runs_only_what_it_added_and_the_bot_ignores_itself() {
+    for kind in ["github", "gitea"] {
+        let s = story(kind).await;
+        s.send(&comment(9, 801, "alice", "@trunkwarden claim T-1"))
+            .await;
+        s.until("claimed", |s| s.row("T-1").contains("in-progress"))
+            .await;
+        s.idle().await;
+        let edit = Happening::Comment {
+            number: 9,
+            comment_id: 801,
+            body: "@trunkwarden claim T-1\n\n@trunkwarden status".into(),
+            author: "alice".into(),
+            previous: Some("@trunkwarden claim T-1".into()),
+        };
+        s.send(&edit).await;
+        s.until("status", |s| {
+            replies(s)
+                .iter()
+                .any(|r| r.contains("T-1 is **in-progress**"))
+        })
+        .await;
+        s.idle().await;
+        let claims = replies(&s)
+            .iter()
+            .filter(|r| r.contains("claimed T-1"))
+            .count();
+        assert_eq!(claims, 1, "{kind}: the claim did not run again");
+        // The bot's own comment, even one that reads like a command, does nothing.
+        let before = s.table();
+        s.send(&comment(9, 802, "trunkwarden", "@trunkwarden unclaim"))
+            .await;
+        s.idle().await;
+        assert_eq!(s.table(), before, "{kind}");
+        assert!(
+            !replies(&s).iter().any(|r| r.contains("unclaimed")),
+            "{kind}"
+        );
+        s.server.unwrap().shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn help_unknown_commands_and_row_edits() {
+    let s = story("gitlab").await;
+    s.send(&comment(
+        9,
+        901,
+        "bob",
+        "@trunkwarden help\n\n@trunkwarden stauts",
+    ))
+    .await;
+    s.until("help", |s| {
+        replies(s)
+            .iter()
+            .any(|r| r.contains("| `claim ID` | write access |"))
+    })
+    .await;
+    s.until("did you mean", |s| {
+        replies(s)
+            .iter()
+            .any(|r| r.contains("did you mean `status`?"))
+    })
+    .await;
+    s.send(&comment(
+        9,
+        902,
+        "alice",
+        "@trunkwarden claim T-1\n\n@trunkwarden block waiting for the vendor",
+    ))
+    .await;
+    s.until("blocked", |s| s.row("T-1").contains("| blocked "))
+        .await;
+    assert!(
+        s.row("T-1").contains("blocked: waiting for the vendor"),
+        "{}",
+        s.row("T-1")
+    );
+    s.send(&comment(9, 903, "alice", "@trunkwarden unblock"))
+        .await;
+    s.until("unblocked", |s| s.row("T-1").contains("| in-progress "))
+        .await;
+    s.server.unwrap().shutdown().await;
+}
