@@ -22,7 +22,7 @@ pub enum ConfigError {
 }
 
 /// Per-repository policy; every section has defaults, so an absent file is the default policy.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RepoPolicy {
     #[serde(default)]
@@ -65,7 +65,7 @@ fn default_prefix() -> String {
 }
 
 /// What "green" means for a commit.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct CiPolicy {
     /// Contexts that must succeed; empty means every context reported (the bot's own excepted).
@@ -77,6 +77,13 @@ pub struct CiPolicy {
     /// Whether `skipped` counts as passing.
     #[serde(default = "yes")]
     pub skipped_passes: bool,
+    /// After CI failed on this many heads of one pull request, the task is `failed`; 0 never.
+    #[serde(default)]
+    pub fail_after: u32,
+    /// Minutes (fractions allowed) a merge commit waits for its contexts before the missing
+    /// ones count as failed; 0 waits forever.
+    #[serde(default)]
+    pub timeout_mins: f64,
 }
 
 impl Default for CiPolicy {
@@ -85,6 +92,8 @@ impl Default for CiPolicy {
             required: Vec::new(),
             neutral_passes: true,
             skipped_passes: true,
+            fail_after: 0,
+            timeout_mins: 0.0,
         }
     }
 }

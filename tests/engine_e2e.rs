@@ -554,3 +554,110 @@ async fn green_waits_for_every_context_branch_protection_requires() {
     );
     s.server.unwrap().shutdown().await;
 }
+
+impl Story {
+    /// Puts a `.trunkwarden.toml` on main (as a person would, before the bot runs).
+    fn policy(&self, toml: &str) {
+        let work = self.sb.path("w");
+        self.sb.ok(&work, &["checkout", "-q", "main"]);
+        self.sb.ok(
+            &work,
+            &["pull", "-q", self.origin.to_str().unwrap(), "main"],
+        );
+        write(&work, ".trunkwarden.toml", toml);
+        self.sb.ok(&work, &["add", ".trunkwarden.toml"]);
+        self.sb.ok(&work, &["commit", "-q", "-m", "chore: policy"]);
+        self.sb.ok(
+            &work,
+            &["push", "-q", self.origin.to_str().unwrap(), "main"],
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_fail_after_red_pushes_the_task_is_failed() {
+    let s = Story::new("github").await;
+    s.policy("[ci]\nfail-after = 2\n");
+    let head = s.sb.ok(&s.origin, &["rev-parse", "t-1-oidc"]);
+    s.fake.add_pull(
+        7,
+        "alice",
+        "t-1-oidc",
+        "feat(T-1): check the issuer",
+        "Refs #3",
+    );
+    s.ci(&head, "ci/build", "failure");
+    s.send(&Happening::PrOpened(7)).await;
+    s.until("first failure noted", |s| {
+        s.row("T-1").contains("CI failing")
+    })
+    .await;
+    assert!(s.row("T-1").contains("in-progress"));
+    // A second push, red again: two strikes.
+    let work = s.sb.path("w");
+    s.sb.ok(&work, &["checkout", "-q", "t-1-oidc"]);
+    write(&work, "src/oidc.rs", "pub fn issuer() { /* again */ }\n");
+    s.sb.ok(&work, &["commit", "-q", "-am", "fix(T-1): again"]);
+    s.sb.ok(
+        &work,
+        &["push", "-q", s.origin.to_str().unwrap(), "t-1-oidc"],
+    );
+    let second = s.sb.ok(&s.origin, &["rev-parse", "t-1-oidc"]);
+    s.fake
+        .state
+        .lock()
+        .unwrap()
+        .pulls
+        .get_mut(&7)
+        .unwrap()
+        .head_sha = second.clone();
+    s.ci(&second, "ci/build", "failure");
+    s.send(&Happening::Status {
+        sha: second,
+        context: "ci/build".into(),
+        success: false,
+    })
+    .await;
+    s.until("failed", |s| s.row("T-1").contains("| failed "))
+        .await;
+    assert!(
+        s.row("T-1").contains("CI failed on 2 pushes"),
+        "{}",
+        s.row("T-1")
+    );
+    s.server.unwrap().shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_required_context_that_never_reports_times_out() {
+    let s = Story::new("github").await;
+    s.policy("[ci]\nrequired = [\"ci/build\", \"ci/e2e\"]\ntimeout-mins = 0.01\n");
+    s.fake.add_pull(
+        7,
+        "alice",
+        "t-1-oidc",
+        "feat(T-1): check the issuer",
+        "Refs #3",
+    );
+    let merge = s.merge().await;
+    s.ci(&merge, "ci/build", "success");
+    s.send(&Happening::PrMerged(7)).await;
+    s.until("waiting", |s| s.row("T-1").contains("waiting for CI"))
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    s.send(&Happening::Status {
+        sha: merge.clone(),
+        context: "ci/build".into(),
+        success: true,
+    })
+    .await;
+    s.until("timed out", |s| s.row("T-1").contains("| failed "))
+        .await;
+    assert!(
+        s.row("T-1").contains("ci/e2e (no result after 0.01 min)"),
+        "{}",
+        s.row("T-1")
+    );
+    assert!(s.issue_open(3));
+    s.server.unwrap().shutdown().await;
+}

@@ -139,6 +139,20 @@ pub fn decide(
     issues: &[u64],
     now: &str,
 ) -> Decision {
+    decide_with(task, pr, head, landed, issues, now, None)
+}
+
+/// [`decide`], where `gave_up` is the number of heads CI failed on once it reached
+/// `[ci] fail-after`: the task is then `failed` rather than still in progress.
+pub fn decide_with(
+    task: &Task,
+    pr: &PullRequest,
+    head: &Verdict,
+    landed: Option<&Landed>,
+    issues: &[u64],
+    now: &str,
+    gave_up: Option<usize>,
+) -> Decision {
     let mut d = Decision::default();
     let n = pr.number;
     let status = task.status;
@@ -172,6 +186,23 @@ pub fn decide(
                 ),
                 _ => format!("PR #{n}"),
             };
+            if let (Verdict::Red(ctx), Some(k)) = (head, gave_up) {
+                let note = format!(
+                    "PR #{n}: CI failed on {k} pushes, last on {}: {}",
+                    short(&pr.head_sha),
+                    list(ctx)
+                );
+                if task.status != Some(Status::Failed) || task.notes != note {
+                    d.cells.retain(|(c, _)| c != "status");
+                    set(&mut d, "status", Status::Failed.as_str().into());
+                    set(&mut d, "notes", note);
+                    d.summary = Some(format!(
+                        "{} failed — CI failed on {k} pushes of PR #{n}",
+                        task.id
+                    ));
+                }
+                return d;
+            }
             if task.notes != note {
                 if let (Verdict::Red(ctx), None) = (head, &d.summary) {
                     d.summary = Some(format!("{} — PR #{n} CI failing ({})", task.id, list(ctx)));
@@ -547,6 +578,20 @@ mod tests {
             NOW,
         );
         assert_eq!(near.learning, None);
+    }
+
+    #[test]
+    fn repeated_failures_give_up_when_configured() {
+        let t = task("in-progress", "PR #7");
+        let red = Verdict::Red(vec!["build".into()]);
+        let d = decide_with(&t, &pr(PrState::Open), &red, None, &[5], NOW, None);
+        assert_eq!(cell(&d, "status"), None);
+        let d = decide_with(&t, &pr(PrState::Open), &red, None, &[5], NOW, Some(3));
+        assert_eq!(cell(&d, "status"), Some("failed"));
+        assert_eq!(
+            cell(&d, "notes"),
+            Some("PR #7: CI failed on 3 pushes, last on aaaaaaa: build")
+        );
     }
 
     #[test]

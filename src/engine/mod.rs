@@ -146,6 +146,8 @@ impl Engine {
             "CREATE TABLE IF NOT EXISTS claims (repo TEXT NOT NULL, pr INTEGER NOT NULL, task TEXT NOT NULL, PRIMARY KEY (repo, pr))",
             "CREATE TABLE IF NOT EXISTS merges (repo TEXT NOT NULL, pr INTEGER NOT NULL, head TEXT NOT NULL, requested_by TEXT NOT NULL, PRIMARY KEY (repo, pr))",
             "CREATE TABLE IF NOT EXISTS blocked (repo TEXT NOT NULL, task TEXT NOT NULL, previous TEXT NOT NULL, PRIMARY KEY (repo, task))",
+            "CREATE TABLE IF NOT EXISTS red_heads (repo TEXT NOT NULL, pr INTEGER NOT NULL, sha TEXT NOT NULL, PRIMARY KEY (repo, pr, sha))",
+            "CREATE TABLE IF NOT EXISTS pending_since (repo TEXT NOT NULL, sha TEXT NOT NULL, since INTEGER NOT NULL, PRIMARY KEY (repo, sha))",
         ] {
             sqlx::query(ddl).execute(&effects).await?;
         }
@@ -206,6 +208,70 @@ impl Engine {
         let _held = lock.lock().await;
         self.on_comment(repo, c).await?;
         Ok(Report::default())
+    }
+
+    /// Counts the heads of a pull request CI failed on; `Some(count)` once it reaches a
+    /// configured `fail_after`.
+    async fn failures(
+        &self,
+        repo: &RepoRef,
+        pr: &crate::forge::PullRequest,
+        head: &Verdict,
+        fail_after: u32,
+    ) -> Result<Option<usize>, EngineError> {
+        if fail_after == 0 || !matches!(head, Verdict::Red(_)) || pr.state != PrState::Open {
+            return Ok(None);
+        }
+        sqlx::query("INSERT OR IGNORE INTO red_heads (repo, pr, sha) VALUES (?, ?, ?)")
+            .bind(repo.to_string())
+            .bind(pr.number as i64)
+            .bind(&pr.head_sha)
+            .execute(&self.effects)
+            .await?;
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM red_heads WHERE repo = ? AND pr = ?")
+            .bind(repo.to_string())
+            .bind(pr.number as i64)
+            .fetch_one(&self.effects)
+            .await?;
+        Ok((n >= i64::from(fail_after)).then_some(n as usize))
+    }
+
+    /// Turns a merge commit's missing contexts into failures once they have been awaited
+    /// longer than `[ci] timeout-mins` (counted from the first reconcile that saw it pending).
+    async fn time_out(
+        &self,
+        repo: &RepoRef,
+        l: &mut Landed,
+        timeout_mins: f64,
+    ) -> Result<(), EngineError> {
+        let Verdict::Pending(waiting) = &l.ci else {
+            return Ok(());
+        };
+        if timeout_mins <= 0.0 {
+            return Ok(());
+        }
+        let now = chrono::Utc::now().timestamp_millis();
+        sqlx::query("INSERT OR IGNORE INTO pending_since (repo, sha, since) VALUES (?, ?, ?)")
+            .bind(repo.to_string())
+            .bind(&l.sha)
+            .bind(now)
+            .execute(&self.effects)
+            .await?;
+        let since: i64 =
+            sqlx::query_scalar("SELECT since FROM pending_since WHERE repo = ? AND sha = ?")
+                .bind(repo.to_string())
+                .bind(&l.sha)
+                .fetch_one(&self.effects)
+                .await?;
+        if (now - since) as f64 >= timeout_mins * 60_000.0 {
+            l.ci = Verdict::Red(
+                waiting
+                    .iter()
+                    .map(|c| format!("{c} (no result after {timeout_mins} min)"))
+                    .collect(),
+            );
+        }
+        Ok(())
     }
 
     /// Fetches the trunk and reads its policy and task table; `None` without a task table.
@@ -404,8 +470,15 @@ impl Engine {
                 }
                 _ => None,
             };
+            let gave_up = self
+                .failures(repo, &pr, &head, policy.ci.fail_after)
+                .await?;
+            let mut landed = landed;
+            if let Some(l) = landed.as_mut() {
+                self.time_out(repo, l, policy.ci.timeout_mins).await?;
+            }
             let issues = link::issues_for(task, &pr);
-            let d = decide::decide(task, &pr, &head, landed.as_ref(), &issues, &now);
+            let d = decide::decide_with(task, &pr, &head, landed.as_ref(), &issues, &now, gave_up);
             for (key, effect) in &d.effects {
                 let key = format!("{repo}:{key}");
                 if self.perform(repo, pr.number, &key, effect).await? {
