@@ -264,3 +264,137 @@ async fn help_unknown_commands_and_row_edits() {
         .await;
     s.server.unwrap().shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_row_commands_on_every_forge() {
+    for kind in KINDS {
+        let s = story(kind).await;
+        s.send(&comment(
+            9,
+            1001,
+            "alice",
+            "@trunkwarden claim T-1\n\n@trunkwarden estimate 8K",
+        ))
+        .await;
+        s.until("estimate", |s| s.row("T-1").contains("in-progress"))
+            .await;
+        s.until("estimate reply", |s| {
+            replies(s)
+                .iter()
+                .any(|r| r.contains("has no `estimate` column"))
+        })
+        .await;
+        // This table has no estimate/used columns: nothing is written, and the replies say why.
+        s.send(&comment(9, 1002, "alice", "@trunkwarden used 20K"))
+            .await;
+        s.until("used reply", |s| {
+            replies(s)
+                .iter()
+                .any(|r| r.contains("has no `used` column"))
+        })
+        .await;
+        s.send(&comment(
+            9,
+            1003,
+            "alice",
+            "@trunkwarden merge\n\n@trunkwarden merge cancel",
+        ))
+        .await;
+        s.until("withdrawn", |s| {
+            replies(s)
+                .iter()
+                .any(|r| r.contains("the pending merge is withdrawn"))
+        })
+        .await;
+        let head = s.sb.ok(&s.origin, &["rev-parse", "misc"]);
+        s.ci(&head, "ci/build", "success");
+        s.send(&Happening::Status {
+            sha: head.clone(),
+            context: "ci/build".into(),
+            success: true,
+        })
+        .await;
+        s.idle().await;
+        assert!(
+            !s.fake.state.lock().unwrap().pulls[&9].merged,
+            "{kind}: the cancelled merge did not happen"
+        );
+        let checks_before = s
+            .fake
+            .requests()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path.contains("/statuses/"))
+            .count();
+        s.send(&comment(9, 1004, "alice", "@trunkwarden recheck"))
+            .await;
+        s.until("rechecked", |s| {
+            replies(s).iter().any(|r| r.contains("rechecking"))
+        })
+        .await;
+        s.idle().await;
+        let checks_after = s
+            .fake
+            .requests()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path.contains("/statuses/"))
+            .count();
+        assert_eq!(
+            checks_after,
+            checks_before + 2,
+            "{kind}: policy and secrets posted again"
+        );
+        s.send(&comment(9, 1005, "alice", "@trunkwarden unclaim"))
+            .await;
+        s.until("unclaimed", |s| s.row("T-1").contains("| not-started "))
+            .await;
+        // Unclaimed stays unclaimed: the next event does not relink the PR by its title or branch.
+        s.send(&Happening::PrOpened(9)).await;
+        s.idle().await;
+        assert!(
+            s.row("T-1").contains("| not-started "),
+            "{kind}: {}",
+            s.row("T-1")
+        );
+        s.server.unwrap().shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn used_reports_the_variance_and_records_a_learning() {
+    let s = story("github").await;
+    let work = s.sb.path("w");
+    s.sb.ok(&work, &["checkout", "-q", "main"]);
+    support::git::write(
+        &work,
+        "docs/TASKS.md",
+        "# Tasks\n\n| id | status | description | depends_on | blocks | branch | agent | started_at | estimate | used | notes |\n|---|---|---|---|---|---|---|---|---|---|---|\n| T-1 | not-started | a | | | | | | | | |\n",
+    );
+    s.sb.ok(&work, &["commit", "-q", "-am", "chore: columns"]);
+    s.sb.ok(&work, &["push", "-q", s.origin.to_str().unwrap(), "main"]);
+    s.send(&comment(
+        9,
+        1101,
+        "alice",
+        "@trunkwarden claim T-1\n\n@trunkwarden estimate 8K\n\n@trunkwarden used 20K",
+    ))
+    .await;
+    s.until("used", |s| s.row("T-1").contains("| 20K |")).await;
+    assert!(s.row("T-1").contains("| 8K | 20K |"), "{}", s.row("T-1"));
+    s.until("variance", |s| {
+        replies(s)
+            .iter()
+            .any(|r| r.contains("+150%") && r.contains("recorded as a learning"))
+    })
+    .await;
+    let learnings = s.sb.ok(
+        &s.origin,
+        &["show", "main:docs/tasks/orchestrator-learnings.json"],
+    );
+    assert!(
+        learnings.contains("\"task\": \"T-1\"") && learnings.contains("\"variance\": 1.5"),
+        "{learnings}"
+    );
+    let log = s.sb.ok(&s.origin, &["log", "--format=%s", "-3", "main"]);
+    assert_eq!(log.lines().count(), 3, "one commit per command:\n{log}");
+    s.server.unwrap().shutdown().await;
+}

@@ -94,7 +94,15 @@ impl Engine {
             None
         };
         let mut recheck = false;
+        let mut trunk = trunk;
         for (i, f) in found.iter().enumerate() {
+            if i > 0 {
+                // Each command sees what the previous ones committed.
+                match self.load(repo, trunk_name).await? {
+                    Some(t) => trunk = t,
+                    None => break,
+                }
+            }
             let reply = match self
                 .run_one(repo, &trunk, pr.as_ref(), &user, f, &prefix)
                 .await
@@ -329,6 +337,13 @@ impl Engine {
                 let Some(task) = linked else {
                     return Ok((need_task(), false));
                 };
+                if !t.columns.iter().any(|c| c == "estimate") {
+                    let why = format!(
+                        "{} has no `estimate` column; add one to record estimates",
+                        t.tasks_path
+                    );
+                    return Ok((why, false));
+                }
                 commit(
                     vec![row(&task.id, &[("estimate", n.to_string())])],
                     vec![],
@@ -340,6 +355,13 @@ impl Engine {
                 let Some(task) = linked else {
                     return Ok((need_task(), false));
                 };
+                if !t.columns.iter().any(|c| c == "used") {
+                    let why = format!(
+                        "{} has no `used` column; add one to record usage",
+                        t.tasks_path
+                    );
+                    return Ok((why, false));
+                }
                 let variance = task.estimate.and_then(|e| crate::tasks::ratio(e, *n));
                 let mut learnings = Vec::new();
                 let said = match (task.estimate, variance) {
