@@ -72,10 +72,25 @@ impl Engine {
             return Ok(());
         };
         let prefix = trunk.policy.commands.prefix.clone();
-        let previous = (c.action == CommentAction::Edited)
-            .then_some(c.previous_body.as_deref())
-            .flatten();
-        let found = commands::gained(&c.body, previous, &prefix);
+        // The body this process last acted on, for forges whose edit events do not carry the
+        // old body (GitLab) and for redeliveries: only lines new since then run.
+        let seen: Option<String> =
+            sqlx::query_scalar("SELECT body FROM comments WHERE repo = ? AND id = ?")
+                .bind(repo.to_string())
+                .bind(c.comment_id as i64)
+                .fetch_optional(&self.effects)
+                .await?;
+        let previous = match c.action {
+            CommentAction::Edited => c.previous_body.clone().or(seen),
+            _ => seen,
+        };
+        let found = commands::gained(&c.body, previous.as_deref(), &prefix);
+        sqlx::query("INSERT INTO comments (repo, id, body) VALUES (?, ?, ?) ON CONFLICT (repo, id) DO UPDATE SET body = excluded.body")
+            .bind(repo.to_string())
+            .bind(c.comment_id as i64)
+            .bind(&c.body)
+            .execute(&self.effects)
+            .await?;
         if found.is_empty() {
             return Ok(());
         }

@@ -146,6 +146,7 @@ impl Engine {
             "CREATE TABLE IF NOT EXISTS claims (repo TEXT NOT NULL, pr INTEGER NOT NULL, task TEXT NOT NULL, PRIMARY KEY (repo, pr))",
             "CREATE TABLE IF NOT EXISTS merges (repo TEXT NOT NULL, pr INTEGER NOT NULL, head TEXT NOT NULL, requested_by TEXT NOT NULL, PRIMARY KEY (repo, pr))",
             "CREATE TABLE IF NOT EXISTS blocked (repo TEXT NOT NULL, task TEXT NOT NULL, previous TEXT NOT NULL, PRIMARY KEY (repo, task))",
+            "CREATE TABLE IF NOT EXISTS comments (repo TEXT NOT NULL, id INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY (repo, id))",
             "CREATE TABLE IF NOT EXISTS red_heads (repo TEXT NOT NULL, pr INTEGER NOT NULL, sha TEXT NOT NULL, PRIMARY KEY (repo, pr, sha))",
             "CREATE TABLE IF NOT EXISTS pending_since (repo TEXT NOT NULL, sha TEXT NOT NULL, since INTEGER NOT NULL, PRIMARY KEY (repo, sha))",
         ] {
