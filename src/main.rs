@@ -36,6 +36,10 @@ enum Command {
     Hook(cli::hook::HookArgs),
     /// Install, remove or inspect the git hooks of a repository or a git server.
     Hooks(cli::hook::HooksArgs),
+    /// Register the bot's webhook on a forge repository.
+    Webhook(cli::forge::WebhookArgs),
+    /// Make a repository squash-only with a protected trunk only the bot pushes to.
+    Protect(cli::forge::ProtectArgs),
 }
 
 /// What a command concluded; errors are separate and exit 2.
@@ -59,6 +63,8 @@ fn main() -> ExitCode {
         Command::Tasks(args) => cli::tasks::run(args),
         Command::Hook(args) => cli::hook::run(args),
         Command::Hooks(args) => cli::hook::run_hooks(args),
+        Command::Webhook(args) => cli::forge::run_webhook(args),
+        Command::Protect(args) => cli::forge::run_protect(args),
     };
     match result {
         Ok(Outcome::Clean) => ExitCode::SUCCESS,

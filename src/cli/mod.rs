@@ -1,6 +1,7 @@
 //! Subcommand implementations: argument handling and output only; the logic lives in the library.
 
 pub mod deliveries;
+pub mod forge;
 pub mod hook;
 pub mod replay;
 pub mod scan;

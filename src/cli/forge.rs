@@ -1,0 +1,255 @@
+//! `trunkwarden webhook install` and `trunkwarden protect`: the forge's own guards as one
+//! command each, idempotent, saying what they changed.
+
+use anyhow::{Context, anyhow, bail};
+use trunkwarden::forge::{self, HookOutcome, Kind, Protection, RepoRef, Settings, Token};
+
+use crate::Outcome;
+
+#[derive(Debug, clap::Args)]
+pub struct WebhookArgs {
+    #[command(subcommand)]
+    action: WebhookAction,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum WebhookAction {
+    /// Create the repository webhook for URL, or bring the existing one up to date.
+    Install(InstallArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct InstallArgs {
+    #[arg(long, value_enum)]
+    forge: Kind,
+    /// OWNER/NAME (GitLab: GROUP/SUBGROUP/NAME).
+    #[arg(long)]
+    repo: String,
+    /// Where the forge sends deliveries, e.g. https://bot.example/webhook.
+    #[arg(long)]
+    url: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ProtectArgs {
+    #[arg(long, value_enum)]
+    forge: Kind,
+    /// OWNER/NAME (GitLab: GROUP/SUBGROUP/NAME).
+    #[arg(long)]
+    repo: String,
+    /// The trunk branch.
+    #[arg(long, default_value = "main")]
+    branch: String,
+    /// A CI context to require besides trunkwarden/policy and trunkwarden/secrets (repeatable;
+    /// `[ci] required` of .trunkwarden.toml in the current repository is added too).
+    #[arg(long = "context", value_name = "CONTEXT")]
+    contexts: Vec<String>,
+    /// Print the difference and change nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+fn env(k: &str) -> Option<String> {
+    std::env::var(k).ok()
+}
+
+fn repo_ref(s: &str) -> anyhow::Result<RepoRef> {
+    RepoRef::parse(s).ok_or_else(|| anyhow!("--repo `{s}` is not OWNER/NAME"))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// The webhook secret `serve` checks, from the same variable (its first value, for rotation).
+fn hook_secret(kind: Kind) -> anyhow::Result<Token> {
+    let var = match kind {
+        Kind::Github => "TRUNKWARDEN_GITHUB_WEBHOOK_SECRET",
+        Kind::Gitea | Kind::Forgejo => "TRUNKWARDEN_GITEA_WEBHOOK_SECRET",
+        Kind::Gitlab => "TRUNKWARDEN_GITLAB_WEBHOOK_TOKEN",
+    };
+    let value = Token::lookup(var, &env)
+        .map_err(|e| anyhow!(e))?
+        .ok_or_else(|| {
+            anyhow!("{var} (or {var}_FILE) is not set; the hook needs the secret serve checks")
+        })?;
+    let first = value
+        .expose()
+        .split(',')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_owned();
+    if first.is_empty() {
+        bail!("{var} is empty");
+    }
+    Ok(Token::new(first))
+}
+
+/// `webhook install`.
+pub fn run_webhook(a: WebhookArgs) -> anyhow::Result<Outcome> {
+    let WebhookAction::Install(a) = a.action;
+    let repo = repo_ref(&a.repo)?;
+    if !(a.url.starts_with("https://") || a.url.starts_with("http://")) {
+        bail!("--url `{}` is not an http(s) URL", a.url);
+    }
+    let secret = hook_secret(a.forge)?;
+    let spec = forge::HookSpec {
+        url: a.url.clone(),
+        secret,
+    };
+    // octocrab's client must be built inside the runtime.
+    let outcome = runtime()?.block_on(async {
+        let forge = forge::from_env(a.forge, &env).map_err(|e| anyhow!(e))?;
+        anyhow::Ok(forge.upsert_webhook(&repo, &spec).await?)
+    })?;
+    let said = match outcome {
+        HookOutcome::Created => format!("created the webhook for {} on {repo}", a.url),
+        HookOutcome::Updated => format!("updated the webhook for {} on {repo}", a.url),
+        HookOutcome::Unchanged => format!(
+            "the webhook for {} on {repo} is already as it should be; nothing changed",
+            a.url
+        ),
+    };
+    super::emit(&format!("{said}\n"))?;
+    Ok(Outcome::Clean)
+}
+
+/// The desired settings: squash only, PRs required, the contexts, pushes by the bot alone.
+fn desired(kind: Kind, contexts: Vec<String>, bot: &forge::User) -> (Settings, Vec<String>) {
+    let mut notes = Vec::new();
+    let mut contexts = contexts;
+    if kind == Kind::Gitlab && !contexts.is_empty() {
+        notes.push(format!(
+            "GitLab cannot require status contexts ({}); enable \"Pipelines must succeed\" in the project's merge request settings",
+            contexts.join(", ")
+        ));
+        contexts.clear();
+    }
+    let pusher = if kind == Kind::Gitlab {
+        bot.id.to_string()
+    } else {
+        bot.login.clone()
+    };
+    (
+        Settings {
+            allow_squash: true,
+            allow_merge_commit: false,
+            allow_rebase: false,
+            protection: Some(Protection {
+                require_pull_request: true,
+                required_contexts: contexts,
+                push_allowlist: vec![pusher],
+            }),
+        },
+        notes,
+    )
+}
+
+fn diff(now: &Settings, want: &Settings) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut flag = |name: &str, a: bool, b: bool| {
+        if a != b {
+            out.push(format!("{name}: {a} → {b}"));
+        }
+    };
+    flag("squash merges", now.allow_squash, want.allow_squash);
+    flag(
+        "merge commits",
+        now.allow_merge_commit,
+        want.allow_merge_commit,
+    );
+    flag("rebase merges", now.allow_rebase, want.allow_rebase);
+    let empty = Protection::default();
+    let (p, q) = (
+        now.protection.as_ref(),
+        want.protection.as_ref().unwrap_or(&empty),
+    );
+    match p {
+        None => out.push("branch protection: none → on".into()),
+        Some(p) => {
+            if p.require_pull_request != q.require_pull_request {
+                out.push(format!(
+                    "pull requests required: {} → {}",
+                    p.require_pull_request, q.require_pull_request
+                ));
+            }
+            let mut a = p.required_contexts.clone();
+            let mut b = q.required_contexts.clone();
+            a.sort();
+            b.sort();
+            if a != b {
+                out.push(format!(
+                    "required contexts: [{}] → [{}]",
+                    a.join(", "),
+                    b.join(", ")
+                ));
+            }
+            if p.push_allowlist != q.push_allowlist {
+                out.push(format!(
+                    "who may push: [{}] → [{}]",
+                    p.push_allowlist.join(", "),
+                    q.push_allowlist.join(", ")
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// `protect`.
+pub fn run_protect(a: ProtectArgs) -> anyhow::Result<Outcome> {
+    let repo = repo_ref(&a.repo)?;
+    let mut contexts = a.contexts.clone();
+    if let Some(root) = std::env::current_dir()
+        .ok()
+        .and_then(|d| trunkwarden::config::find_repo_root(&d))
+    {
+        let policy = trunkwarden::config::RepoPolicy::load(&root)?;
+        contexts.extend(policy.ci.required);
+    }
+    contexts.extend([
+        "trunkwarden/policy".to_owned(),
+        "trunkwarden/secrets".to_owned(),
+    ]);
+    contexts.sort();
+    contexts.dedup();
+    runtime()?.block_on(async {
+        let forge = forge::from_env(a.forge, &env).map_err(|e| anyhow!(e))?;
+        let bot = forge.me().await?;
+        let now = forge.settings(&repo, &a.branch).await?;
+        let (want, notes) = desired(a.forge, contexts, &bot);
+        let changes = diff(&now, &want);
+        let mut out = String::new();
+        for n in &notes {
+            out.push_str(&format!("note: {n}\n"));
+        }
+        if changes.is_empty() {
+            out.push_str(&format!(
+                "{repo} `{}` already squash-only and protected; no changes\n",
+                a.branch
+            ));
+            super::emit(&out)?;
+            return Ok(Outcome::Clean);
+        }
+        for c in &changes {
+            out.push_str(&format!(
+                "{} {c}\n",
+                if a.dry_run { "would change" } else { "change" }
+            ));
+        }
+        if !a.dry_run {
+            forge.apply_settings(&repo, &a.branch, &want).await?;
+            out.push_str(&format!(
+                "applied {} change{} to {repo}\n",
+                changes.len(),
+                if changes.len() == 1 { "" } else { "s" }
+            ));
+        }
+        super::emit(&out)?;
+        Ok(Outcome::Clean)
+    })
+}

@@ -1,0 +1,160 @@
+//! `trunkwarden webhook install` and `trunkwarden protect` against the fake forge, as an
+//! operator runs them: the binary, with tokens and URLs in the environment.
+
+mod support;
+
+use std::process::Output;
+
+use support::fake_forge::FakeForge;
+use support::git::{BIN, Sandbox, text};
+
+const TOKEN: &str = "cli-forge-token";
+const KINDS: [&str; 4] = ["github", "gitea", "forgejo", "gitlab"];
+
+async fn run(sb: &Sandbox, fake: &FakeForge, args: &[&str]) -> Output {
+    let upper = fake.kind.to_ascii_uppercase();
+    let secret_var = match fake.kind {
+        "github" => "TRUNKWARDEN_GITHUB_WEBHOOK_SECRET",
+        "gitlab" => "TRUNKWARDEN_GITLAB_WEBHOOK_TOKEN",
+        _ => "TRUNKWARDEN_GITEA_WEBHOOK_SECRET",
+    };
+    let mut c = sb.command(BIN, sb.dir.path());
+    c.args(args)
+        .env(format!("TRUNKWARDEN_{upper}_TOKEN"), TOKEN)
+        .env(format!("TRUNKWARDEN_{upper}_URL"), &fake.url)
+        .env(secret_var, "hook-secret,older-secret");
+    tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_install_twice_leaves_one_hook_and_says_so() {
+    for kind in KINDS {
+        let sb = Sandbox::new();
+        let bare = sb.bare("app.git");
+        let fake = FakeForge::start(kind, TOKEN, bare).await;
+        let args = [
+            "webhook",
+            "install",
+            "--forge",
+            kind,
+            "--repo",
+            "acme/app",
+            "--url",
+            "https://bot.example/webhook",
+        ];
+        let first = run(&sb, &fake, &args).await;
+        assert!(first.status.success(), "{kind}: {}", text(&first));
+        assert!(
+            stdout(&first).starts_with("created the webhook"),
+            "{kind}: {}",
+            text(&first)
+        );
+        let second = run(&sb, &fake, &args).await;
+        assert!(
+            stdout(&second).contains("already as it should be; nothing changed"),
+            "{kind}: {}",
+            text(&second)
+        );
+        assert_eq!(fake.state.lock().unwrap().hooks.len(), 1, "{kind}");
+        // The secret sent is the first of the rotation list serve accepts.
+        let sent = fake
+            .requests()
+            .into_iter()
+            .find(|r| r.method == "POST")
+            .unwrap()
+            .body
+            .unwrap();
+        let secret = if kind == "gitlab" {
+            &sent["token"]
+        } else {
+            &sent["config"]["secret"]
+        };
+        assert_eq!(secret, "hook-secret", "{kind}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protect_shows_then_applies_then_has_nothing_to_do() {
+    for kind in KINDS {
+        let sb = Sandbox::new();
+        let bare = sb.bare("app.git");
+        let fake = FakeForge::start(kind, TOKEN, bare).await;
+        let base = [
+            "protect",
+            "--forge",
+            kind,
+            "--repo",
+            "acme/app",
+            "--context",
+            "ci/build",
+        ];
+        let mut dry = base.to_vec();
+        dry.push("--dry-run");
+        let out = run(&sb, &fake, &dry).await;
+        assert!(out.status.success(), "{kind}: {}", text(&out));
+        let said = stdout(&out);
+        assert!(
+            said.contains("would change merge commits: true → false"),
+            "{kind}: {said}"
+        );
+        assert!(
+            said.contains("would change branch protection: none → on"),
+            "{kind}: {said}"
+        );
+        assert!(
+            fake.state.lock().unwrap().protection.is_none(),
+            "{kind}: a dry run changes nothing"
+        );
+        assert!(
+            !fake.requests().iter().any(|r| r.method != "GET"),
+            "{kind}: a dry run only reads"
+        );
+        if kind == "gitlab" {
+            assert!(
+                said.contains("note: GitLab cannot require status contexts"),
+                "{said}"
+            );
+        }
+        let out = run(&sb, &fake, &base).await;
+        assert!(stdout(&out).contains("applied"), "{kind}: {}", text(&out));
+        let out = run(&sb, &fake, &base).await;
+        assert!(
+            stdout(&out).contains("no changes"),
+            "{kind}: {}",
+            text(&out)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forge_refusing_a_setting_says_what_and_why() {
+    for kind in KINDS {
+        let sb = Sandbox::new();
+        let bare = sb.bare("app.git");
+        let fake = FakeForge::start(kind, TOKEN, bare).await;
+        let (method, suffix) = match kind {
+            "gitlab" => ("PUT", "/projects/acme%2Fapp"),
+            _ => ("PATCH", "/repos/acme/app"),
+        };
+        fake.fail(method, suffix, 403, &[], 1);
+        let out = run(
+            &sb,
+            &fake,
+            &["protect", "--forge", kind, "--repo", "acme/app"],
+        )
+        .await;
+        assert_eq!(out.status.code(), Some(2), "{kind}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("HTTP 403") && err.contains("lacks the permission"),
+            "{kind}: {err}"
+        );
+        assert!(!err.contains(TOKEN), "{kind}: token leaked");
+    }
+}
