@@ -40,6 +40,8 @@ enum Command {
     Webhook(cli::forge::WebhookArgs),
     /// Make a repository squash-only with a protected trunk only the bot pushes to.
     Protect(cli::forge::ProtectArgs),
+    /// Check configuration, tokens, the data directory and local hooks, with a fix for each problem.
+    Doctor(cli::forge::DoctorArgs),
 }
 
 /// What a command concluded; errors are separate and exit 2.
@@ -65,6 +67,7 @@ fn main() -> ExitCode {
         Command::Hooks(args) => cli::hook::run_hooks(args),
         Command::Webhook(args) => cli::forge::run_webhook(args),
         Command::Protect(args) => cli::forge::run_protect(args),
+        Command::Doctor(args) => cli::forge::run_doctor(args),
     };
     match result {
         Ok(Outcome::Clean) => ExitCode::SUCCESS,

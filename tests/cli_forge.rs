@@ -158,3 +158,55 @@ async fn a_forge_refusing_a_setting_says_what_and_why() {
         assert!(!err.contains(TOKEN), "{kind}: token leaked");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_says_what_is_wrong_and_how_to_fix_it() {
+    let sb = Sandbox::new();
+    let bare = sb.bare("app.git");
+    let fake = FakeForge::start("github", TOKEN, bare).await;
+    let data = sb.path("data");
+    let args = [
+        "doctor",
+        "--repo",
+        "acme/app",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ];
+    let out = run(&sb, &fake, &args).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let said = stdout(&out);
+    assert!(
+        said.contains("ok   github: the token works as @trunkwarden"),
+        "{said}"
+    );
+    assert!(said.contains("FAIL github: @trunkwarden has none access to acme/app — fix: give @trunkwarden write access"), "{said}");
+    assert!(
+        said.contains(&format!(
+            "ok   data directory {} is writable",
+            data.display()
+        )),
+        "{said}"
+    );
+    fake.state
+        .lock()
+        .unwrap()
+        .permissions
+        .insert("trunkwarden".into(), "admin".into());
+    let out = run(&sb, &fake, &args).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // A wrong token is named, with the hint, and never printed.
+    let mut c = sb.command(BIN, sb.dir.path());
+    c.args(args)
+        .env("TRUNKWARDEN_GITHUB_TOKEN", "wrong-token-value")
+        .env("TRUNKWARDEN_GITHUB_URL", &fake.url)
+        .env("TRUNKWARDEN_GITHUB_WEBHOOK_SECRET", "s");
+    let out = tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap();
+    let said = stdout(&out);
+    assert!(
+        said.contains("FAIL github: github get authenticated user: HTTP 401"),
+        "{said}"
+    );
+    assert!(!said.contains("wrong-token-value"));
+}

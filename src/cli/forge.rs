@@ -253,3 +253,134 @@ pub fn run_protect(a: ProtectArgs) -> anyhow::Result<Outcome> {
         Ok(Outcome::Clean)
     })
 }
+
+#[derive(Debug, clap::Args)]
+pub struct DoctorArgs {
+    /// A repository to check the bot's access to, as OWNER/NAME on each configured forge.
+    #[arg(long)]
+    repo: Option<String>,
+    /// The data directory serve uses [default: ./trunkwarden-data].
+    #[arg(long, env = "TRUNKWARDEN_DATA_DIR")]
+    data_dir: Option<std::path::PathBuf>,
+}
+
+/// `doctor`: one line per check, a fix for each failure; exit 1 when something fails.
+pub fn run_doctor(a: DoctorArgs) -> anyhow::Result<Outcome> {
+    let mut lines: Vec<(bool, String)> = Vec::new();
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    // Repository policy.
+    if let Some(root) = trunkwarden::config::find_repo_root(&cwd) {
+        match trunkwarden::config::RepoPolicy::load(&root) {
+            Ok(_) => lines.push((
+                true,
+                format!("{} parses", root.join(".trunkwarden.toml").display()),
+            )),
+            Err(e) => lines.push((
+                false,
+                format!("{e} — fix: correct the file; unknown keys are errors"),
+            )),
+        }
+        match trunkwarden::hook::install::status_local(&cwd) {
+            Ok(Some(steps)) => {
+                for s in steps {
+                    let ok = s.what.starts_with("installed");
+                    let fix = if ok {
+                        String::new()
+                    } else {
+                        " — fix: trunkwarden hooks install".into()
+                    };
+                    lines.push((ok, format!("hook {}: {}{fix}", s.hook, s.what)));
+                }
+            }
+            Ok(None) => {}
+            Err(e) => lines.push((false, format!("local hooks: {e}"))),
+        }
+    }
+    // Server settings file.
+    if let Some(path) = env("TRUNKWARDEN_CONFIG") {
+        match trunkwarden::config::ServerFile::load(std::path::Path::new(&path)) {
+            Ok(_) => lines.push((true, format!("{path} parses"))),
+            Err(e) => lines.push((
+                false,
+                format!("{e} — fix: correct the settings file (README lists the keys)"),
+            )),
+        }
+    }
+    // Data directory.
+    let dir = a
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| "trunkwarden-data".into());
+    let probe = dir.join(format!(".doctor-{}", std::process::id()));
+    let writable = std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(&probe, b"ok"))
+        .is_ok();
+    let _ = std::fs::remove_file(&probe);
+    lines.push((
+        writable,
+        if writable {
+            format!("data directory {} is writable", dir.display())
+        } else {
+            format!("data directory {} is not writable — fix: create it for the user serve runs as, or set TRUNKWARDEN_DATA_DIR", dir.display())
+        },
+    ));
+    // Webhook secrets and forge tokens.
+    let rt = runtime()?;
+    let mut any_forge = false;
+    for kind in [Kind::Github, Kind::Gitea, Kind::Forgejo, Kind::Gitlab] {
+        let upper = kind.name().to_ascii_uppercase();
+        let token_var = format!("TRUNKWARDEN_{upper}_TOKEN");
+        let has_token = Token::lookup(&token_var, &env).ok().flatten().is_some();
+        if !has_token {
+            continue;
+        }
+        any_forge = true;
+        if hook_secret(kind).is_err() && kind != Kind::Forgejo {
+            lines.push((false, format!("{kind}: no webhook secret — fix: set the secret serve checks (README: Webhook secrets)")));
+        }
+        let probe = rt.block_on(async {
+            let forge = forge::from_env(kind, &env).map_err(|e| anyhow!(e))?;
+            let me = forge.me().await?;
+            let access = match &a.repo {
+                Some(r) => Some((r.clone(), forge.permission(&repo_ref(r)?, &me).await?)),
+                None => None,
+            };
+            anyhow::Ok((me, access))
+        });
+        match probe {
+            Ok((me, access)) => {
+                lines.push((true, format!("{kind}: the token works as @{}", me.login)));
+                if let Some((r, p)) = access {
+                    let ok = p >= forge::Permission::Write;
+                    let fix = if ok {
+                        String::new()
+                    } else {
+                        format!(
+                            " — fix: give @{} write access to {r} (admin for protect)",
+                            me.login
+                        )
+                    };
+                    lines.push((
+                        ok,
+                        format!("{kind}: @{} has {p:?} access to {r}{fix}", me.login)
+                            .to_lowercase(),
+                    ));
+                }
+            }
+            Err(e) => lines.push((false, format!("{kind}: {e:#}"))),
+        }
+    }
+    if !any_forge {
+        lines.push((false, "no forge token set — fix: set TRUNKWARDEN_GITHUB_TOKEN (or GITEA, FORGEJO, GITLAB) and its _URL; without one the bot only records deliveries".into()));
+    }
+    let mut out = String::new();
+    for (ok, l) in &lines {
+        out.push_str(&format!("{} {l}\n", if *ok { "ok  " } else { "FAIL" }));
+    }
+    super::emit(&out)?;
+    Ok(if lines.iter().all(|(ok, _)| *ok) {
+        Outcome::Clean
+    } else {
+        Outcome::Violation
+    })
+}
