@@ -1,0 +1,172 @@
+//! The deploy/ artefacts checked by what this machine can run: the systemd unit verified by
+//! systemd itself, the compose file and Kubernetes manifests parsed and their references
+//! resolved, the example configuration files parsed by the code that reads them.
+
+use std::path::{Path, PathBuf};
+
+fn deploy(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deploy")
+        .join(rel)
+}
+
+fn read(rel: &str) -> String {
+    std::fs::read_to_string(deploy(rel)).unwrap_or_else(|e| panic!("deploy/{rel}: {e}"))
+}
+
+/// Every TRUNKWARDEN_* name in a file, each of which the program must actually read.
+fn variables(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, _) in text.match_indices("TRUNKWARDEN_") {
+        let name: String = text[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_uppercase() || *c == '_')
+            .collect();
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    out
+}
+
+fn source_mentions(name: &str) -> bool {
+    // Forge settings are read through one template, TRUNKWARDEN_<FORGE>_<SETTING>.
+    let forges = ["GITHUB", "GITEA", "FORGEJO", "GITLAB"];
+    let settings = ["TOKEN", "URL", "CLONE_URL"];
+    if forges.iter().any(|f| {
+        settings
+            .iter()
+            .any(|s| name == format!("TRUNKWARDEN_{f}_{s}"))
+    }) {
+        return true;
+    }
+    let mut stack = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("src")];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if std::fs::read_to_string(&p).is_ok_and(|t| t.contains(name)) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+#[test]
+fn the_systemd_unit_passes_systemd_analyze_verify() {
+    let unit = read("trunkwarden.service");
+    // verify insists the ExecStart binary exists: point it at the one under test.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trunkwarden.service");
+    std::fs::write(
+        &path,
+        unit.replace(
+            "/usr/local/bin/trunkwarden",
+            env!("CARGO_BIN_EXE_trunkwarden"),
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze (apt-get install systemd; .ci/run installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "warnings: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for must in [
+        "DynamicUser=yes",
+        "ProtectSystem=strict",
+        "StateDirectory=trunkwarden",
+        "Restart=on-failure",
+    ] {
+        assert!(unit.contains(must), "{must}");
+    }
+    for v in variables(&unit) {
+        assert!(
+            source_mentions(&v),
+            "the unit sets {v}, which nothing reads"
+        );
+    }
+}
+
+#[test]
+fn compose_and_kubernetes_parse_and_reference_what_exists() {
+    use yaml_rust2::YamlLoader;
+    let compose = read("docker-compose.yml");
+    let docs = YamlLoader::load_from_str(&compose).expect("compose parses");
+    let tw = &docs[0]["services"]["trunkwarden"];
+    let context = tw["build"]["context"].as_str().unwrap();
+    let dockerfile = tw["build"]["dockerfile"].as_str().unwrap();
+    assert!(
+        deploy(context).join(dockerfile).is_file(),
+        "{context}/{dockerfile}"
+    );
+    for v in variables(&compose) {
+        assert!(source_mentions(&v), "compose sets {v}, which nothing reads");
+    }
+    let k8s = read("kubernetes/trunkwarden.yaml");
+    let docs = YamlLoader::load_from_str(&k8s).expect("manifests parse");
+    let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+    assert_eq!(kinds, ["PersistentVolumeClaim", "Deployment", "Service"]);
+    let deployment = &docs[1];
+    let claim =
+        deployment["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"]
+            .as_str();
+    assert_eq!(
+        claim,
+        docs[0]["metadata"]["name"].as_str(),
+        "the volume names the claim"
+    );
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        container["readinessProbe"]["httpGet"]["path"].as_str(),
+        Some("/readyz")
+    );
+    assert_eq!(
+        container["livenessProbe"]["httpGet"]["path"].as_str(),
+        Some("/healthz")
+    );
+    assert_eq!(
+        deployment["spec"]["replicas"].as_i64(),
+        Some(1),
+        "SQLite: one replica"
+    );
+    for v in variables(&k8s) {
+        assert!(
+            source_mentions(&v),
+            "the manifests set {v}, which nothing reads"
+        );
+    }
+    let dockerfile = read("Dockerfile");
+    assert!(dockerfile.contains("HEALTHCHECK") && dockerfile.contains("USER trunkwarden"));
+}
+
+#[test]
+fn the_example_configuration_files_parse_with_every_key() {
+    let server = trunkwarden::config::ServerFile::load(&deploy("trunkwarden.toml"))
+        .expect("server settings parse");
+    assert_eq!(server.server.listen.as_deref(), Some("127.0.0.1:8080"));
+    assert!(
+        server.queue.workers.is_some() && server.webhook.gitlab_timestamp_tolerance_secs.is_some()
+    );
+    let policy = trunkwarden::config::RepoPolicy::parse(
+        &read("example.trunkwarden.toml"),
+        Path::new("example.trunkwarden.toml"),
+    )
+    .expect("policy parses");
+    assert_eq!(
+        policy,
+        trunkwarden::config::RepoPolicy::default(),
+        "the example shows the defaults"
+    );
+}
