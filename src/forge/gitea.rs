@@ -248,52 +248,8 @@ impl Forge for Gitea {
         marker: &str,
         body: &str,
     ) -> Result<CommentOutcome, ForgeError> {
-        let issue = thread.number();
         let me = self.me().await?;
-        let list = format!("{}/issues/{issue}/comments", Self::repo_path(repo));
-        let comments: Vec<ApiComment> = self
-            .rest
-            .json("list comments", Method::GET, &list, None)
-            .await?;
-        let line = super::marker_line(marker);
-        let text = super::sticky_body(marker, body);
-        let mine = comments
-            .iter()
-            .find(|c| c.user.as_ref().is_some_and(|u| u.id == me.id) && c.body.contains(&line));
-        match mine {
-            Some(c) => {
-                if c.body != text {
-                    let path = format!("{}/issues/comments/{}", Self::repo_path(repo), c.id);
-                    self.rest
-                        .send(
-                            "edit comment",
-                            Method::PATCH,
-                            &path,
-                            Some(&json!({ "body": text })),
-                        )
-                        .await?;
-                }
-                Ok(CommentOutcome {
-                    id: c.id,
-                    created: false,
-                })
-            }
-            None => {
-                let c: ApiComment = self
-                    .rest
-                    .json(
-                        "create comment",
-                        Method::POST,
-                        &list,
-                        Some(&json!({ "body": text })),
-                    )
-                    .await?;
-                Ok(CommentOutcome {
-                    id: c.id,
-                    created: true,
-                })
-            }
-        }
+        super::upsert_sticky(self, &me, repo, thread, marker, body).await
     }
 
     async fn set_issue_open(
@@ -556,5 +512,79 @@ impl Forge for Gitea {
             }
             other => other.map(drop),
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl super::Comments for Gitea {
+    async fn comments_page(
+        &self,
+        repo: &RepoRef,
+        thread: Thread,
+        page: u32,
+    ) -> Result<Vec<super::Posted>, ForgeError> {
+        // Gitea lists a thread's comments whole, without pages.
+        if page > 1 {
+            return Ok(Vec::new());
+        }
+        let path = format!(
+            "{}/issues/{}/comments",
+            Self::repo_path(repo),
+            thread.number()
+        );
+        let list: Vec<ApiComment> = self
+            .rest
+            .json("list comments", Method::GET, &path, None)
+            .await?;
+        Ok(list
+            .into_iter()
+            .map(|c| super::Posted {
+                id: c.id,
+                author: c.user.map(|u| u.id),
+                body: c.body,
+            })
+            .collect())
+    }
+
+    async fn create_comment(
+        &self,
+        repo: &RepoRef,
+        thread: Thread,
+        body: &str,
+    ) -> Result<u64, ForgeError> {
+        let path = format!(
+            "{}/issues/{}/comments",
+            Self::repo_path(repo),
+            thread.number()
+        );
+        let c: ApiComment = self
+            .rest
+            .json(
+                "create comment",
+                Method::POST,
+                &path,
+                Some(&json!({ "body": body })),
+            )
+            .await?;
+        Ok(c.id)
+    }
+
+    async fn edit_comment(
+        &self,
+        repo: &RepoRef,
+        _thread: Thread,
+        id: u64,
+        body: &str,
+    ) -> Result<(), ForgeError> {
+        let path = format!("{}/issues/comments/{id}", Self::repo_path(repo));
+        self.rest
+            .send(
+                "edit comment",
+                Method::PATCH,
+                &path,
+                Some(&json!({ "body": body })),
+            )
+            .await
+            .map(drop)
     }
 }

@@ -322,57 +322,8 @@ impl Forge for Github {
         marker: &str,
         body: &str,
     ) -> Result<CommentOutcome, ForgeError> {
-        let issue = thread.number();
         let me = self.me().await?;
-        let line = super::marker_line(marker);
-        let text = super::sticky_body(marker, body);
-        let list = format!("{}/issues/{issue}/comments", Self::repo_path(repo));
-        let mut mine = None;
-        for page in 1..=30 {
-            let path = format!("{list}?per_page=100&page={page}");
-            let batch: Vec<ApiComment> =
-                self.json("list comments", Method::GET, &path, None).await?;
-            let n = batch.len();
-            mine = batch.into_iter().find(|c| {
-                c.user.as_ref().is_some_and(|u| u.id == me.id)
-                    && c.body.as_deref().is_some_and(|b| b.contains(&line))
-            });
-            if mine.is_some() || n < 100 {
-                break;
-            }
-        }
-        match mine {
-            Some(c) => {
-                if c.body.as_deref() != Some(text.as_str()) {
-                    let path = format!("{}/issues/comments/{}", Self::repo_path(repo), c.id);
-                    self.send(
-                        "update comment",
-                        Method::PATCH,
-                        &path,
-                        Some(&json!({ "body": text })),
-                    )
-                    .await?;
-                }
-                Ok(CommentOutcome {
-                    id: c.id,
-                    created: false,
-                })
-            }
-            None => {
-                let c: ApiComment = self
-                    .json(
-                        "create comment",
-                        Method::POST,
-                        &list,
-                        Some(&json!({ "body": text })),
-                    )
-                    .await?;
-                Ok(CommentOutcome {
-                    id: c.id,
-                    created: true,
-                })
-            }
-        }
+        super::upsert_sticky(self, &me, repo, thread, marker, body).await
     }
 
     async fn set_issue_open(
@@ -610,5 +561,71 @@ impl Forge for Github {
         self.send("update branch protection", Method::PUT, &path, Some(&body))
             .await
             .map(drop)
+    }
+}
+
+#[async_trait::async_trait]
+impl super::Comments for Github {
+    async fn comments_page(
+        &self,
+        repo: &RepoRef,
+        thread: Thread,
+        page: u32,
+    ) -> Result<Vec<super::Posted>, ForgeError> {
+        let path = format!(
+            "{}/issues/{}/comments?per_page={}&page={page}",
+            Self::repo_path(repo),
+            thread.number(),
+            super::PAGE
+        );
+        let list: Vec<ApiComment> = self.json("list comments", Method::GET, &path, None).await?;
+        Ok(list
+            .into_iter()
+            .map(|c| super::Posted {
+                id: c.id,
+                author: c.user.map(|u| u.id),
+                body: c.body.unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    async fn create_comment(
+        &self,
+        repo: &RepoRef,
+        thread: Thread,
+        body: &str,
+    ) -> Result<u64, ForgeError> {
+        let path = format!(
+            "{}/issues/{}/comments",
+            Self::repo_path(repo),
+            thread.number()
+        );
+        let c: ApiComment = self
+            .json(
+                "create comment",
+                Method::POST,
+                &path,
+                Some(&json!({ "body": body })),
+            )
+            .await?;
+        Ok(c.id)
+    }
+
+    async fn edit_comment(
+        &self,
+        repo: &RepoRef,
+        _thread: Thread,
+        id: u64,
+        body: &str,
+    ) -> Result<(), ForgeError> {
+        let path = format!("{}/issues/comments/{id}", Self::repo_path(repo));
+        self.send(
+            "update comment",
+            Method::PATCH,
+            &path,
+            Some(&json!({ "body": body })),
+        )
+        .await
+        .map(drop)
     }
 }

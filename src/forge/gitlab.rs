@@ -224,58 +224,7 @@ impl Forge for Gitlab {
         body: &str,
     ) -> Result<CommentOutcome, ForgeError> {
         let me = self.me().await?;
-        let line = super::marker_line(marker);
-        let text = super::sticky_body(marker, body);
-        let notes = format!("{}/notes", Self::thread_path(repo, thread));
-        let mut mine = None;
-        for page in 1..=30 {
-            let path = format!("{notes}?per_page=100&page={page}");
-            let batch: Vec<ApiNote> = self
-                .rest
-                .json("list notes", Method::GET, &path, None)
-                .await?;
-            let n = batch.len();
-            mine = batch.into_iter().find(|c| {
-                c.author.as_ref().is_some_and(|u| u.id == me.id) && c.body.contains(&line)
-            });
-            if mine.is_some() || n < 100 {
-                break;
-            }
-        }
-        match mine {
-            Some(c) => {
-                if c.body != text {
-                    let path = format!("{notes}/{}", c.id);
-                    self.rest
-                        .send(
-                            "update note",
-                            Method::PUT,
-                            &path,
-                            Some(&json!({ "body": text })),
-                        )
-                        .await?;
-                }
-                Ok(CommentOutcome {
-                    id: c.id,
-                    created: false,
-                })
-            }
-            None => {
-                let c: ApiNote = self
-                    .rest
-                    .json(
-                        "create note",
-                        Method::POST,
-                        &notes,
-                        Some(&json!({ "body": text })),
-                    )
-                    .await?;
-                Ok(CommentOutcome {
-                    id: c.id,
-                    created: true,
-                })
-            }
-        }
+        super::upsert_sticky(self, &me, repo, thread, marker, body).await
     }
 
     async fn set_issue_open(
@@ -542,6 +491,72 @@ impl Forge for Gitlab {
         let create = format!("{}/protected_branches", Self::project(repo));
         self.rest
             .send("protect branch", Method::POST, &create, Some(&body))
+            .await
+            .map(drop)
+    }
+}
+
+#[async_trait::async_trait]
+impl super::Comments for Gitlab {
+    async fn comments_page(
+        &self,
+        repo: &RepoRef,
+        thread: Thread,
+        page: u32,
+    ) -> Result<Vec<super::Posted>, ForgeError> {
+        let path = format!(
+            "{}/notes?per_page={}&page={page}",
+            Self::thread_path(repo, thread),
+            super::PAGE
+        );
+        let list: Vec<ApiNote> = self
+            .rest
+            .json("list notes", Method::GET, &path, None)
+            .await?;
+        Ok(list
+            .into_iter()
+            .map(|c| super::Posted {
+                id: c.id,
+                author: c.author.map(|u| u.id),
+                body: c.body,
+            })
+            .collect())
+    }
+
+    async fn create_comment(
+        &self,
+        repo: &RepoRef,
+        thread: Thread,
+        body: &str,
+    ) -> Result<u64, ForgeError> {
+        let path = format!("{}/notes", Self::thread_path(repo, thread));
+        let c: ApiNote = self
+            .rest
+            .json(
+                "create note",
+                Method::POST,
+                &path,
+                Some(&json!({ "body": body })),
+            )
+            .await?;
+        Ok(c.id)
+    }
+
+    async fn edit_comment(
+        &self,
+        repo: &RepoRef,
+        thread: Thread,
+        id: u64,
+        body: &str,
+    ) -> Result<(), ForgeError> {
+        let path = format!("{}/notes/{id}", Self::thread_path(repo, thread));
+        self.rest
+            .send(
+                "update note",
+                Method::PUT,
+                &path,
+                Some(&json!({ "body": body })),
+            )
             .await
             .map(drop)
     }

@@ -318,6 +318,78 @@ pub fn from_env(
     Ok(forge)
 }
 
+/// One posted comment, as the sticky-comment logic needs it.
+pub(crate) struct Posted {
+    pub id: u64,
+    pub author: Option<u64>,
+    pub body: String,
+}
+
+/// Comments per page the adapters ask for; a shorter page is the last.
+pub(crate) const PAGE: usize = 100;
+
+/// The three comment calls each adapter provides; sticky comments are built on them once.
+#[async_trait::async_trait]
+pub(crate) trait Comments {
+    /// One page (1-based) of a thread's comments.
+    async fn comments_page(
+        &self,
+        repo: &RepoRef,
+        thread: Thread,
+        page: u32,
+    ) -> Result<Vec<Posted>, ForgeError>;
+    /// Posts a comment; returns its id.
+    async fn create_comment(
+        &self,
+        repo: &RepoRef,
+        thread: Thread,
+        body: &str,
+    ) -> Result<u64, ForgeError>;
+    /// Replaces a comment's body.
+    async fn edit_comment(
+        &self,
+        repo: &RepoRef,
+        thread: Thread,
+        id: u64,
+        body: &str,
+    ) -> Result<(), ForgeError>;
+}
+
+/// Finds `me`'s comment carrying `marker` and edits it (only when its text differs), or
+/// creates it.
+pub(crate) async fn upsert_sticky<C: Comments + Sync + ?Sized>(
+    c: &C,
+    me: &User,
+    repo: &RepoRef,
+    thread: Thread,
+    marker: &str,
+    body: &str,
+) -> Result<CommentOutcome, ForgeError> {
+    let line = marker_line(marker);
+    let text = sticky_body(marker, body);
+    for page in 1..=30 {
+        let batch = c.comments_page(repo, thread, page).await?;
+        let n = batch.len();
+        if let Some(p) = batch
+            .into_iter()
+            .find(|p| p.author == Some(me.id) && p.body.contains(&line))
+        {
+            if p.body != text {
+                c.edit_comment(repo, thread, p.id, &text).await?;
+            }
+            return Ok(CommentOutcome {
+                id: p.id,
+                created: false,
+            });
+        }
+        if n < PAGE {
+            break;
+        }
+    }
+    let id = c.create_comment(repo, thread, &text).await?;
+    Ok(CommentOutcome { id, created: true })
+}
+
 /// The hidden marker that makes a comment the bot's sticky comment of one kind.
 pub fn marker_line(marker: &str) -> String {
     format!("<!-- trunkwarden:{marker} -->")
