@@ -66,11 +66,17 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// The webhook secret `serve` checks, from the same variable (its first value, for rotation).
 fn hook_secret(kind: Kind) -> anyhow::Result<Token> {
-    let var = match kind {
-        Kind::Github => "TRUNKWARDEN_GITHUB_WEBHOOK_SECRET",
-        Kind::Gitea | Kind::Forgejo => "TRUNKWARDEN_GITEA_WEBHOOK_SECRET",
-        Kind::Gitlab => "TRUNKWARDEN_GITLAB_WEBHOOK_TOKEN",
+    // Forgejo shares Gitea's secret, as serve reads it.
+    let key = if kind == Kind::Forgejo {
+        "gitea"
+    } else {
+        kind.name()
     };
+    let var = trunkwarden::webhook::SECRET_VARS
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| anyhow!("no webhook secret variable for {kind}"))?;
     let value = Token::lookup(var, &env)
         .map_err(|e| anyhow!(e))?
         .ok_or_else(|| {

@@ -4,17 +4,14 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Engine, EngineError, Trunk, decide};
+use super::decide::{self, short};
+use super::{Engine, EngineError, Trunk};
 use crate::commands::{self, Command, Found};
 use crate::config::RepoPolicy;
 use crate::forge::{Permission, PrState, PullRequest, RepoRef, Thread, User};
 use crate::git::{Identity, Learning, RowChange};
 use crate::tasks::{Status, Task};
 use crate::webhook::event::{Comment, CommentAction};
-
-fn short(s: &str) -> &str {
-    s.get(..7).unwrap_or(s)
-}
 
 impl Engine {
     /// The task a PR was claimed for (`Some("")`: explicitly unclaimed).
@@ -381,10 +378,10 @@ impl Engine {
                 let mut learnings = Vec::new();
                 let said = match (task.estimate, variance) {
                     (Some(e), Some(v)) => {
-                        if v.abs() > 0.5 {
+                        if let Some(entry) = decide::learning_entry(&task.id, e, *n, &now) {
                             learnings.push(Learning {
-                                path: t.policy.tasks.learnings.to_string_lossy().replace('\\', "/"),
-                                entry: serde_json::json!({ "task": task.id, "estimate": e.0, "actual": n.0, "variance": (v * 1000.0).round() / 1000.0, "when": now }),
+                                path: crate::policy::path_string(&t.policy.tasks.learnings),
+                                entry,
                             });
                         }
                         format!(
@@ -411,11 +408,11 @@ impl Engine {
                 if pr.state != PrState::Open {
                     return Ok(("this pull request is not open".into(), false));
                 }
-                if pr.base_ref != "main" {
+                if pr.base_ref != t.policy.trunk.branch {
                     return Ok((
                         format!(
-                            "this pull request targets `{}`; the bot merges only into `main`",
-                            pr.base_ref
+                            "this pull request targets `{}`; the bot merges only into `{}`",
+                            pr.base_ref, t.policy.trunk.branch
                         ),
                         false,
                     ));
@@ -471,11 +468,7 @@ impl Engine {
             &t.policy.ci,
             &bot.login,
         );
-        let ci = match &head {
-            decide::Verdict::Green(c) => format!("green ({})", c.join(", ")),
-            decide::Verdict::Red(c) => format!("failing: {}", c.join(", ")),
-            decide::Verdict::Pending(c) => format!("pending: {}", c.join(", ")),
-        };
+        let ci = head.to_string();
         let status = task.status.map_or("?", |s| s.as_str());
         let missing = match (pr.state, &head) {
             _ if task.is_done() => "nothing".to_owned(),

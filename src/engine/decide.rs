@@ -3,7 +3,7 @@
 
 use crate::config::CiPolicy;
 use crate::forge::{CiResult, CiState, PrState, PullRequest};
-use crate::tasks::{IssueRef, Status, Task};
+use crate::tasks::{IssueRef, Status, Task, Tokens};
 
 /// Whether a commit is green, as the repository defines it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +62,17 @@ pub fn verdict(results: &[CiResult], policy: &CiPolicy, bot_login: &str) -> Verd
     }
 }
 
+impl std::fmt::Display for Verdict {
+    /// `green (a, b)`, `failing: a`, `pending: a` — as comments and replies say it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Verdict::Green(c) => write!(f, "green ({})", c.join(", ")),
+            Verdict::Red(c) => write!(f, "failing: {}", c.join(", ")),
+            Verdict::Pending(c) => write!(f, "pending: {}", c.join(", ")),
+        }
+    }
+}
+
 /// What landed on the trunk for a merged pull request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Landed {
@@ -93,7 +104,8 @@ pub struct Decision {
     pub learning: Option<serde_json::Value>,
 }
 
-fn short(sha: &str) -> &str {
+/// A commit id as people read it.
+pub(crate) fn short(sha: &str) -> &str {
     sha.get(..7).unwrap_or(sha)
 }
 
@@ -103,11 +115,21 @@ fn list(items: &[String]) -> String {
 
 /// A learning entry when `used` is beyond ±50% of `estimate`, as the protocol asks.
 fn learning(task: &Task, now: &str) -> Option<serde_json::Value> {
-    let (estimate, used) = (task.estimate?, task.used?);
+    learning_entry(&task.id, task.estimate?, task.used?, now)
+}
+
+/// The learnings-file entry for a task that used `used` against `estimate`, when the variance
+/// is beyond ±50%; `None` within it.
+pub(crate) fn learning_entry(
+    id: &str,
+    estimate: Tokens,
+    used: Tokens,
+    now: &str,
+) -> Option<serde_json::Value> {
     let variance = crate::tasks::ratio(estimate, used)?;
     (variance.abs() > 0.5).then(|| {
         serde_json::json!({
-            "task": task.id,
+            "task": id,
             "estimate": estimate.0,
             "actual": used.0,
             "variance": (variance * 1000.0).round() / 1000.0,

@@ -1,17 +1,8 @@
 //! Which task a pull request works on, and which issues a task closes.
 
 use crate::forge::PullRequest;
+use crate::policy::message::names_id;
 use crate::tasks::{IssueRef, Task};
-
-fn word_at(hay: &str, needle: &str) -> bool {
-    let (hay, needle) = (hay.to_ascii_lowercase(), needle.to_ascii_lowercase());
-    hay.match_indices(&needle).any(|(i, _)| {
-        let before = hay[..i].chars().next_back();
-        let after = hay[i + needle.len()..].chars().next();
-        !before.is_some_and(|c| c.is_ascii_alphanumeric())
-            && !after.is_some_and(|c| c.is_ascii_alphanumeric())
-    })
-}
 
 /// The task a pull request belongs to: its head branch is the task's `branch`; or its body has a
 /// `Task: ID` line; or its branch, then its title, names the task id as a word.
@@ -31,7 +22,7 @@ pub fn task_for_pull<'a>(tasks: &'a [Task], pr: &PullRequest) -> Option<&'a Task
             }
         }
     }
-    let named = |s: &str| tasks.iter().find(|t| !t.id.is_empty() && word_at(s, &t.id));
+    let named = |s: &str| tasks.iter().find(|t| names_id(s, &t.id));
     named(&pr.head_ref).or_else(|| named(&pr.title))
 }
 

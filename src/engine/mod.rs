@@ -287,7 +287,7 @@ impl Engine {
             .map_err(|e| EngineError::Other(e.to_string()))?,
             None => RepoPolicy::default(),
         };
-        let tasks_path = policy.tasks.path.to_string_lossy().replace('\\', "/");
+        let tasks_path = crate::policy::path_string(&policy.tasks.path);
         let Some(table_bytes) = tokio::task::block_in_place(|| mirror.read(&tasks_path))? else {
             return Ok(None);
         };
@@ -497,7 +497,7 @@ impl Engine {
             summaries.extend(d.summary);
             if let Some(entry) = d.learning {
                 learnings.push(crate::git::Learning {
-                    path: policy.tasks.learnings.to_string_lossy().replace('\\', "/"),
+                    path: crate::policy::path_string(&policy.tasks.learnings),
                     entry,
                 });
             }
@@ -730,11 +730,6 @@ fn sticky(
         task.status.map_or("?".into(), |s| s.as_str().to_owned()),
     );
     let notes = get("notes", task.notes.clone());
-    let ci = |v: &Verdict| match v {
-        Verdict::Green(c) => format!("green ({})", c.join(", ")),
-        Verdict::Red(c) => format!("failing: {}", c.join(", ")),
-        Verdict::Pending(c) => format!("pending: {}", c.join(", ")),
-    };
     let mut out = format!(
         "**trunkwarden** · task `{}` is **{status}**\n\n> {notes}\n\n",
         task.id
@@ -742,13 +737,13 @@ fn sticky(
     out.push_str(&format!(
         "- CI on the head `{}`: {}\n",
         pr.head_sha.get(..7).unwrap_or(&pr.head_sha),
-        ci(head)
+        head
     ));
     if let Some(l) = landed {
         out.push_str(&format!(
             "- CI on the merge commit `{}`: {}\n",
             l.sha.get(..7).unwrap_or(&l.sha),
-            ci(&l.ci)
+            l.ci
         ));
     }
     let missing = match (pr.state, landed.map(|l| &l.ci)) {

@@ -113,29 +113,7 @@ pub fn pre_commit() -> Result<Report, HookError> {
     let tasks = policy::path_bytes(&policy.tasks.path);
     if let Some(c) = changes.iter().find(|c| c.path == tasks) {
         if active(&policy, Rule::SingleWriter) {
-            let email = author_email(&repo);
-            if !email.eq_ignore_ascii_case(&policy.bot.email) {
-                violations.push(Violation {
-                    rule: Rule::SingleWriter,
-                    message: format!(
-                        "{} is written by the bot ({}) alone; this commit is by {}",
-                        policy.tasks.path.display(),
-                        policy.bot.email,
-                        if email.is_empty() {
-                            "an unknown author"
-                        } else {
-                            &email
-                        }
-                    ),
-                    path: Some(tasks.clone()),
-                    line: None,
-                    commit: None,
-                    fix: format!(
-                        "unstage it (git restore --staged -- {}) and drive tasks through the bot",
-                        policy.tasks.path.display()
-                    ),
-                });
-            }
+            violations.extend(policy::staged_task_table(&policy, &author_email(&repo)));
         }
         if active(&policy, Rule::TasksLint)
             && let Some(new) = c.new

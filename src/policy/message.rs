@@ -168,20 +168,25 @@ pub fn task_for_branch<'a>(branch: &str, tasks: &'a [crate::tasks::Task]) -> Opt
     {
         return Some(&t.id);
     }
-    let lower = branch.to_ascii_lowercase();
     tasks
         .iter()
-        .filter(|t| !t.id.is_empty())
-        .find(|t| {
-            let id = t.id.to_ascii_lowercase();
-            lower.match_indices(&id).any(|(i, _)| {
-                let before = lower[..i].chars().next_back();
-                let after = lower[i + id.len()..].chars().next();
-                !before.is_some_and(|c| c.is_ascii_alphanumeric())
-                    && !after.is_some_and(|c| c.is_ascii_alphanumeric())
-            })
-        })
+        .find(|t| names_id(branch, &t.id))
         .map(|t| t.id.as_str())
+}
+
+/// Whether `text` names task `id` as a whole word, case-insensitively (`ms-sec-001-oidc`
+/// names `MS-SEC-001`, not `MS-SEC-0011`).
+pub fn names_id(text: &str, id: &str) -> bool {
+    if id.is_empty() {
+        return false;
+    }
+    let (text, id) = (text.to_ascii_lowercase(), id.to_ascii_lowercase());
+    text.match_indices(&id).any(|(i, _)| {
+        let before = text[..i].chars().next_back();
+        let after = text[i + id.len()..].chars().next();
+        !before.is_some_and(|c| c.is_ascii_alphanumeric())
+            && !after.is_some_and(|c| c.is_ascii_alphanumeric())
+    })
 }
 
 #[cfg(test)]

@@ -293,6 +293,29 @@ fn single_writer(policy: &RepoPolicy, c: &CommitFacts, fix: &str) -> Violation {
     v
 }
 
+/// Single writer, before the commit exists: the task table is staged by `author_email`.
+pub fn staged_task_table(policy: &RepoPolicy, author_email: &str) -> Option<Violation> {
+    if author_email.eq_ignore_ascii_case(&policy.bot.email) {
+        return None;
+    }
+    let table = policy.tasks.path.display();
+    let who = if author_email.is_empty() {
+        "an unknown author"
+    } else {
+        author_email
+    };
+    let mut v = Violation::new(
+        Rule::SingleWriter,
+        format!(
+            "{table} is written by the bot ({}) alone; this commit is by {who}",
+            policy.bot.email
+        ),
+        format!("unstage it (git restore --staged -- {table}) and drive tasks through the bot"),
+    );
+    v.path = Some(path_bytes(&policy.tasks.path));
+    Some(v)
+}
+
 /// A secret finding as a violation; the finding carries only the masked value.
 pub fn secret_violation(finding: &Finding, path: &[u8], commit: Option<&str>) -> Violation {
     Violation {
@@ -332,7 +355,12 @@ pub fn tasks_violations(
 
 /// A repository path as git stores it: `/`-separated bytes.
 pub fn path_bytes(path: &std::path::Path) -> Vec<u8> {
-    path.to_string_lossy().replace('\\', "/").into_bytes()
+    path_string(path).into_bytes()
+}
+
+/// A repository path as git names it: `/`-separated.
+pub fn path_string(path: &std::path::Path) -> String {
+    path.to_string_lossy().replace('\\', "/")
 }
 
 /// Violations split by the mode of their rule.
