@@ -41,6 +41,8 @@ pub struct RepoPolicy {
     pub ci: CiPolicy,
     #[serde(default)]
     pub commands: CommandsPolicy,
+    #[serde(default)]
+    pub secrets: crate::secrets::tuning::SecretsPolicy,
 }
 
 /// How people address the bot in comments.
@@ -293,6 +295,7 @@ impl RepoPolicy {
         for (key, path) in [
             ("tasks.path", &policy.tasks.path),
             ("tasks.learnings", &policy.tasks.learnings),
+            ("secrets.baseline", &policy.secrets.baseline),
         ] {
             if path.is_absolute()
                 || path

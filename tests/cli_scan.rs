@@ -54,7 +54,7 @@ fn clean_tree_exits_0_and_a_secret_exits_1() {
     let o = tw(d.path(), &["scan"], None);
     assert_eq!(o.status.code(), Some(1));
     let out = stdout(&o);
-    assert!(out.starts_with("./conf/.env:1:4: github-pat: "), "{out}");
+    assert!(out.starts_with("conf/.env:1:4: github-pat: "), "{out}");
     assert!(!out.contains(TOKEN), "whole secret printed");
 }
 

@@ -164,9 +164,17 @@ fn the_example_configuration_files_parse_with_every_key() {
         Path::new("example.trunkwarden.toml"),
     )
     .expect("policy parses");
+    // The secrets tuning is shown with examples (allowlists, a custom rule), which must build.
+    trunkwarden::secrets::Scanner::for_policy(&policy.secrets, None)
+        .expect("secrets tuning builds");
+    assert_eq!(policy.secrets.allow.len(), 2);
+    assert_eq!(policy.secrets.rule.len(), 1);
+    let mut rest = policy.clone();
+    rest.secrets.allow.clear();
+    rest.secrets.rule.clear();
     assert_eq!(
-        policy,
+        rest,
         trunkwarden::config::RepoPolicy::default(),
-        "the example shows the defaults"
+        "everything else shows the defaults"
     );
 }

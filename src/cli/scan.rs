@@ -9,7 +9,9 @@ use clap::Args;
 
 use super::emit;
 use crate::Outcome;
-use trunkwarden::secrets::{Finding, Scanner, report};
+use trunkwarden::config::{POLICY_FILE, RepoPolicy, find_repo_root};
+use trunkwarden::secrets::tuning::{Baseline, normal_path};
+use trunkwarden::secrets::{Finding, Scanner, history, report};
 
 /// Output formats of `scan`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -24,24 +26,119 @@ pub enum ScanFormat {
 pub struct ScanArgs {
     /// Files or directories to scan; `-` reads standard input [default: .].
     paths: Vec<PathBuf>,
+    /// Scan the lines the index adds against HEAD (what `git commit` would record).
+    #[arg(long, conflicts_with_all = ["range", "history", "paths"])]
+    staged: bool,
+    /// Scan the lines each commit of `A..B` adds, including secrets removed again later.
+    #[arg(long, value_name = "A..B", conflicts_with_all = ["history", "paths"])]
+    range: Option<String>,
+    /// Scan every blob of the repository's whole history, each once.
+    #[arg(long, conflicts_with = "paths")]
+    history: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t = ScanFormat::Text)]
     format: ScanFormat,
-    /// Skip files larger than this many bytes.
-    #[arg(long, default_value_t = 10 << 20)]
-    max_file_size: u64,
+    /// Skip files larger than this many bytes [default: `[secrets] max-file-size`, else 10 MiB].
+    #[arg(long)]
+    max_file_size: Option<u64>,
     /// Also scan files that .gitignore and .ignore exclude.
     #[arg(long)]
     no_ignore: bool,
+    /// Baseline of accepted findings [default: `[secrets] baseline` in the repository].
+    #[arg(long, value_name = "FILE")]
+    baseline: Option<PathBuf>,
+    /// Report findings the baseline accepts, too.
+    #[arg(long, conflicts_with = "baseline")]
+    no_baseline: bool,
+    /// Write every finding of this scan to the baseline, accepting them, and exit 0.
+    #[arg(long)]
+    update_baseline: bool,
 }
 
 /// Scans and reports; exit 1 when anything is found.
 pub fn run(args: ScanArgs) -> anyhow::Result<Outcome> {
-    let scanner = Scanner::builtin()?.with_max_file_size(args.max_file_size);
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let root = find_repo_root(&cwd);
+    let policy = match &root {
+        Some(r) => RepoPolicy::load(r)?,
+        None => RepoPolicy::default(),
+    };
+    let baseline_path = args.baseline.clone().or_else(|| {
+        root.as_ref()
+            .map(|r| r.join(&policy.secrets.baseline))
+            .filter(|p| p.exists() || args.update_baseline)
+    });
+    let baseline_bytes = match &baseline_path {
+        Some(p) if !args.no_baseline && !args.update_baseline => Some(
+            std::fs::read(p)
+                .with_context(|| format!("cannot read the baseline {}", p.display()))?,
+        ),
+        _ => None,
+    };
+    let origin = baseline_path
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let mut scanner = Scanner::for_policy(
+        &policy.secrets,
+        baseline_bytes.as_deref().map(|b| (b, origin.as_str())),
+    )
+    .map_err(|e| anyhow::anyhow!("{POLICY_FILE} [secrets]: {e}"))?;
+    if let Some(max) = args.max_file_size {
+        scanner = scanner.with_max_file_size(max);
+    }
+    let git_source = args.staged || args.range.is_some() || args.history;
+    let mut findings = if git_source {
+        scan_git(&args, &scanner, &cwd)?
+    } else {
+        scan_paths(&args, &scanner)?
+    };
+    findings.sort_by(|a, b| (&a.path, a.line, a.column).cmp(&(&b.path, b.line, b.column)));
+    if args.update_baseline {
+        let Some(path) = baseline_path else {
+            anyhow::bail!("--update-baseline needs a repository or --baseline FILE");
+        };
+        std::fs::write(&path, Baseline::of(&findings).to_json())
+            .with_context(|| format!("cannot write the baseline {}", path.display()))?;
+        eprintln!(
+            "trunkwarden: {} finding{} accepted in {}",
+            findings.len(),
+            if findings.len() == 1 { "" } else { "s" },
+            path.display()
+        );
+        return Ok(Outcome::Clean);
+    }
+    report(&args, &scanner, &findings)?;
+    Ok(if findings.is_empty() {
+        Outcome::Clean
+    } else {
+        Outcome::Violation
+    })
+}
+
+/// `--staged`, `--range` and `--history`: the repository around the current directory.
+fn scan_git(
+    args: &ScanArgs,
+    scanner: &Scanner,
+    cwd: &std::path::Path,
+) -> anyhow::Result<Vec<Finding>> {
+    let repo = git2::Repository::discover(cwd)
+        .map_err(|e| anyhow::anyhow!("not in a git repository: {}", e.message()))?;
+    Ok(if args.staged {
+        history::staged(&repo, scanner)?
+    } else if let Some(spec) = &args.range {
+        history::range(&repo, scanner, spec)?
+    } else {
+        history::history(repo.path(), scanner)?
+    })
+}
+
+/// Files, directories (respecting .gitignore) and standard input.
+fn scan_paths(args: &ScanArgs, scanner: &Scanner) -> anyhow::Result<Vec<Finding>> {
     let paths = if args.paths.is_empty() {
         vec![PathBuf::from(".")]
     } else {
-        args.paths
+        args.paths.clone()
     };
     let findings = Mutex::new(Vec::<Finding>::new());
     let skipped = Mutex::new(Vec::<String>::new());
@@ -82,7 +179,7 @@ pub fn run(args: ScanArgs) -> anyhow::Result<Outcome> {
                     return ignore::WalkState::Continue;
                 }
                 let path = entry.path();
-                let label = path.display().to_string();
+                let label = normal_path(&path.display().to_string()).to_owned();
                 let too_big = entry
                     .metadata()
                     .map(|m| m.len() > scanner.max_file_size())
@@ -116,22 +213,25 @@ pub fn run(args: ScanArgs) -> anyhow::Result<Outcome> {
             })
         });
     }
-    let mut findings = findings
+    let findings = findings
         .into_inner()
         .map_err(|_| anyhow::anyhow!("poisoned"))?;
-    findings.sort_by(|a, b| (&a.path, a.line, a.column).cmp(&(&b.path, b.line, b.column)));
     for s in skipped
         .into_inner()
         .map_err(|_| anyhow::anyhow!("poisoned"))?
     {
         eprintln!("trunkwarden: skipped {s}");
     }
+    Ok(findings)
+}
+
+fn report(args: &ScanArgs, scanner: &Scanner, findings: &[Finding]) -> anyhow::Result<()> {
     emit(&match args.format {
         ScanFormat::Text => {
-            let mut out = report::text(&findings);
+            let mut out = report::text(findings);
             if !findings.is_empty() {
                 out.push_str(&format!(
-                    "{} secret{} found; remove {} from history, rotate {}, or mark a false positive with `trunkwarden:allow` on its line\n",
+                    "{} secret{} found; remove {} from history, rotate {}, or mark a false positive with `trunkwarden:allow` on its line, an allowlist in {POLICY_FILE} or `trunkwarden scan --update-baseline`\n",
                     findings.len(),
                     if findings.len() == 1 { "" } else { "s" },
                     if findings.len() == 1 { "it" } else { "them" },
@@ -140,12 +240,8 @@ pub fn run(args: ScanArgs) -> anyhow::Result<Outcome> {
             }
             out
         }
-        ScanFormat::Json => report::json(&findings),
-        ScanFormat::Sarif => report::sarif(&findings, scanner.rules()),
+        ScanFormat::Json => report::json(findings),
+        ScanFormat::Sarif => report::sarif(findings, scanner.rules()),
     })?;
-    Ok(if findings.is_empty() {
-        Outcome::Clean
-    } else {
-        Outcome::Violation
-    })
+    Ok(())
 }

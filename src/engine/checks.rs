@@ -54,14 +54,21 @@ pub fn run(
     task: Option<&str>,
 ) -> Result<Vec<Check>, String> {
     let ids = crate::hook::git::new_commits(repo, head, [base]).map_err(|e| e.to_string())?;
-    let scanner = crate::secrets::Scanner::builtin().map_err(|e| e.to_string())?;
-    let mut blobs = crate::hook::git::BlobScanner::new(repo, &scanner);
+    let base_tree = repo.find_commit(base).and_then(|c| c.tree()).ok();
+    let (scanner, note) =
+        crate::hook::scanner_at(repo, base_tree.as_ref(), policy).map_err(|e| e.to_string())?;
+    if let Some(note) = note {
+        tracing::warn!("{note}");
+    }
+    let mut blobs = scanner
+        .as_ref()
+        .map(|s| crate::hook::git::BlobScanner::new(repo, s));
     let mut scanned = std::collections::HashSet::new();
     let mut secret_findings = Vec::new();
     let facts = crate::hook::judge_commits(
         repo,
         ids.clone(),
-        Some(&mut blobs),
+        blobs.as_mut(),
         &mut scanned,
         &mut secret_findings,
     )

@@ -9,8 +9,8 @@ use git2::{ErrorCode, Repository};
 
 use super::git::{self, BlobScanner};
 use super::{
-    Context, HookError, Report, active, apply_skip, lint_table, local_policy, oid, open_repo,
-    read_lines, scanner,
+    Context, HookError, Report, active, apply_skip, lint_table, local_policy, local_scanner, oid,
+    open_repo, read_lines,
 };
 use crate::config::RepoPolicy;
 use crate::policy::{
@@ -58,7 +58,7 @@ fn staged_index(repo: &Repository) -> Result<git2::Index, HookError> {
 const IN_PROCESS_INDEX_MAX: u64 = 64 << 10;
 
 /// What the commit will change: the index against HEAD.
-fn staged(repo: &Repository) -> Result<Vec<git::Changed>, HookError> {
+pub(crate) fn staged(repo: &Repository) -> Result<Vec<git::Changed>, HookError> {
     let index_file = std::env::var_os("GIT_INDEX_FILE")
         .map_or_else(|| repo.path().join("index"), std::path::PathBuf::from);
     let small = std::fs::metadata(&index_file).map_or(true, |m| m.len() <= IN_PROCESS_INDEX_MAX);
@@ -97,7 +97,7 @@ pub fn pre_commit() -> Result<Report, HookError> {
     let (policy, skipped, unknown) = prepare(&repo)?;
     let changes = staged(&repo)?;
     let mut violations = Vec::new();
-    if let Some(sc) = scanner(&policy)? {
+    if let Some(sc) = local_scanner(&repo, &policy)? {
         let mut blobs = BlobScanner::new(&repo, &sc);
         for c in &changes {
             let found = blobs
@@ -200,7 +200,7 @@ pub fn pre_push(input: impl BufRead) -> Result<Report, HookError> {
     // Commits on any remote-tracking ref were pushed before; everything else is new.
     let known = git::ref_tips(&repo, Some("refs/remotes/*"))
         .ctx(|| "cannot list remote-tracking refs".into())?;
-    let sc = scanner(&policy)?;
+    let sc = local_scanner(&repo, &policy)?;
     let mut blobs = sc.as_ref().map(|s| BlobScanner::new(&repo, s));
     let mut scanned = HashSet::new();
     let mut violations = Vec::new();

@@ -3,7 +3,7 @@
 
 pub mod git;
 pub mod install;
-mod local;
+pub(crate) mod local;
 mod server;
 
 use std::io::BufRead;
@@ -11,7 +11,7 @@ use std::path::Path;
 
 use git2::Repository;
 
-use crate::config::{ConfigError, Mode, RepoPolicy};
+use crate::config::{ConfigError, Mode, POLICY_FILE, RepoPolicy};
 use crate::policy::{Rule, Verdict, Violation};
 use crate::secrets::Scanner;
 
@@ -217,14 +217,48 @@ fn active(policy: &RepoPolicy, rule: Rule) -> bool {
     policy.rules.get(rule) != Mode::Off
 }
 
-/// The scanner, built only when the secrets rule is on.
-fn scanner(policy: &RepoPolicy) -> Result<Option<Scanner>, HookError> {
+/// The scanner as the policy tunes it, built only when the secrets rule is on; `baseline` is
+/// the baseline file's content where the caller found one.
+fn scanner(policy: &RepoPolicy, baseline: Option<&[u8]>) -> Result<Option<Scanner>, HookError> {
     if !active(policy, Rule::Secrets) {
         return Ok(None);
     }
-    Scanner::builtin()
+    let origin = policy.secrets.baseline.display().to_string();
+    Scanner::for_policy(&policy.secrets, baseline.map(|b| (b, origin.as_str())))
         .map(Some)
-        .map_err(|e| HookError::Other(format!("secret rules: {e}")))
+        .map_err(|e| HookError::Other(format!("{POLICY_FILE} [secrets]: {e}")))
+}
+
+/// The scanner for a working repository: its baseline is read from the work tree.
+fn local_scanner(repo: &Repository, policy: &RepoPolicy) -> Result<Option<Scanner>, HookError> {
+    let baseline = repo
+        .workdir()
+        .and_then(|w| std::fs::read(w.join(&policy.secrets.baseline)).ok());
+    scanner(policy, baseline.as_deref())
+}
+
+/// The scanner on the server side, where the policy and the baseline come from `tree` (the trunk
+/// before the change). Tuning that does not build falls back to every built-in rule with nothing
+/// allowed, and the note says why: a broken allowlist must not let secrets through.
+pub(crate) fn scanner_at(
+    repo: &Repository,
+    tree: Option<&git2::Tree<'_>>,
+    policy: &RepoPolicy,
+) -> Result<(Option<Scanner>, Option<String>), HookError> {
+    let baseline = tree.and_then(|t| git::blob_at(repo, t, &policy.secrets.baseline));
+    match scanner(policy, baseline.as_deref()) {
+        Ok(s) => Ok((s, None)),
+        Err(e) => {
+            let builtin =
+                Scanner::builtin().map_err(|e| HookError::Other(format!("secret rules: {e}")))?;
+            Ok((
+                Some(builtin),
+                Some(format!(
+                    "{e}; scanning with every built-in rule and no allowlist"
+                )),
+            ))
+        }
+    }
 }
 
 /// Facts about pushed commits for the ref rules; each commit's added lines are scanned for

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use git2::Repository;
 
 use super::git::{self, BlobScanner};
-use super::{Context, HookError, Report, oid, open_repo, read_lines, scanner};
+use super::{Context, HookError, Report, oid, open_repo, read_lines, scanner_at};
 use crate::config::{POLICY_FILE, RepoPolicy};
 use crate::policy::{self, Change, Pusher, RefUpdate};
 
@@ -140,7 +140,8 @@ pub fn pre_receive(host: Host, input: impl BufRead) -> Result<Report, HookError>
     };
     // Before the push is accepted, the refs are what the server already has.
     let known = git::ref_tips(&repo, None).ctx(|| "cannot list refs".into())?;
-    let sc = scanner(&policy)?;
+    let head_tree = repo.head().and_then(|h| h.peel_to_tree()).ok();
+    let (sc, scanner_note) = scanner_at(&repo, head_tree.as_ref(), &policy)?;
     let mut blobs = sc.as_ref().map(|s| BlobScanner::new(&repo, s));
     let mut scanned = HashSet::new();
     let mut violations = Vec::new();
@@ -191,5 +192,6 @@ pub fn pre_receive(host: Host, input: impl BufRead) -> Result<Report, HookError>
     }
     let mut report = Report::new(&policy, violations);
     report.notes.extend(note);
+    report.notes.extend(scanner_note);
     Ok(report)
 }

@@ -4,7 +4,9 @@
 //! A [`Finding`] never holds the secret itself, only a masked form and a fingerprint, so no
 //! report, log line or error can print it whole.
 
+pub mod history;
 pub mod report;
+pub mod tuning;
 
 use std::collections::HashSet;
 use std::sync::OnceLock;
@@ -13,6 +15,8 @@ use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex::bytes::Regex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use tuning::{Baseline, CompiledAllow, SecretsPolicy, normal_path};
 
 /// The built-in rules.
 const RULES_TOML: &str = include_str!("rules.toml");
@@ -45,12 +49,15 @@ const PLACEHOLDERS: [&str; 13] = [
 pub enum RuleError {
     #[error("rules: {0}")]
     Parse(String),
+    /// The repository's tuning (`[secrets]`, the baseline) is wrong; says where.
+    #[error("{0}")]
+    Tuning(String),
     #[error("rule `{id}`: {message}")]
     Invalid { id: String, message: String },
 }
 
 /// One detection rule, as written in `rules.toml`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     pub id: String,
@@ -96,6 +103,9 @@ pub struct Finding {
     pub masked: String,
     /// Stable identity of this secret at this path under this rule, for baselines.
     pub fingerprint: String,
+    /// The commit that added it, for scans of git history.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
 }
 
 /// The compiled rules and their prefilter. Regexes compile on a rule's first keyword hit, so a
@@ -107,6 +117,9 @@ pub struct Scanner {
     /// Prefilter pattern index → rule index.
     owner: Vec<usize>,
     max_file_size: u64,
+    allow: Vec<CompiledAllow>,
+    /// Fingerprints of accepted findings.
+    baseline: HashSet<String>,
 }
 
 impl Scanner {
@@ -158,7 +171,95 @@ impl Scanner {
             prefilter,
             owner,
             max_file_size: 10 << 20,
+            allow: Vec::new(),
+            baseline: HashSet::new(),
         })
+    }
+
+    /// The built-in rules as a repository tunes them, and its baseline (file bytes and a name for
+    /// errors) when it has one. Custom rules must find their examples and miss their negatives.
+    pub fn for_policy(
+        policy: &SecretsPolicy,
+        baseline: Option<(&[u8], &str)>,
+    ) -> Result<Scanner, RuleError> {
+        let file: RulesFile =
+            toml::from_str(RULES_TOML).map_err(|e| RuleError::Parse(e.to_string()))?;
+        let mut rules = file.rule;
+        for id in &policy.disable {
+            if !rules.iter().any(|r| &r.id == id) {
+                return Err(RuleError::Tuning(format!(
+                    "secrets.disable: no built-in rule `{id}`"
+                )));
+            }
+        }
+        rules.retain(|r| !policy.disable.contains(&r.id));
+        for custom in &policy.rule {
+            match rules.iter_mut().find(|r| r.id == custom.id) {
+                Some(slot) => *slot = custom.clone(),
+                None => rules.push(custom.clone()),
+            }
+        }
+        let mut scanner = Scanner::new(rules)?;
+        let mut own_examples = HashSet::new();
+        for custom in &policy.rule {
+            scanner.check_examples(&custom.id)?;
+            // The examples sit in the policy file itself; they are not leaks.
+            for ex in &custom.examples {
+                let found = scanner.scan(crate::config::POLICY_FILE, ex.as_bytes());
+                own_examples.extend(found.into_iter().map(|f| f.fingerprint));
+            }
+        }
+        let known: HashSet<&str> = scanner.rules.iter().map(|r| r.id.as_str()).collect();
+        scanner.allow = policy
+            .allow
+            .iter()
+            .enumerate()
+            .map(|(i, a)| CompiledAllow::new(i, a, &known))
+            .collect::<Result<_, _>>()?;
+        scanner.max_file_size = policy.max_file_size;
+        if let Some((bytes, origin)) = baseline {
+            scanner.baseline = Baseline::parse(bytes, origin)?.fingerprints();
+        }
+        scanner.baseline.extend(own_examples);
+        Ok(scanner)
+    }
+
+    /// Proves one rule on its own examples: each is found, no negative is.
+    pub fn check_examples(&self, id: &str) -> Result<(), RuleError> {
+        let Some(rule) = self.rules.iter().find(|r| r.id == id) else {
+            return Err(RuleError::Parse(format!("no rule `{id}`")));
+        };
+        let invalid = |message: String| RuleError::Invalid {
+            id: id.to_owned(),
+            message,
+        };
+        if let Some(Err(e)) = self.rules.iter().position(|r| r.id == id).map(|i| {
+            self.regexes[i]
+                .get_or_init(|| compile(&rule.regex))
+                .as_ref()
+                .map(|_| ())
+        }) {
+            return Err(invalid(format!("regex: {e}")));
+        }
+        for (n, ex) in rule.examples.iter().enumerate() {
+            if !self
+                .scan("example", ex.as_bytes())
+                .iter()
+                .any(|f| f.rule == id)
+            {
+                return Err(invalid(format!("example {} is not found", n + 1)));
+            }
+        }
+        for (n, ex) in rule.negatives.iter().enumerate() {
+            if self
+                .scan("example", ex.as_bytes())
+                .iter()
+                .any(|f| f.rule == id)
+            {
+                return Err(invalid(format!("negative {} is reported", n + 1)));
+            }
+        }
+        Ok(())
     }
 
     /// Files larger than this are skipped (and reported as skipped by the caller).
@@ -204,6 +305,9 @@ impl Scanner {
 
     /// Scans one piece of content; `path` only labels the findings.
     pub fn scan(&self, path: &str, content: &[u8]) -> Vec<Finding> {
+        if self.allow.iter().any(|a| a.covers_path(path)) {
+            return Vec::new();
+        }
         let mut seen: HashSet<(usize, usize)> = HashSet::new();
         let mut found = Vec::new();
         // Per rule, the end of the last window searched: a hit inside it needs no new search.
@@ -231,7 +335,14 @@ impl Scanner {
                     continue;
                 }
                 let secret = &content[s_start..s_end];
-                if !self.valid(rule, secret) || allowed_inline(content, s_start) {
+                if !self.valid(rule, secret)
+                    || allowed_inline(content, s_start)
+                    || self.allow.iter().any(|a| a.allows(&rule.id, path, secret))
+                {
+                    continue;
+                }
+                let fingerprint = fingerprint(path, &rule.id, secret);
+                if self.baseline.contains(&fingerprint) {
                     continue;
                 }
                 let (line, column) = line_col(content, s_start);
@@ -243,7 +354,8 @@ impl Scanner {
                     column,
                     offset: s_start,
                     masked: mask(secret),
-                    fingerprint: fingerprint(path, &rule.id, secret),
+                    fingerprint,
+                    commit: None,
                 });
             }
         }
@@ -391,9 +503,11 @@ pub fn mask(secret: &[u8]) -> String {
     format!("{head}…{tail}")
 }
 
+/// Path (without a leading `./`), rule and secret, hashed: the same secret in the same file is
+/// the same finding on every line, in every commit and from any scan root.
 fn fingerprint(path: &str, rule: &str, secret: &[u8]) -> String {
     let mut h = Sha256::new();
-    h.update(path.as_bytes());
+    h.update(normal_path(path).as_bytes());
     h.update([0]);
     h.update(rule.as_bytes());
     h.update([0]);
