@@ -141,7 +141,7 @@ fn custom_rules_must_prove_their_examples_and_may_replace_a_builtin() {
     write(
         &r,
         "deploy.sh",
-        "export ACME_TOKEN=acme_Zk38QpLm20XvBn71Rt\nGH=ghp_thisIsNotARealTokenButLooksLikeOne12\n",
+        "export ACME_TOKEN=acme_Zk38QpLm20XvBn71Rt\n",
     );
     let custom = r#"
 [[secrets.rule]]
@@ -162,24 +162,34 @@ negatives = ["acme_aaaaaaaaaaaaaaaaaa"]
         text(&o)
     );
 
-    // Same id as a built-in: the team's version replaces it (here: no checksum).
-    write(
-        &r,
-        ".trunkwarden.toml",
-        &format!(
-            "{custom}\n[[secrets.rule]]\nid = \"github-pat\"\ndescription = \"GitHub token, checksum not required\"\nkeywords = [\"ghp_\"]\nregex = '''\\b(?P<secret>ghp_[A-Za-z0-9]{{36}})\\b'''\n"
-        ),
-    );
+    // Same id as a built-in: the team's version replaces it (here: only after `GH=`).
+    write(&r, "deploy.sh", &format!("GH={TOKEN}\nLEGACY={TOKEN}\n"));
+    let team_rule = r#"
+[[secrets.rule]]
+id = "github-pat"
+description = "GitHub token after GH="
+keywords = ["GH=ghp_"]
+regex = '''GH=(?P<secret>ghp_[A-Za-z0-9]{36})\b'''
+checksum = "github-crc32"
+"#;
+    write(&r, ".trunkwarden.toml", &format!("{custom}{team_rule}"));
     let o = scan(&sb, &r, &["--format", "json"]);
-    assert_eq!(
-        found(&o),
-        vec![
-            pair("deploy.sh", "acme-token"),
-            pair("deploy.sh", "github-pat")
-        ],
-        "{}",
-        text(&o)
-    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let lines: Vec<(u64, &str)> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["line"].as_u64().unwrap(),
+                f["description"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(lines, vec![(1, "GitHub token after GH=")], "{}", text(&o));
+    write(&r, ".trunkwarden.toml", custom);
+    let o = scan(&sb, &r, &["--format", "json"]);
+    assert_eq!(found(&o).len(), 2, "the built-in finds both: {}", text(&o));
 
     // An example the rule does not find is refused before anything is scanned.
     write(

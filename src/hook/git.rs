@@ -222,7 +222,10 @@ fn added_lines(repo: &Repository, old: Oid, new: Oid) -> Result<HashSet<usize>, 
     let (old, new) = (repo.find_blob(old)?, repo.find_blob(new)?);
     let mut opts = DiffOptions::new();
     opts.context_lines(0).force_text(true);
-    let patch = git2::Patch::from_blobs(&old, None, &new, None, Some(&mut opts))?;
+    // From buffers, not blobs: a patch of blobs looks up the diff driver in .gitattributes, which
+    // reads the whole index (40% of a one-file `scan --staged` in a 23,000-file repository).
+    let patch =
+        git2::Patch::from_buffers(old.content(), None, new.content(), None, Some(&mut opts))?;
     let mut lines = HashSet::new();
     for h in 0..patch.num_hunks() {
         for l in 0..patch.num_lines_in_hunk(h)? {

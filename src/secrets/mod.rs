@@ -84,7 +84,10 @@ pub struct Rule {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(rename_all = "kebab-case")]
 struct RulesFile {
+    #[serde(default)]
+    published_examples: Vec<String>,
     rule: Vec<Rule>,
 }
 
@@ -120,6 +123,12 @@ pub struct Scanner {
     allow: Vec<CompiledAllow>,
     /// Fingerprints of accepted findings.
     baseline: HashSet<String>,
+    /// Documentation example values, never secrets.
+    published: HashSet<Vec<u8>>,
+}
+
+fn published(values: &[String]) -> HashSet<Vec<u8>> {
+    values.iter().map(|v| v.as_bytes().to_vec()).collect()
 }
 
 impl Scanner {
@@ -131,7 +140,9 @@ impl Scanner {
     /// A rule set from TOML text (`[[rule]]` tables).
     pub fn from_toml(text: &str) -> Result<Scanner, RuleError> {
         let file: RulesFile = toml::from_str(text).map_err(|e| RuleError::Parse(e.to_string()))?;
-        Scanner::new(file.rule)
+        let mut scanner = Scanner::new(file.rule)?;
+        scanner.published = published(&file.published_examples);
+        Ok(scanner)
     }
 
     /// Builds the prefilter over every rule's keywords.
@@ -173,6 +184,7 @@ impl Scanner {
             max_file_size: 10 << 20,
             allow: Vec::new(),
             baseline: HashSet::new(),
+            published: HashSet::new(),
         })
     }
 
@@ -184,7 +196,7 @@ impl Scanner {
     ) -> Result<Scanner, RuleError> {
         let file: RulesFile =
             toml::from_str(RULES_TOML).map_err(|e| RuleError::Parse(e.to_string()))?;
-        let mut rules = file.rule;
+        let mut rules = file.rule.clone();
         for id in &policy.disable {
             if !rules.iter().any(|r| &r.id == id) {
                 return Err(RuleError::Tuning(format!(
@@ -200,6 +212,7 @@ impl Scanner {
             }
         }
         let mut scanner = Scanner::new(rules)?;
+        scanner.published = published(&file.published_examples);
         let mut own_examples = HashSet::new();
         for custom in &policy.rule {
             scanner.check_examples(&custom.id)?;
@@ -364,7 +377,12 @@ impl Scanner {
     }
 
     fn valid(&self, rule: &Rule, secret: &[u8]) -> bool {
-        if is_placeholder(secret) {
+        if is_placeholder(secret) || self.published.contains(secret) {
+            return false;
+        }
+        // A GitHub or npm token caught by a broader rule is still held to its checksum: one that
+        // fails it is a made-up example (GitHub's docs are full of them), whatever rule saw it.
+        if rule.checksum.is_none() && has_checksummed_shape(secret) && !github_crc32_ok(secret) {
             return false;
         }
         if !rule.stopwords.is_empty() {
@@ -471,6 +489,16 @@ pub fn entropy(s: &[u8]) -> f64 {
         .sum()
 }
 
+/// Prefixes of the token formats whose last six characters are a CRC32.
+const CHECKSUMMED_PREFIXES: [&[u8]; 6] = [b"ghp_", b"gho_", b"ghu_", b"ghs_", b"ghr_", b"npm_"];
+
+/// A four-character checksummed prefix and 36 base62 characters.
+fn has_checksummed_shape(s: &[u8]) -> bool {
+    s.len() == 40
+        && CHECKSUMMED_PREFIXES.iter().any(|p| s.starts_with(p))
+        && s[4..].iter().all(u8::is_ascii_alphanumeric)
+}
+
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 /// GitHub's and npm's token checksum: after a four-character prefix (`ghp_`, `npm_`, …), thirty
@@ -536,6 +564,20 @@ mod tests {
             b"ghp_aWFeOgd23eOp1ARVjVEeNJPXGyijpX1TFLh3"
         ));
         assert!(!github_crc32_ok(b"ghp_short"));
+    }
+
+    #[test]
+    fn broader_rules_hold_known_formats_to_their_checksum() {
+        let s = Scanner::builtin().unwrap();
+        // GitHub's documentation example: right shape, wrong checksum.
+        let fake = br#"{"access_token": "gho_16C7e42F292c6912E7710c838347Ae178B4a"}"#;
+        assert_eq!(s.scan("a.json", fake), vec![]);
+        let real = br#"{"access_token": "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"}"#;
+        assert!(!s.scan("a.json", real).is_empty());
+        let published = br#""temp_clone_token": "ABTLWHOULUVAXGTRYU7OC2876QJ2O","#;
+        assert_eq!(s.scan("a.json", published), vec![]);
+        let other = br#""temp_clone_token": "QBTLWHOULUVAXGTRYU7OC2876QJ2Q","#;
+        assert!(!s.scan("a.json", other).is_empty());
     }
 
     #[test]
