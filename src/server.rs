@@ -27,6 +27,8 @@ use crate::webhook::{Forge, Verifier, meta};
 pub struct Settings {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// A PostgreSQL URL several replicas share; `None` keeps the ledger in `data_dir` (SQLite).
+    pub db: Option<String>,
     /// Largest accepted body; GitHub sends up to 25 MB.
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
@@ -250,7 +252,7 @@ pub async fn start<H: Handler>(
     settings: Settings,
     handler: Arc<H>,
 ) -> Result<Running, ServerError> {
-    let store = Store::open(&settings.data_dir, settings.sync).await?;
+    let store = Store::connect(settings.db.as_deref(), &settings.data_dir, settings.sync).await?;
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .map_err(|source| ServerError::Bind {

@@ -17,6 +17,7 @@ use trunkwarden::webhook::{Forge, Verifier};
 
 fn settings(dir: &std::path::Path) -> Settings {
     Settings {
+        db: None,
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.to_owned(),
         max_body_bytes: 64 * 1024,

@@ -16,6 +16,9 @@ pub struct DeliveriesArgs {
     /// Data directory of the server [default: ./trunkwarden-data].
     #[arg(long, env = "TRUNKWARDEN_DATA_DIR", global = true)]
     data_dir: Option<PathBuf>,
+    /// The PostgreSQL ledger `serve --db` uses (password from TRUNKWARDEN_DB or PGPASSWORD).
+    #[arg(long, global = true)]
+    db: Option<String>,
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
     format: Format,
@@ -53,7 +56,8 @@ pub fn run(args: DeliveriesArgs) -> anyhow::Result<Outcome> {
     let dir = args
         .data_dir
         .unwrap_or_else(|| PathBuf::from("trunkwarden-data"));
-    if !dir.join(trunkwarden::queue::DB_FILE).exists() {
+    let db = trunkwarden::queue::database_url(args.db, std::env::var("TRUNKWARDEN_DB").ok())?;
+    if db.is_none() && !dir.join(trunkwarden::queue::DB_FILE).exists() {
         anyhow::bail!(
             "no ledger in {}; pass --data-dir (the directory `serve` uses)",
             dir.display()
@@ -64,7 +68,7 @@ pub fn run(args: DeliveriesArgs) -> anyhow::Result<Outcome> {
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async move {
-        let store = Store::open(&dir, Sync::Full).await?;
+        let store = Store::connect(db.as_deref(), &dir, Sync::Full).await?;
         match args.command {
             DeliveriesCommand::List { state, limit } => {
                 let rows = store.list(state, limit.clamp(1, 10_000)).await?;

@@ -24,6 +24,10 @@ pub struct ServeArgs {
     /// Directory for the SQLite ledger [default: ./trunkwarden-data].
     #[arg(long, env = "TRUNKWARDEN_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// PostgreSQL ledger shared by several replicas (postgres://user@host/db); the password comes
+    /// from TRUNKWARDEN_DB, PGPASSWORD or ~/.pgpass, never from here [default: SQLite in --data-dir].
+    #[arg(long)]
+    db: Option<String>,
     /// Settings file (TOML) for everything else; README.md lists the keys.
     #[arg(long, env = "TRUNKWARDEN_CONFIG")]
     config: Option<PathBuf>,
@@ -64,8 +68,10 @@ fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
         .chain(file.webhook.allow_unsigned.iter().copied())
         .collect();
     verifier.gitlab_tolerance_secs = file.webhook.gitlab_timestamp_tolerance_secs.unwrap_or(300);
+    let db = trunkwarden::queue::database_url(args.db, std::env::var("TRUNKWARDEN_DB").ok())?;
     Ok(Settings {
         listen,
+        db,
         data_dir: args
             .data_dir
             .or(file.server.data_dir)

@@ -1,4 +1,5 @@
-//! The durable delivery ledger and work queue (SQLite in WAL mode, the embedded default).
+//! The durable delivery ledger and work queue: SQLite in WAL mode (the embedded default), or
+//! PostgreSQL shared by several replicas (`--db postgres://…`).
 //!
 //! Every write goes through one writer task that commits in groups: requests that arrive while a
 //! commit is in flight share the next one, so each acknowledged delivery is on disk (fsynced with
@@ -14,11 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
-};
-use sqlx::{Connection, Row};
+use sqlx::AnyPool;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{ConnectOptions, Connection, Row};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::webhook::Forge;
@@ -39,6 +39,12 @@ pub enum StoreError {
     WriterGone,
     #[error("delivery {id}: the stored body does not decompress")]
     Corrupt { id: i64 },
+    #[error("--db `{0}`: only postgres:// URLs are supported (SQLite lives in --data-dir)")]
+    DbUrl(String),
+    #[error(
+        "--db `{0}` holds a password; put the URL in TRUNKWARDEN_DB (or the password in PGPASSWORD or ~/.pgpass), never on the command line"
+    )]
+    PasswordOnArgv(String),
     #[error("cannot create the data directory {path}: {source}")]
     DataDir {
         path: String,
@@ -180,12 +186,64 @@ enum Op {
     Requeue(i64, Reply<bool>),
 }
 
-/// The ledger: a read pool, a channel to the writer, and a signal for new work.
+/// The ledger: a pool for reads (and PostgreSQL's writes), the SQLite writer, and a signal for
+/// new work.
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
-    ops: mpsc::Sender<Op>,
+    pool: AnyPool,
+    db: Db,
     new_work: Arc<Notify>,
+}
+
+#[derive(Clone)]
+enum Db {
+    /// Every write goes through the single writer task.
+    Sqlite { ops: mpsc::Sender<Op> },
+    /// PostgreSQL serializes writers itself; `url` opens the leader's own connection.
+    Postgres { url: String },
+}
+
+/// Advisory-lock key of the replica that dispatches deliveries. Advisory locks belong to the
+/// whole database, so the key names the schema: two ledgers in one database do not collide.
+const LEADER_KEY: &str = "hashtext(current_schema() || ':trunkwarden:dispatcher')";
+/// Advisory-lock key that serializes schema creation between replicas starting together.
+const SCHEMA_KEY: &str = "hashtext(current_schema() || ':trunkwarden:schema')";
+
+/// The right to dispatch deliveries. With SQLite the process is alone; with PostgreSQL exactly
+/// one replica holds it (a session advisory lock, released when its connection dies), so the
+/// per-repository lanes stay in one process and a replica that dies hands over to another.
+pub struct Leader {
+    conn: Option<sqlx::AnyConnection>,
+}
+
+impl Leader {
+    /// Whether this process still holds the lock (its connection answers).
+    pub async fn holds(&mut self) -> bool {
+        match &mut self.conn {
+            None => true,
+            Some(c) => sqlx::query("SELECT 1").execute(&mut *c).await.is_ok(),
+        }
+    }
+}
+
+/// The PostgreSQL URL from `--db` or `TRUNKWARDEN_DB`. A URL holding a password is accepted only
+/// from the environment: the command line is visible to every user of the machine.
+pub fn database_url(
+    flag: Option<String>,
+    env: Option<String>,
+) -> Result<Option<String>, StoreError> {
+    if let Some(url) = &flag
+        && url::Url::parse(url).is_ok_and(|u| u.password().is_some())
+    {
+        return Err(StoreError::PasswordOnArgv(redact_url(url)));
+    }
+    let url = flag.or(env.filter(|e| !e.is_empty()));
+    match url {
+        Some(u) if !(u.starts_with("postgres://") || u.starts_with("postgresql://")) => {
+            Err(StoreError::DbUrl(redact_url(&u)))
+        }
+        u => Ok(u),
+    }
 }
 
 /// Current time in Unix milliseconds.
@@ -211,6 +269,30 @@ CREATE TABLE IF NOT EXISTS deliveries (
     lane            TEXT,
     result          TEXT,
     finished_at     INTEGER,
+    UNIQUE (forge, hook_id, delivery_id)
+);
+CREATE INDEX IF NOT EXISTS deliveries_queued ON deliveries (id) WHERE state = 'queued';
+CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries (state, id);
+";
+
+const PG_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS deliveries (
+    id              BIGSERIAL PRIMARY KEY,
+    forge           TEXT    NOT NULL,
+    hook_id         TEXT    NOT NULL,
+    delivery_id     TEXT    NOT NULL,
+    event           TEXT    NOT NULL,
+    headers         TEXT    NOT NULL,
+    body            BYTEA   NOT NULL,
+    body_encoding   TEXT    NOT NULL DEFAULT 'identity',
+    received_at     BIGINT  NOT NULL,
+    state           TEXT    NOT NULL DEFAULT 'queued',
+    attempts        BIGINT  NOT NULL DEFAULT 0,
+    next_attempt_at BIGINT  NOT NULL DEFAULT 0,
+    last_error      TEXT,
+    lane            TEXT,
+    result          TEXT,
+    finished_at     BIGINT,
     UNIQUE (forge, hook_id, delivery_id)
 );
 CREATE INDEX IF NOT EXISTS deliveries_queued ON deliveries (id) WHERE state = 'queued';
@@ -279,9 +361,11 @@ impl Store {
             .await?;
         let checkpointer = SqliteConnection::connect_with(&opts).await?;
 
-        let pool = SqlitePoolOptions::new()
+        sqlx::any::install_default_drivers();
+        let read_url = opts.clone().read_only(true).to_url_lossy();
+        let pool = AnyPoolOptions::new()
             .max_connections(4)
-            .connect_with(opts.read_only(true))
+            .connect_with(AnyConnectOptions::from_url(&read_url)?)
             .await?;
         let (ops, rx) = mpsc::channel(16_384);
         let new_work = Arc::new(Notify::new());
@@ -289,9 +373,87 @@ impl Store {
         tokio::spawn(write_loop(writer, rx, new_work.clone(), sync));
         Ok(Store {
             pool,
-            ops,
+            db: Db::Sqlite { ops },
             new_work,
         })
+    }
+
+    /// Connects to a PostgreSQL ledger several replicas share, creating its table if needed.
+    pub async fn open_postgres(url: &str) -> Result<Store, StoreError> {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(StoreError::DbUrl(redact_url(url)));
+        }
+        sqlx::any::install_default_drivers();
+        let pool = AnyPoolOptions::new()
+            .max_connections(16)
+            .connect(url)
+            .await?;
+        let mut tx = pool.begin().await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT pg_advisory_xact_lock({SCHEMA_KEY})"
+        )))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::raw_sql(PG_SCHEMA).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(Store {
+            pool,
+            db: Db::Postgres {
+                url: url.to_owned(),
+            },
+            new_work: Arc::new(Notify::new()),
+        })
+    }
+
+    /// The ledger `--db` names, else the SQLite file in the data directory.
+    pub async fn connect(
+        db: Option<&str>,
+        data_dir: &Path,
+        sync: Sync,
+    ) -> Result<Store, StoreError> {
+        match db {
+            Some(url) => Store::open_postgres(url).await,
+            None => Store::open(data_dir, sync).await,
+        }
+    }
+
+    /// Waits until this process may dispatch deliveries (at once with SQLite).
+    /// `waiting` runs about once a second while another replica leads.
+    pub async fn lead(&self, waiting: impl Fn()) -> Result<Leader, StoreError> {
+        let Db::Postgres { url } = &self.db else {
+            return Ok(Leader { conn: None });
+        };
+        let mut announced = false;
+        loop {
+            let mut conn = sqlx::AnyConnection::connect(url).await?;
+            let got: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT pg_try_advisory_lock({LEADER_KEY})"
+            )))
+            .fetch_one(&mut conn)
+            .await?;
+            if got {
+                tracing::info!("this replica dispatches deliveries");
+                return Ok(Leader { conn: Some(conn) });
+            }
+            if !announced {
+                tracing::info!("another replica dispatches deliveries; standing by");
+                announced = true;
+            }
+            drop(conn);
+            for _ in 0..2 {
+                waiting();
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+
+    /// How long the dispatcher sleeps without a signal: other replicas' deliveries reach a
+    /// PostgreSQL leader only by polling.
+    pub fn idle_poll(&self) -> Duration {
+        match self.db {
+            Db::Sqlite { .. } => Duration::from_secs(1),
+            Db::Postgres { .. } => Duration::from_millis(200),
+        }
     }
 
     /// Stores a verified delivery durably; returns once it is committed.
@@ -299,25 +461,89 @@ impl Store {
         let (body, encoding) = encode_body(std::mem::take(&mut d.body));
         d.body = body;
         d.body_encoding = encoding;
+        if let Db::Postgres { .. } = self.db {
+            let inserted = self.pg_insert(d).await.map_err(Arc::new)?;
+            if matches!(inserted, Inserted::New(_)) {
+                self.new_work.notify_one();
+            }
+            return Ok(inserted);
+        }
         self.call(|tx| Op::Insert(d, tx)).await
     }
 
     /// Records the end of a processing attempt.
     pub async fn finish(&self, f: Finish) -> Result<(), Arc<StoreError>> {
+        if let Db::Postgres { .. } = self.db {
+            let mut sql = String::new();
+            let mut args = sqlx::any::AnyArguments::default();
+            let now = now_ms();
+            let bind_err =
+                |e: sqlx::error::BoxDynError| Arc::new(StoreError::Db(sqlx::Error::Encode(e)));
+            if let Finish::Done { id, lane, result } = &f {
+                use sqlx::Arguments as _;
+                sql.push_str("UPDATE deliveries SET state = 'done', attempts = attempts + 1, lane = ?, result = ?, last_error = NULL, finished_at = ? WHERE id = ?");
+                args.add(lane.clone()).map_err(bind_err)?;
+                args.add(result.clone()).map_err(bind_err)?;
+                args.add(now).map_err(bind_err)?;
+                args.add(*id).map_err(bind_err)?;
+            } else {
+                finish_sql(&mut sql, &mut args, &f, now).map_err(bind_err)?;
+            }
+            let sql = numbered(sql.trim_end_matches(';'));
+            sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| Arc::new(e.into()))?;
+            return Ok(());
+        }
         self.call(|tx| Op::Finish(f, tx)).await
     }
 
     /// Puts a finished delivery back in the queue with a fresh attempt count; `false` when there
     /// is no such delivery or it is already queued.
     pub async fn requeue(&self, id: i64) -> Result<bool, Arc<StoreError>> {
+        if let Db::Postgres { .. } = self.db {
+            let n = sqlx::query(
+                "UPDATE deliveries SET state = 'queued', attempts = 0, next_attempt_at = $1, last_error = NULL, finished_at = NULL WHERE id = $2 AND state <> 'queued'",
+            )
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| Arc::new(e.into()))?
+            .rows_affected();
+            if n > 0 {
+                self.new_work.notify_one();
+            }
+            return Ok(n > 0);
+        }
         self.call(|tx| Op::Requeue(id, tx)).await
     }
 
-    /// Hands one operation to the writer and waits for its answer.
+    async fn pg_insert(&self, d: NewDelivery) -> Result<Inserted, StoreError> {
+        let id: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO deliveries (forge, hook_id, delivery_id, event, headers, body, body_encoding, received_at, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) ON CONFLICT (forge, hook_id, delivery_id) DO NOTHING RETURNING id",
+        )
+        .bind(d.forge.as_str())
+        .bind(d.hook_id)
+        .bind(d.delivery_id)
+        .bind(d.event)
+        .bind(d.headers)
+        .bind(d.body)
+        .bind(d.body_encoding)
+        .bind(d.received_at)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(id.map_or(Inserted::Duplicate, Inserted::New))
+    }
+
+    /// Hands one operation to the SQLite writer and waits for its answer.
     async fn call<T>(&self, op: impl FnOnce(Reply<T>) -> Op) -> Result<T, Arc<StoreError>> {
+        let Db::Sqlite { ops } = &self.db else {
+            return Err(Arc::new(StoreError::WriterGone));
+        };
         let (tx, rx) = oneshot::channel();
-        self.ops
-            .send(op(tx))
+        ops.send(op(tx))
             .await
             .map_err(|_| Arc::new(StoreError::WriterGone))?;
         rx.await.map_err(|_| Arc::new(StoreError::WriterGone))?
@@ -335,7 +561,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<Delivery>, StoreError> {
         let q = format!(
-            "SELECT {COLUMNS} FROM deliveries WHERE state = 'queued' AND id > ? ORDER BY id LIMIT ?"
+            "SELECT {COLUMNS} FROM deliveries WHERE state = 'queued' AND id > $1 ORDER BY id LIMIT $2"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(q))
             .bind(after_id)
@@ -348,7 +574,7 @@ impl Store {
     /// Ids of queued deliveries up to `up_to`, for finding ones an operator put back.
     pub async fn queued_ids_up_to(&self, up_to: i64) -> Result<Vec<i64>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id FROM deliveries WHERE state = 'queued' AND id <= ? ORDER BY id LIMIT 1000",
+            "SELECT id FROM deliveries WHERE state = 'queued' AND id <= $1 ORDER BY id LIMIT 1000",
         )
         .bind(up_to)
         .fetch_all(&self.pool)
@@ -358,7 +584,7 @@ impl Store {
 
     /// One delivery, body included.
     pub async fn get(&self, id: i64) -> Result<Option<Delivery>, StoreError> {
-        let q = format!("SELECT {COLUMNS} FROM deliveries WHERE id = ?");
+        let q = format!("SELECT {COLUMNS} FROM deliveries WHERE id = $1");
         let row = sqlx::query(sqlx::AssertSqlSafe(q))
             .bind(id)
             .fetch_optional(&self.pool)
@@ -372,11 +598,15 @@ impl Store {
         state: Option<State>,
         limit: i64,
     ) -> Result<Vec<Delivery>, StoreError> {
+        let empty = match self.db {
+            Db::Sqlite { .. } => "x''",
+            Db::Postgres { .. } => "''::bytea",
+        };
         let cols = COLUMNS
-            .replace("body,", "x'' AS body,")
+            .replace("body,", &format!("{empty} AS body,"))
             .replace("body_encoding,", "'identity' AS body_encoding,");
         let q = format!(
-            "SELECT {cols} FROM deliveries WHERE (?1 IS NULL OR state = ?1) ORDER BY id DESC LIMIT ?2"
+            "SELECT {cols} FROM deliveries WHERE (CAST($1 AS TEXT) IS NULL OR state = $1) ORDER BY id DESC LIMIT $2"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(q))
             .bind(state.map(State::as_str))
@@ -404,7 +634,7 @@ impl Store {
     }
 }
 
-fn row_to_delivery(r: &sqlx::sqlite::SqliteRow) -> Result<Delivery, StoreError> {
+fn row_to_delivery(r: &AnyRow) -> Result<Delivery, StoreError> {
     let json = |s: Option<String>| s.and_then(|s| serde_json::from_str(&s).ok());
     Ok(Delivery {
         id: r.try_get("id")?,
@@ -427,6 +657,33 @@ fn row_to_delivery(r: &sqlx::sqlite::SqliteRow) -> Result<Delivery, StoreError> 
         result: json(r.try_get("result")?),
         finished_at: r.try_get("finished_at")?,
     })
+}
+
+/// `?` placeholders as `$1, $2, …` for PostgreSQL (the statements here hold no `?` in text).
+fn numbered(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push('$');
+            out.push_str(&n.to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A database URL without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
 }
 
 /// How often the checkpointer copies the WAL into the database.
@@ -599,7 +856,7 @@ fn done_sql(sql: &mut String, rows: usize) {
     sql.push_str(") AS v WHERE deliveries.id = v.column1;");
 }
 
-type Args<'q> = sqlx::sqlite::SqliteArguments;
+type Args = sqlx::sqlite::SqliteArguments;
 
 /// Runs a whole batch as one multi-statement query — `BEGIN; …; COMMIT` — so the commit costs
 /// one round trip to the connection's thread instead of one per statement (each a pair of thread
@@ -694,13 +951,17 @@ async fn run_batch(
 }
 
 /// Appends the statement recording one non-`Done` outcome (`Done` is marked in bulk).
-fn finish_sql(
+fn finish_sql<A>(
     sql: &mut String,
-    args: &mut Args<'_>,
+    args: &mut A,
     f: &Finish,
     now: i64,
-) -> Result<(), sqlx::error::BoxDynError> {
-    use sqlx::Arguments as _;
+) -> Result<(), sqlx::error::BoxDynError>
+where
+    A: sqlx::Arguments,
+    i64: sqlx::Encode<'static, A::Database> + sqlx::Type<A::Database>,
+    String: sqlx::Encode<'static, A::Database> + sqlx::Type<A::Database>,
+{
     match f {
         Finish::Done { .. } => {}
         Finish::Ignored { id, reason } => {

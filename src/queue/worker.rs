@@ -151,7 +151,8 @@ fn prepare(d: Delivery) -> Job {
 }
 
 /// Runs the dispatcher until `stop` turns true, then lets every lane finish the delivery it is
-/// on (not the ones queued behind it) and returns.
+/// on (not the ones queued behind it) and returns. With PostgreSQL only the replica that holds
+/// the leader lock dispatches; the others stand by and take over when it goes away.
 pub async fn run<H: Handler>(
     store: Store,
     handler: Arc<H>,
@@ -159,6 +160,36 @@ pub async fn run<H: Handler>(
     heartbeat: Heartbeat,
     mut stop: watch::Receiver<bool>,
 ) {
+    loop {
+        let beat = heartbeat.clone();
+        let leader = tokio::select! {
+            l = store.lead(move || beat.beat()) => l,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let leader = match leader {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot take the dispatcher lock; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if dispatch(&store, &handler, config, &heartbeat, stop.clone(), leader).await {
+            return;
+        }
+        tracing::error!("lost the dispatcher lock (database connection gone); taking it again");
+    }
+}
+
+/// The dispatcher proper; returns `true` when stopped, `false` when leadership was lost.
+async fn dispatch<H: Handler>(
+    store: &Store,
+    handler: &Arc<H>,
+    config: WorkerConfig,
+    heartbeat: &Heartbeat,
+    mut stop: watch::Receiver<bool>,
+    mut leader: super::Leader,
+) -> bool {
     let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, i64)>();
     let mut lanes: HashMap<String, Lane> = HashMap::new();
@@ -166,12 +197,22 @@ pub async fn run<H: Handler>(
     let mut tasks = JoinSet::new();
     let mut last_id = 0i64;
     let mut last_rescan = Instant::now();
+    let mut last_check = Instant::now();
     let new_work = store.new_work();
+    let idle = store.idle_poll();
+    let mut stopped = true;
 
     loop {
         heartbeat.beat();
         if *stop.borrow() {
             break;
+        }
+        if last_check.elapsed() > Duration::from_secs(5) {
+            last_check = Instant::now();
+            if !leader.holds().await {
+                stopped = false;
+                break;
+            }
         }
         // New deliveries, in arrival order.
         let mut fetched = match store.queued_after(last_id, 256).await {
@@ -229,12 +270,13 @@ pub async fn run<H: Handler>(
         tokio::select! {
             _ = new_work.notified() => {}
             Some((name, id)) = done_rx.recv() => forget(&mut lanes, &mut in_flight, &name, id),
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = tokio::time::sleep(idle) => {}
             _ = stop.changed() => {}
         }
     }
     drop(lanes);
     while tasks.join_next().await.is_some() {}
+    stopped
 }
 
 /// A delivery finished: it is no longer in flight, and a lane with nothing left is closed.

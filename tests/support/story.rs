@@ -93,6 +93,7 @@ impl Story {
             .unwrap(),
         );
         let settings = Settings {
+            db: None,
             listen: "127.0.0.1:0".parse().unwrap(),
             data_dir: sb.path("ledger"),
             max_body_bytes: 25 << 20,

@@ -1,0 +1,209 @@
+//! The ledger on a real PostgreSQL (127.0.0.1:5432, database `test`; `TRUNKWARDEN_TEST_PG`
+//! overrides), each test in a schema of its own: one replica, then two replicas sharing it.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sqlx::Connection;
+use support::{SECRET, client, github, post};
+use trunkwarden::queue::worker::{Handler, HandlerError, RetryPolicy, WorkerConfig};
+use trunkwarden::queue::{Delivery, State, Store, Sync, database_url};
+use trunkwarden::server::{Running, Settings, start};
+use trunkwarden::webhook::Verifier;
+use trunkwarden::webhook::event::Event;
+use trunkwarden::webhook::verify::Secrets;
+
+/// A fresh schema in the test database; the URL selects it for every connection.
+async fn fresh_schema() -> String {
+    let base = std::env::var("TRUNKWARDEN_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let schema = format!("tw_{}_{}", std::process::id(), rand::random::<u32>());
+    let mut conn = sqlx::PgConnection::connect(&base)
+        .await
+        .expect("PostgreSQL on 127.0.0.1:5432 (see .ci/run)");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    format!("{base}?options=-c%20search_path%3D{schema}")
+}
+
+/// Records which replica handled which delivery, in order.
+#[derive(Default)]
+struct Log {
+    seen: Mutex<Vec<(String, String)>>,
+}
+
+struct Replica {
+    name: &'static str,
+    log: Arc<Log>,
+}
+
+impl Handler for Replica {
+    async fn handle(&self, d: &Delivery, _event: &Event) -> Result<(), HandlerError> {
+        self.log
+            .seen
+            .lock()
+            .unwrap()
+            .push((self.name.to_owned(), d.delivery_id.clone()));
+        Ok(())
+    }
+}
+
+async fn replica(url: &str, name: &'static str, log: Arc<Log>) -> (tempfile::TempDir, Running) {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings {
+        db: Some(url.to_owned()),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().to_owned(),
+        max_body_bytes: 1 << 20,
+        request_timeout: Duration::from_secs(10),
+        workers: Some(WorkerConfig {
+            concurrency: 4,
+            retry: RetryPolicy {
+                max_attempts: 3,
+                base: Duration::from_millis(10),
+                max: Duration::from_millis(40),
+            },
+        }),
+        sync: Sync::Full,
+        verifier: Verifier {
+            github: Secrets::from_list(SECRET),
+            ..Default::default()
+        },
+    };
+    let running = start(settings, Arc::new(Replica { name, log }))
+        .await
+        .unwrap();
+    (dir, running)
+}
+
+async fn until_done(store: &Store, n: i64) {
+    for _ in 0..500 {
+        let c = store.counts().await.unwrap();
+        if c.get("done").copied().unwrap_or(0) >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out: {:?}", store.counts().await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replica_stores_deduplicates_processes_and_replays() {
+    let url = fresh_schema().await;
+    let log = Arc::new(Log::default());
+    let (_dir, running) = replica(&url, "a", log.clone()).await;
+    let endpoint = format!("http://{}/webhook", running.addr);
+    let http = client();
+    let f = github("pull_request.opened.0", "pg-1");
+    let (a, b) = tokio::join!(post(&http, &endpoint, &f), post(&http, &endpoint, &f));
+    let mut statuses = [a.0, b.0];
+    statuses.sort();
+    assert_eq!(statuses, [200, 202]);
+    until_done(&running.store, 1).await;
+
+    let list = running.store.list(Some(State::Done), 10).await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].delivery_id, "pg-1");
+    assert!(list[0].result.is_some(), "the normalized event is recorded");
+    let full = running.store.get(list[0].id).await.unwrap().unwrap();
+    assert_eq!(full.body, f.body, "the raw body round-trips");
+
+    // An operator's replay processes it again; a second replay of a queued one is refused.
+    assert!(running.store.requeue(list[0].id).await.unwrap());
+    until_done(&running.store, 1).await;
+    for _ in 0..100 {
+        if log.seen.lock().unwrap().len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(log.seen.lock().unwrap().len(), 2);
+    assert!(!running.store.requeue(9_999_999).await.unwrap());
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_the_ledger_and_one_dispatches_in_arrival_order() {
+    let url = fresh_schema().await;
+    let log = Arc::new(Log::default());
+    let (_da, a) = replica(&url, "a", log.clone()).await;
+    // Let the first replica take the dispatcher lock before the second starts.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_db, b) = replica(&url, "b", log.clone()).await;
+    let http = client();
+    let endpoints = [
+        format!("http://{}/webhook", a.addr),
+        format!("http://{}/webhook", b.addr),
+    ];
+    let mut sent = Vec::new();
+    for i in 0..30 {
+        let id = format!("r-{i:02}");
+        let status = post(
+            &http,
+            &endpoints[i % 2],
+            &github("pull_request.opened.0", &id),
+        )
+        .await
+        .0;
+        assert_eq!(status, 202);
+        sent.push(id);
+    }
+    // A delivery already stored through one replica is a duplicate through the other.
+    let dup = post(
+        &http,
+        &endpoints[1],
+        &github("pull_request.opened.0", "r-00"),
+    )
+    .await;
+    assert_eq!(dup.0, 200);
+    until_done(&b.store, 30).await;
+    let seen = log.seen.lock().unwrap().clone();
+    let order: Vec<String> = seen.iter().map(|(_, d)| d.clone()).collect();
+    assert_eq!(
+        order, sent,
+        "each once, in arrival order (one repository, one lane)"
+    );
+    assert!(
+        seen.iter().all(|(r, _)| r == "a"),
+        "only the leader dispatches: {seen:?}"
+    );
+
+    // The leader goes away; the other replica takes over what arrives next.
+    a.shutdown().await;
+    for i in 30..35 {
+        let id = format!("r-{i:02}");
+        assert_eq!(
+            post(&http, &endpoints[1], &github("pull_request.opened.0", &id))
+                .await
+                .0,
+            202
+        );
+    }
+    until_done(&b.store, 35).await;
+    let seen = log.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 35, "{seen:?}");
+    assert!(seen[30..].iter().all(|(r, _)| r == "b"), "{seen:?}");
+    b.shutdown().await;
+}
+
+#[test]
+fn a_password_on_the_command_line_is_refused() {
+    let e = database_url(Some("postgres://bot:hunter2@db/tw".into()), None).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("TRUNKWARDEN_DB"), "{msg}");
+    assert!(
+        !msg.contains("hunter2"),
+        "the password is not echoed: {msg}"
+    );
+    assert_eq!(
+        database_url(None, Some("postgres://bot:hunter2@db/tw".into())).unwrap(),
+        Some("postgres://bot:hunter2@db/tw".into()),
+        "from the environment it is fine"
+    );
+    assert!(database_url(Some("mysql://db/tw".into()), None).is_err());
+    assert_eq!(database_url(None, Some(String::new())).unwrap(), None);
+}
