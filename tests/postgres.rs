@@ -7,7 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::Connection;
+use support::fake_forge::Happening;
+use support::story::{Story, TOKEN};
 use support::{SECRET, client, github, post};
+use trunkwarden::forge::{self, Forge as _, RepoRef, Retry, Token};
 use trunkwarden::queue::worker::{Handler, HandlerError, RetryPolicy, WorkerConfig};
 use trunkwarden::queue::{Delivery, State, Store, Sync, database_url};
 use trunkwarden::server::{Running, Settings, start};
@@ -206,4 +209,56 @@ fn a_password_on_the_command_line_is_refused() {
     );
     assert!(database_url(Some("mysql://db/tw".into()), None).is_err());
     assert_eq!(database_url(None, Some(String::new())).unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_task_engine_keeps_its_ledger_in_postgres() {
+    let url = fresh_schema().await;
+    let s = Story::with_db("github", Some(url.clone())).await;
+    let head = s.sb.ok(&s.origin, &["rev-parse", "t-1-oidc"]);
+    s.fake.add_pull(
+        7,
+        "alice",
+        "t-1-oidc",
+        "feat(T-1): check the issuer",
+        "Refs #3",
+    );
+    s.send(&Happening::PrOpened(7)).await;
+    s.until("T-1 in progress", |s| s.row("T-1").contains("in-progress"))
+        .await;
+    let gh = forge::github::Github::new(&s.fake.url, Token::new(TOKEN), Retry::default()).unwrap();
+    let merge = gh
+        .squash_merge(
+            &RepoRef::parse("acme/app").unwrap(),
+            7,
+            &head,
+            "feat(T-1): check the issuer (#7)",
+            "",
+        )
+        .await
+        .unwrap();
+    s.ci(&merge, "ci/build", "success");
+    s.send(&Happening::PrMerged(7)).await;
+    s.send(&Happening::Status {
+        sha: merge.clone(),
+        context: "ci/build".into(),
+        success: true,
+    })
+    .await;
+    s.until("done", |s| {
+        s.row("T-1").contains("| done ") && !s.issue_open(3)
+    })
+    .await;
+    // The effects ledger is in PostgreSQL, under the forge's prefix.
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    let effects: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM engine_github_effects")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert!(effects >= 1, "closing the issue is recorded as an effect");
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deliveries")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert!(stored >= 3, "the deliveries are in PostgreSQL too");
 }

@@ -122,7 +122,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
         .context("cannot start the async runtime")?;
     rt.block_on(async {
         let env = |k: &str| std::env::var(k).ok();
-        let engines = trunkwarden::engine::Engines::from_env(&settings.data_dir, &env)
+        let engines = trunkwarden::engine::Engines::from_env(&settings.data_dir, settings.db.as_deref(), &env)
             .await
             .map_err(|e| anyhow::anyhow!(e))?;
         let engines = Arc::new(engines);

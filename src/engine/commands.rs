@@ -21,7 +21,7 @@ impl Engine {
         pr: u64,
     ) -> Result<Option<String>, EngineError> {
         Ok(
-            sqlx::query_scalar("SELECT task FROM claims WHERE repo = ? AND pr = ?")
+            sqlx::query_scalar(self.q("SELECT task FROM claims WHERE repo = ? AND pr = ?"))
                 .bind(repo.to_string())
                 .bind(pr as i64)
                 .fetch_optional(&self.effects)
@@ -30,7 +30,7 @@ impl Engine {
     }
 
     async fn set_claim(&self, repo: &RepoRef, pr: u64, task: &str) -> Result<(), EngineError> {
-        sqlx::query("INSERT INTO claims (repo, pr, task) VALUES (?, ?, ?) ON CONFLICT (repo, pr) DO UPDATE SET task = excluded.task")
+        sqlx::query(self.q("INSERT INTO claims (repo, pr, task) VALUES (?, ?, ?) ON CONFLICT (repo, pr) DO UPDATE SET task = excluded.task"))
             .bind(repo.to_string())
             .bind(pr as i64)
             .bind(task)
@@ -72,7 +72,7 @@ impl Engine {
         // The body this process last acted on, for forges whose edit events do not carry the
         // old body (GitLab) and for redeliveries: only lines new since then run.
         let seen: Option<String> =
-            sqlx::query_scalar("SELECT body FROM comments WHERE repo = ? AND id = ?")
+            sqlx::query_scalar(self.q("SELECT body FROM comments WHERE repo = ? AND id = ?"))
                 .bind(repo.to_string())
                 .bind(c.comment_id as i64)
                 .fetch_optional(&self.effects)
@@ -82,7 +82,7 @@ impl Engine {
             _ => seen,
         };
         let found = commands::gained(&c.body, previous.as_deref(), &prefix);
-        sqlx::query("INSERT INTO comments (repo, id, body) VALUES (?, ?, ?) ON CONFLICT (repo, id) DO UPDATE SET body = excluded.body")
+        sqlx::query(self.q("INSERT INTO comments (repo, id, body) VALUES (?, ?, ?) ON CONFLICT (repo, id) DO UPDATE SET body = excluded.body"))
             .bind(repo.to_string())
             .bind(c.comment_id as i64)
             .bind(&c.body)
@@ -134,7 +134,7 @@ impl Engine {
         if let Some(pr) = &pr {
             drop(trunk);
             if recheck {
-                sqlx::query("DELETE FROM checked WHERE key = ?")
+                sqlx::query(self.q("DELETE FROM checked WHERE key = ?"))
                     .bind(format!("{repo}:checks:{}", pr.head_sha))
                     .execute(&self.effects)
                     .await?;
@@ -299,7 +299,7 @@ impl Engine {
                 };
                 let previous = task.status.map_or("not-started", |s| s.as_str());
                 if task.status != Some(Status::Blocked) {
-                    sqlx::query("INSERT INTO blocked (repo, task, previous) VALUES (?, ?, ?) ON CONFLICT (repo, task) DO UPDATE SET previous = excluded.previous")
+                    sqlx::query(self.q("INSERT INTO blocked (repo, task, previous) VALUES (?, ?, ?) ON CONFLICT (repo, task) DO UPDATE SET previous = excluded.previous"))
                         .bind(repo.to_string())
                         .bind(&task.id)
                         .bind(previous)
@@ -324,12 +324,13 @@ impl Engine {
                 if task.status != Some(Status::Blocked) {
                     return Ok((format!("{} is not blocked", task.id), false));
                 }
-                let previous: Option<String> =
-                    sqlx::query_scalar("SELECT previous FROM blocked WHERE repo = ? AND task = ?")
-                        .bind(repo.to_string())
-                        .bind(&task.id)
-                        .fetch_optional(&self.effects)
-                        .await?;
+                let previous: Option<String> = sqlx::query_scalar(
+                    self.q("SELECT previous FROM blocked WHERE repo = ? AND task = ?"),
+                )
+                .bind(repo.to_string())
+                .bind(&task.id)
+                .fetch_optional(&self.effects)
+                .await?;
                 let back = previous.unwrap_or_else(|| Status::InProgress.as_str().to_owned());
                 let cells = [
                     ("status", back.clone()),
@@ -417,7 +418,7 @@ impl Engine {
                         false,
                     ));
                 }
-                sqlx::query("INSERT INTO merges (repo, pr, head, requested_by) VALUES (?, ?, ?, ?) ON CONFLICT (repo, pr) DO UPDATE SET head = excluded.head, requested_by = excluded.requested_by")
+                sqlx::query(self.q("INSERT INTO merges (repo, pr, head, requested_by) VALUES (?, ?, ?, ?) ON CONFLICT (repo, pr) DO UPDATE SET head = excluded.head, requested_by = excluded.requested_by"))
                     .bind(repo.to_string())
                     .bind(pr.number as i64)
                     .bind(&pr.head_sha)
@@ -433,7 +434,7 @@ impl Engine {
                 )
             }
             Command::MergeCancel => {
-                let gone = sqlx::query("DELETE FROM merges WHERE repo = ? AND pr = ?")
+                let gone = sqlx::query(self.q("DELETE FROM merges WHERE repo = ? AND pr = ?"))
                     .bind(repo.to_string())
                     .bind(pr.number as i64)
                     .execute(&self.effects)
@@ -513,12 +514,13 @@ impl Engine {
         policy: &RepoPolicy,
         bot: &str,
     ) -> Result<(), EngineError> {
-        let row: Option<(String, String)> =
-            sqlx::query_as("SELECT head, requested_by FROM merges WHERE repo = ? AND pr = ?")
-                .bind(repo.to_string())
-                .bind(pr.number as i64)
-                .fetch_optional(&self.effects)
-                .await?;
+        let row: Option<(String, String)> = sqlx::query_as(
+            self.q("SELECT head, requested_by FROM merges WHERE repo = ? AND pr = ?"),
+        )
+        .bind(repo.to_string())
+        .bind(pr.number as i64)
+        .fetch_optional(&self.effects)
+        .await?;
         let Some((head, by)) = row else { return Ok(()) };
         if pr.head_sha != head {
             self.clear_merge(repo, pr.number).await?;
@@ -590,7 +592,7 @@ impl Engine {
     }
 
     async fn clear_merge(&self, repo: &RepoRef, pr: u64) -> Result<(), EngineError> {
-        sqlx::query("DELETE FROM merges WHERE repo = ? AND pr = ?")
+        sqlx::query(self.q("DELETE FROM merges WHERE repo = ? AND pr = ?"))
             .bind(repo.to_string())
             .bind(pr as i64)
             .execute(&self.effects)

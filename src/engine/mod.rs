@@ -14,7 +14,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+use sqlx::ConnectOptions as _;
+use sqlx::sqlite::SqliteConnectOptions;
 
 use crate::config::{POLICY_FILE, RepoPolicy};
 use crate::forge::{Forge, ForgeError, PrState, RepoRef, Thread};
@@ -67,6 +68,8 @@ impl Ledger {
 /// Where the engine keeps its mirrors and its record of effects done.
 pub struct EngineConfig {
     pub data_dir: PathBuf,
+    /// A PostgreSQL URL the replicas share; `None` keeps the ledger in `data_dir` (SQLite).
+    pub db: Option<String>,
     /// The clone URL of a repository (a path, `https://…` or ssh).
     pub clone_url: Box<dyn Fn(&RepoRef) -> String + Send + Sync>,
     /// The token git uses over http(s), if any.
@@ -87,7 +90,9 @@ pub struct Report {
 pub struct Engine {
     forge: Arc<dyn Forge>,
     config: EngineConfig,
-    effects: SqlitePool,
+    effects: sqlx::AnyPool,
+    /// Table-name prefix: per forge on a shared PostgreSQL, none in a forge's own SQLite file.
+    prefix: String,
     /// Repositories seen, for the periodic resync.
     known: std::sync::Mutex<BTreeSet<String>>,
     /// Head and merge commits seen, to the pull request they belong to: a CI event names only
@@ -100,6 +105,43 @@ pub struct Engine {
         std::sync::Mutex<HashMap<(String, u64), (std::time::Instant, crate::forge::Permission)>>,
     /// One reconcile per repository at a time within this process.
     locks: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// The engine's tables, which `ledger_sql` prefixes.
+const TABLES: [&str; 9] = [
+    "effects",
+    "checked",
+    "claims",
+    "merges",
+    "blocked",
+    "comments",
+    "red_heads",
+    "pending_since",
+    "repos",
+];
+
+/// Prefixes the engine's table names and numbers the `?` placeholders.
+fn ledger_sql(sql: &str, prefix: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 32);
+    let mut n = 0;
+    for token in sql.split_inclusive(|c: char| !(c.is_alphanumeric() || c == '_')) {
+        let (word, sep) = match token.char_indices().last() {
+            Some((at, c)) if !(c.is_alphanumeric() || c == '_') => (&token[..at], &token[at..]),
+            _ => (token, ""),
+        };
+        if !prefix.is_empty() && TABLES.contains(&word) {
+            out.push_str(prefix);
+        }
+        out.push_str(word);
+        if sep == "?" {
+            n += 1;
+            out.push('$');
+            out.push_str(&n.to_string());
+        } else {
+            out.push_str(sep);
+        }
+    }
+    out
 }
 
 fn now_rfc3339() -> String {
@@ -124,44 +166,61 @@ impl Engine {
     pub async fn open(forge: Arc<dyn Forge>, config: EngineConfig) -> Result<Engine, EngineError> {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| EngineError::Other(format!("{}: {e}", config.data_dir.display())))?;
-        let opts = SqliteConnectOptions::new()
-            .filename(config.data_dir.join("engine.db"))
-            .create_if_missing(true)
-            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal);
-        let effects = SqlitePoolOptions::new()
-            .max_connections(2)
-            .connect_with(opts)
-            .await?;
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS effects (key TEXT PRIMARY KEY, done_at TEXT NOT NULL)",
-        )
-        .execute(&effects)
-        .await?;
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS checked (key TEXT PRIMARY KEY, done_at TEXT NOT NULL)",
-        )
-        .execute(&effects)
-        .await?;
+        sqlx::any::install_default_drivers();
+        let (effects, prefix) = match &config.db {
+            Some(url) => {
+                let pool = sqlx::any::AnyPoolOptions::new()
+                    .max_connections(4)
+                    .connect(url)
+                    .await?;
+                let forge_name = forge.kind().name().replace('-', "_");
+                (pool, format!("engine_{forge_name}_"))
+            }
+            None => {
+                let opts = SqliteConnectOptions::new()
+                    .filename(config.data_dir.join("engine.db"))
+                    .create_if_missing(true)
+                    .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal);
+                let pool = sqlx::any::AnyPoolOptions::new()
+                    .max_connections(2)
+                    // The file and WAL mode come first, on a connection of its own: an Any pool
+                    // of SQLite connections is configured by URL only.
+                    .connect_with(sqlx::any::AnyConnectOptions::from_url(&{
+                        use sqlx::Connection as _;
+                        let c = sqlx::SqliteConnection::connect_with(&opts).await?;
+                        c.close().await?;
+                        opts.to_url_lossy()
+                    })?)
+                    .await?;
+                (pool, String::new())
+            }
+        };
         for ddl in [
-            "CREATE TABLE IF NOT EXISTS claims (repo TEXT NOT NULL, pr INTEGER NOT NULL, task TEXT NOT NULL, PRIMARY KEY (repo, pr))",
-            "CREATE TABLE IF NOT EXISTS merges (repo TEXT NOT NULL, pr INTEGER NOT NULL, head TEXT NOT NULL, requested_by TEXT NOT NULL, PRIMARY KEY (repo, pr))",
+            "CREATE TABLE IF NOT EXISTS effects (key TEXT PRIMARY KEY, done_at TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS checked (key TEXT PRIMARY KEY, done_at TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS claims (repo TEXT NOT NULL, pr BIGINT NOT NULL, task TEXT NOT NULL, PRIMARY KEY (repo, pr))",
+            "CREATE TABLE IF NOT EXISTS merges (repo TEXT NOT NULL, pr BIGINT NOT NULL, head TEXT NOT NULL, requested_by TEXT NOT NULL, PRIMARY KEY (repo, pr))",
             "CREATE TABLE IF NOT EXISTS blocked (repo TEXT NOT NULL, task TEXT NOT NULL, previous TEXT NOT NULL, PRIMARY KEY (repo, task))",
-            "CREATE TABLE IF NOT EXISTS comments (repo TEXT NOT NULL, id INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY (repo, id))",
-            "CREATE TABLE IF NOT EXISTS red_heads (repo TEXT NOT NULL, pr INTEGER NOT NULL, sha TEXT NOT NULL, PRIMARY KEY (repo, pr, sha))",
-            "CREATE TABLE IF NOT EXISTS pending_since (repo TEXT NOT NULL, sha TEXT NOT NULL, since INTEGER NOT NULL, PRIMARY KEY (repo, sha))",
+            "CREATE TABLE IF NOT EXISTS comments (repo TEXT NOT NULL, id BIGINT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (repo, id))",
+            "CREATE TABLE IF NOT EXISTS red_heads (repo TEXT NOT NULL, pr BIGINT NOT NULL, sha TEXT NOT NULL, PRIMARY KEY (repo, pr, sha))",
+            "CREATE TABLE IF NOT EXISTS pending_since (repo TEXT NOT NULL, sha TEXT NOT NULL, since BIGINT NOT NULL, PRIMARY KEY (repo, sha))",
+            "CREATE TABLE IF NOT EXISTS repos (name TEXT PRIMARY KEY)",
         ] {
-            sqlx::query(ddl).execute(&effects).await?;
+            sqlx::query(sqlx::AssertSqlSafe(ledger_sql(ddl, &prefix)))
+                .execute(&effects)
+                .await?;
         }
-        sqlx::query("CREATE TABLE IF NOT EXISTS repos (name TEXT PRIMARY KEY)")
-            .execute(&effects)
-            .await?;
-        let names: Vec<String> = sqlx::query_scalar("SELECT name FROM repos")
-            .fetch_all(&effects)
-            .await?;
+        let names: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(ledger_sql(
+            "SELECT name FROM repos",
+            &prefix,
+        )))
+        .fetch_all(&effects)
+        .await?;
         Ok(Engine {
             forge,
             config,
             effects,
+            prefix,
             known: std::sync::Mutex::new(names.into_iter().collect()),
             shas: Default::default(),
             protection: Default::default(),
@@ -172,7 +231,7 @@ impl Engine {
 
     /// How many effects have been performed (each exactly once).
     pub async fn effects_done(&self) -> Result<i64, EngineError> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM effects")
+        Ok(sqlx::query_scalar(self.q("SELECT COUNT(*) FROM effects"))
             .fetch_one(&self.effects)
             .await?)
     }
@@ -223,17 +282,20 @@ impl Engine {
         if fail_after == 0 || !matches!(head, Verdict::Red(_)) || pr.state != PrState::Open {
             return Ok(None);
         }
-        sqlx::query("INSERT OR IGNORE INTO red_heads (repo, pr, sha) VALUES (?, ?, ?)")
-            .bind(repo.to_string())
-            .bind(pr.number as i64)
-            .bind(&pr.head_sha)
-            .execute(&self.effects)
-            .await?;
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM red_heads WHERE repo = ? AND pr = ?")
-            .bind(repo.to_string())
-            .bind(pr.number as i64)
-            .fetch_one(&self.effects)
-            .await?;
+        sqlx::query(
+            self.q("INSERT INTO red_heads (repo, pr, sha) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"),
+        )
+        .bind(repo.to_string())
+        .bind(pr.number as i64)
+        .bind(&pr.head_sha)
+        .execute(&self.effects)
+        .await?;
+        let n: i64 =
+            sqlx::query_scalar(self.q("SELECT COUNT(*) FROM red_heads WHERE repo = ? AND pr = ?"))
+                .bind(repo.to_string())
+                .bind(pr.number as i64)
+                .fetch_one(&self.effects)
+                .await?;
         Ok((n >= i64::from(fail_after)).then_some(n as usize))
     }
 
@@ -252,18 +314,21 @@ impl Engine {
             return Ok(());
         }
         let now = chrono::Utc::now().timestamp_millis();
-        sqlx::query("INSERT OR IGNORE INTO pending_since (repo, sha, since) VALUES (?, ?, ?)")
-            .bind(repo.to_string())
-            .bind(&l.sha)
-            .bind(now)
-            .execute(&self.effects)
-            .await?;
-        let since: i64 =
-            sqlx::query_scalar("SELECT since FROM pending_since WHERE repo = ? AND sha = ?")
-                .bind(repo.to_string())
-                .bind(&l.sha)
-                .fetch_one(&self.effects)
-                .await?;
+        sqlx::query(self.q(
+            "INSERT INTO pending_since (repo, sha, since) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+        ))
+        .bind(repo.to_string())
+        .bind(&l.sha)
+        .bind(now)
+        .execute(&self.effects)
+        .await?;
+        let since: i64 = sqlx::query_scalar(
+            self.q("SELECT since FROM pending_since WHERE repo = ? AND sha = ?"),
+        )
+        .bind(repo.to_string())
+        .bind(&l.sha)
+        .fetch_one(&self.effects)
+        .await?;
         if (now - since) as f64 >= timeout_mins * 60_000.0 {
             l.ci = Verdict::Red(
                 waiting
@@ -345,7 +410,7 @@ impl Engine {
             .unwrap_or(false);
         if new {
             // Remembered across restarts, so the resync covers it before its next event.
-            sqlx::query("INSERT OR IGNORE INTO repos (name) VALUES (?)")
+            sqlx::query(self.q("INSERT INTO repos (name) VALUES (?) ON CONFLICT DO NOTHING"))
                 .bind(&key)
                 .execute(&self.effects)
                 .await?;
@@ -621,10 +686,16 @@ impl Engine {
         self.record(Ledger::Checked, &key).await
     }
 
+    /// A ledger statement as this engine's database takes it: tables carry the engine's prefix,
+    /// `?` placeholders become `$1, $2, …` (which SQLite reads too).
+    fn q(&self, sql: &str) -> sqlx::AssertSqlSafe<String> {
+        sqlx::AssertSqlSafe(ledger_sql(sql, &self.prefix))
+    }
+
     /// Whether `key` is in `table` (`effects` or `checked`).
     async fn recorded(&self, table: Ledger, key: &str) -> Result<bool, EngineError> {
         let q = format!("SELECT key FROM {} WHERE key = ?", table.name());
-        let seen: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(q))
+        let seen: Option<String> = sqlx::query_scalar(self.q(&q))
             .bind(key)
             .fetch_optional(&self.effects)
             .await?;
@@ -633,10 +704,10 @@ impl Engine {
 
     async fn record(&self, table: Ledger, key: &str) -> Result<(), EngineError> {
         let q = format!(
-            "INSERT OR IGNORE INTO {} (key, done_at) VALUES (?, ?)",
+            "INSERT INTO {} (key, done_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
             table.name()
         );
-        sqlx::query(sqlx::AssertSqlSafe(q))
+        sqlx::query(self.q(&q))
             .bind(key)
             .bind(now_rfc3339())
             .execute(&self.effects)
@@ -825,6 +896,7 @@ impl Engines {
     /// `https://github.com/{repo}.git` or the forge URL followed by `/{repo}.git`.
     pub async fn from_env(
         data_dir: &std::path::Path,
+        db: Option<&str>,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Engines, String> {
         use crate::forge::Kind;
@@ -852,6 +924,7 @@ impl Engines {
             }
             let config = EngineConfig {
                 data_dir: data_dir.join("engine").join(kind.name()),
+                db: db.map(str::to_owned),
                 clone_url: Box::new(move |r| template.replace("{repo}", &r.to_string())),
                 git_token: token,
                 push_attempts: 16,
@@ -904,5 +977,27 @@ impl Handler for Engines {
                 Ok(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ledger_sql;
+
+    #[test]
+    fn ledger_statements_get_prefixes_and_numbered_placeholders() {
+        let sql = "INSERT INTO claims (repo, pr, task) VALUES (?, ?, ?) ON CONFLICT (repo, pr) DO UPDATE SET task = excluded.task";
+        assert_eq!(
+            ledger_sql(sql, "engine_github_"),
+            "INSERT INTO engine_github_claims (repo, pr, task) VALUES ($1, $2, $3) ON CONFLICT (repo, pr) DO UPDATE SET task = excluded.task"
+        );
+        assert_eq!(
+            ledger_sql("SELECT name FROM repos WHERE name = ?", ""),
+            "SELECT name FROM repos WHERE name = $1"
+        );
+        assert_eq!(
+            ledger_sql("SELECT repo FROM red_heads", "p_"),
+            "SELECT repo FROM p_red_heads"
+        );
     }
 }

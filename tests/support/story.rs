@@ -40,6 +40,11 @@ pub struct Story {
 
 impl Story {
     pub async fn new(kind: &'static str) -> Story {
+        Story::with_db(kind, None).await
+    }
+
+    /// A story whose ledger and engine live in PostgreSQL at `db` (SQLite files for `None`).
+    pub async fn with_db(kind: &'static str, db: Option<String>) -> Story {
         let sb = Sandbox::new();
         let work = sb.repo("w");
         write(&work, "docs/TASKS.md", TABLE);
@@ -83,6 +88,7 @@ impl Story {
             Engine::open(
                 adapter,
                 EngineConfig {
+                    db: db.clone(),
                     data_dir: sb.path("engine"),
                     clone_url: Box::new(move |_| origin_url.clone()),
                     git_token: None,
@@ -93,7 +99,7 @@ impl Story {
             .unwrap(),
         );
         let settings = Settings {
-            db: None,
+            db,
             listen: "127.0.0.1:0".parse().unwrap(),
             data_dir: sb.path("ledger"),
             max_body_bytes: 25 << 20,
