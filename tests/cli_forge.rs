@@ -210,3 +210,94 @@ async fn doctor_says_what_is_wrong_and_how_to_fix_it() {
     );
     assert!(!said.contains("wrong-token-value"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn organisation_hook_installed_once_and_doctor_reads_its_deliveries() {
+    let sb = Sandbox::new();
+    let bare = sb.bare("app.git");
+    let fake = FakeForge::start("github", TOKEN, bare).await;
+    fake.state
+        .lock()
+        .unwrap()
+        .permissions
+        .insert("trunkwarden".into(), "admin".into());
+    let url = "https://bot.example/webhook";
+    let install = [
+        "webhook", "install", "--forge", "github", "--org", "acme", "--url", url,
+    ];
+    let first = run(&sb, &fake, &install).await;
+    assert!(
+        stdout(&first).starts_with(&format!(
+            "created the webhook for {url} on organisation acme"
+        )),
+        "{}",
+        text(&first)
+    );
+    let second = run(&sb, &fake, &install).await;
+    assert!(
+        stdout(&second).contains("nothing changed"),
+        "{}",
+        text(&second)
+    );
+    assert_eq!(fake.state.lock().unwrap().org_hooks.len(), 1);
+    let both = run(
+        &sb,
+        &fake,
+        &[
+            "webhook", "install", "--forge", "github", "--org", "acme", "--repo", "acme/app",
+            "--url", url,
+        ],
+    )
+    .await;
+    assert_eq!(both.status.code(), Some(2), "{}", text(&both));
+
+    let data = sb.path("data");
+    let doctor = [
+        "doctor",
+        "--org",
+        "acme",
+        "--url",
+        url,
+        "--data-dir",
+        data.to_str().unwrap(),
+    ];
+    let out = run(&sb, &fake, &doctor).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        stdout(&out)
+            .contains("ok   github: the webhook on organisation acme works: no deliveries yet"),
+        "{}",
+        text(&out)
+    );
+    {
+        let mut f = fake.state.lock().unwrap();
+        let id = f.org_hooks[0]["id"].as_u64().unwrap();
+        f.hook_deliveries.insert(
+            id,
+            vec![serde_json::json!({ "id": 9, "status_code": 401, "event": "pull_request", "delivered_at": "2026-11-22T08:30:00Z" })],
+        );
+    }
+    let out = run(&sb, &fake, &doctor).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        stdout(&out).contains("FAIL github: the webhook on organisation acme fails: 1 of the last 1 deliveries failed; the latest failure: pull_request at 2026-11-22T08:30:00Z got HTTP 401 — fix:"),
+        "{}",
+        text(&out)
+    );
+    // Another URL: no such hook, and the command that makes one.
+    let other = [
+        "doctor",
+        "--repo",
+        "acme/app",
+        "--url",
+        "https://elsewhere.example/hook",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ];
+    let out = run(&sb, &fake, &other).await;
+    assert!(
+        stdout(&out).contains("FAIL github: no webhook on acme/app sends to https://elsewhere.example/hook — fix: trunkwarden webhook install --forge github --repo acme/app --url https://elsewhere.example/hook"),
+        "{}",
+        text(&out)
+    );
+}

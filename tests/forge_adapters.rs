@@ -11,8 +11,9 @@ use serde_json::json;
 use support::fake_forge::{Ci, FakeForge};
 use support::git::Sandbox;
 use trunkwarden::forge::{
-    self, CiSource, CiState, Forge, ForgeError, HookOutcome, HookSpec, Kind, Permission, PrState,
-    Protection, RepoRef, Retry, Settings, StatusSpec, Thread, Token, User,
+    self, CiSource, CiState, Forge, ForgeError, HookHealth, HookOutcome, HookSpec, HookTarget,
+    Kind, Permission, PrState, Protection, RepoRef, Retry, Settings, StatusSpec, Thread, Token,
+    User,
 };
 
 const TOKEN: &str = "tw-test-token-RECOGNISABLE-7f3a9c";
@@ -397,17 +398,18 @@ async fn permissions_by_user_and_403_without_one() {
 async fn webhooks_are_created_once_and_repaired() {
     for kind in KINDS {
         let s = setup(kind).await;
+        let target = HookTarget::Repo(s.repo.clone());
         let spec = HookSpec {
             url: "https://bot.example/webhook".into(),
             secret: Token::new("hook-secret"),
         };
         assert_eq!(
-            s.forge.upsert_webhook(&s.repo, &spec).await.unwrap(),
+            s.forge.upsert_webhook(&target, &spec).await.unwrap(),
             HookOutcome::Created,
             "{kind}"
         );
         assert_eq!(
-            s.forge.upsert_webhook(&s.repo, &spec).await.unwrap(),
+            s.forge.upsert_webhook(&target, &spec).await.unwrap(),
             HookOutcome::Unchanged,
             "{kind}"
         );
@@ -422,7 +424,7 @@ async fn webhooks_are_created_once_and_repaired() {
             }
         }
         assert_eq!(
-            s.forge.upsert_webhook(&s.repo, &spec).await.unwrap(),
+            s.forge.upsert_webhook(&target, &spec).await.unwrap(),
             HookOutcome::Updated,
             "{kind}"
         );
@@ -439,6 +441,91 @@ async fn webhooks_are_created_once_and_repaired() {
             &sent.body.as_ref().unwrap()["config"]["secret"]
         };
         assert_eq!(secret, "hook-secret", "{kind}");
+    }
+}
+
+#[tokio::test]
+async fn organisation_hooks_and_what_the_forge_tells_of_deliveries() {
+    let url = "https://bot.example/webhook";
+    for kind in KINDS {
+        let s = setup(kind).await;
+        let org = HookTarget::Org("acme".into());
+        let spec = HookSpec {
+            url: url.into(),
+            secret: Token::new("hook-secret"),
+        };
+        assert_eq!(
+            s.forge.webhook_health(&org, url).await.unwrap(),
+            HookHealth::Missing,
+            "{kind}"
+        );
+        assert_eq!(
+            s.forge.upsert_webhook(&org, &spec).await.unwrap(),
+            HookOutcome::Created,
+            "{kind}"
+        );
+        assert_eq!(
+            s.forge.upsert_webhook(&org, &spec).await.unwrap(),
+            HookOutcome::Unchanged,
+            "{kind}"
+        );
+        {
+            let f = s.fake.state.lock().unwrap();
+            assert_eq!((f.org_hooks.len(), f.hooks.len()), (1, 0), "{kind}");
+        }
+        let health = s.forge.webhook_health(&org, url).await.unwrap();
+        match kind {
+            "github" => assert_eq!(health, HookHealth::Healthy("no deliveries yet".into())),
+            "gitlab" => assert!(matches!(health, HookHealth::Healthy(_)), "{health:?}"),
+            _ => assert!(
+                matches!(&health, HookHealth::Unknown(w) if w.contains("does not expose")),
+                "{kind}: {health:?}"
+            ),
+        }
+        // The forge reports failures: GitHub's delivery log, GitLab's disabled hook.
+        {
+            let mut f = s.fake.state.lock().unwrap();
+            let id = f.org_hooks[0]["id"].as_u64().unwrap();
+            f.hook_deliveries.insert(
+                id,
+                vec![
+                    json!({ "id": 3, "status_code": 502, "status": "Bad Gateway", "event": "push", "delivered_at": "2026-11-22T08:00:00Z" }),
+                    json!({ "id": 2, "status_code": 202, "status": "OK", "event": "push", "delivered_at": "2026-11-22T07:59:00Z" }),
+                ],
+            );
+            f.org_hooks[0]["alert_status"] = json!("temporarily_disabled");
+            f.org_hooks[0]["disabled_until"] = json!("2026-11-22T09:00:00Z");
+        }
+        let health = s.forge.webhook_health(&org, url).await.unwrap();
+        match kind {
+            "github" => assert_eq!(
+                health,
+                HookHealth::Failing(
+                    "1 of the last 2 deliveries failed; the latest failure: push at 2026-11-22T08:00:00Z got HTTP 502".into()
+                )
+            ),
+            "gitlab" => assert_eq!(
+                health,
+                HookHealth::Failing(
+                    "GitLab temporarily disabled the hook after failed deliveries (until 2026-11-22T09:00:00Z)".into()
+                )
+            ),
+            _ => assert!(matches!(health, HookHealth::Unknown(_)), "{kind}"),
+        }
+        // An organisation the token cannot administer: the forge's refusal, clearly.
+        s.fake.fail("POST", "/hooks", 403, &[], 1);
+        let e = s
+            .forge
+            .upsert_webhook(
+                &org,
+                &HookSpec {
+                    url: "https://other.example/webhook".into(),
+                    secret: Token::new("x"),
+                },
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), Some(403), "{kind}");
     }
 }
 

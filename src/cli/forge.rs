@@ -2,7 +2,9 @@
 //! command each, idempotent, saying what they changed.
 
 use anyhow::{Context, anyhow, bail};
-use trunkwarden::forge::{self, HookOutcome, Kind, Protection, RepoRef, Settings, Token};
+use trunkwarden::forge::{
+    self, HookHealth, HookOutcome, HookTarget, Kind, Protection, RepoRef, Settings, Token,
+};
 
 use crate::Outcome;
 
@@ -14,7 +16,8 @@ pub struct WebhookArgs {
 
 #[derive(Debug, clap::Subcommand)]
 enum WebhookAction {
-    /// Create the repository webhook for URL, or bring the existing one up to date.
+    /// Create the repository (or organisation) webhook for URL, or bring the existing one up to
+    /// date.
     Install(InstallArgs),
 }
 
@@ -23,8 +26,11 @@ struct InstallArgs {
     #[arg(long, value_enum)]
     forge: Kind,
     /// OWNER/NAME (GitLab: GROUP/SUBGROUP/NAME).
+    #[arg(long, required_unless_present = "org", conflicts_with = "org")]
+    repo: Option<String>,
+    /// An organisation (GitLab: a group, a Premium feature) whose every repository sends to URL.
     #[arg(long)]
-    repo: String,
+    org: Option<String>,
     /// Where the forge sends deliveries, e.g. https://bot.example/webhook.
     #[arg(long)]
     url: String,
@@ -98,7 +104,14 @@ fn hook_secret(kind: Kind) -> anyhow::Result<Token> {
 /// `webhook install`.
 pub fn run_webhook(a: WebhookArgs) -> anyhow::Result<Outcome> {
     let WebhookAction::Install(a) = a.action;
-    let repo = repo_ref(&a.repo)?;
+    let target = match (&a.repo, &a.org) {
+        (Some(r), _) => HookTarget::Repo(repo_ref(r)?),
+        (None, Some(o)) if !o.is_empty() && !o.contains(char::is_whitespace) => {
+            HookTarget::Org(o.clone())
+        }
+        (None, Some(o)) => bail!("--org `{o}` is not an organisation name"),
+        (None, None) => bail!("pass --repo OWNER/NAME or --org ORG"),
+    };
     if !(a.url.starts_with("https://") || a.url.starts_with("http://")) {
         bail!("--url `{}` is not an http(s) URL", a.url);
     }
@@ -110,13 +123,13 @@ pub fn run_webhook(a: WebhookArgs) -> anyhow::Result<Outcome> {
     // octocrab's client must be built inside the runtime.
     let outcome = runtime()?.block_on(async {
         let forge = forge::from_env(a.forge, &env).map_err(|e| anyhow!(e))?;
-        anyhow::Ok(forge.upsert_webhook(&repo, &spec).await?)
+        anyhow::Ok(forge.upsert_webhook(&target, &spec).await?)
     })?;
     let said = match outcome {
-        HookOutcome::Created => format!("created the webhook for {} on {repo}", a.url),
-        HookOutcome::Updated => format!("updated the webhook for {} on {repo}", a.url),
+        HookOutcome::Created => format!("created the webhook for {} on {target}", a.url),
+        HookOutcome::Updated => format!("updated the webhook for {} on {target}", a.url),
         HookOutcome::Unchanged => format!(
-            "the webhook for {} on {repo} is already as it should be; nothing changed",
+            "the webhook for {} on {target} is already as it should be; nothing changed",
             a.url
         ),
     };
@@ -268,6 +281,13 @@ pub struct DoctorArgs {
     /// The data directory serve uses [default: ./trunkwarden-data].
     #[arg(long, env = "TRUNKWARDEN_DATA_DIR")]
     data_dir: Option<std::path::PathBuf>,
+    /// The URL the forge delivers to (as given to `webhook install`): checks that the hook exists
+    /// on --repo (or --org) and that its last deliveries succeeded, where the forge tells.
+    #[arg(long)]
+    url: Option<String>,
+    /// An organisation whose webhook to check instead of the repository's.
+    #[arg(long)]
+    org: Option<String>,
 }
 
 /// `doctor`: one line per check, a fix for each failure; exit 1 when something fails.
@@ -351,10 +371,29 @@ pub fn run_doctor(a: DoctorArgs) -> anyhow::Result<Outcome> {
                 Some(r) => Some((r.clone(), forge.permission(&repo_ref(r)?, &me).await?)),
                 None => None,
             };
-            anyhow::Ok((me, access))
+            let target = match (&a.org, &a.repo) {
+                (Some(o), _) => Some(HookTarget::Org(o.clone())),
+                (None, Some(r)) => Some(HookTarget::Repo(repo_ref(r)?)),
+                _ => None,
+            };
+            let hook = match (target, &a.url) {
+                (Some(t), Some(url)) => Some((t.clone(), forge.webhook_health(&t, url).await)),
+                _ => None,
+            };
+            anyhow::Ok((me, access, hook))
         });
         match probe {
-            Ok((me, access)) => {
+            Ok((me, access, hook)) => {
+                if let Some((target, health)) = hook {
+                    let url = a.url.as_deref().unwrap_or_default();
+                    lines.push(match health {
+                        Ok(HookHealth::Missing) => (false, format!("{kind}: no webhook on {target} sends to {url} — fix: trunkwarden webhook install --forge {kind} {} --url {url}", match &target { HookTarget::Org(o) => format!("--org {o}"), HookTarget::Repo(r) => format!("--repo {r}") })),
+                        Ok(HookHealth::Healthy(why)) => (true, format!("{kind}: the webhook on {target} works: {why}")),
+                        Ok(HookHealth::Failing(why)) => (false, format!("{kind}: the webhook on {target} fails: {why} — fix: check that {url} is reachable from the forge and the secrets match (trunkwarden deliveries list; the log of serve)")),
+                        Ok(HookHealth::Unknown(why)) => (true, format!("{kind}: the webhook on {target} exists; {why}")),
+                        Err(e) => (false, format!("{kind}: cannot read the webhooks of {target}: {e} — fix: the token needs admin access to read hooks")),
+                    });
+                }
                 lines.push((true, format!("{kind}: the token works as @{}", me.login)));
                 if let Some((r, p)) = access {
                     let ok = p >= forge::Permission::Write;

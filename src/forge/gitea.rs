@@ -8,9 +8,9 @@ use serde_json::{Value, json};
 
 use super::http::{Auth, Rest, segment};
 use super::{
-    CiResult, CiSource, CiState, CommentOutcome, Forge, ForgeError, HookOutcome, HookSpec, Kind,
-    Permission, PrState, Protection, PullRequest, RepoRef, Retry, Settings, StatusSpec, Thread,
-    Token, User,
+    CiResult, CiSource, CiState, CommentOutcome, Forge, ForgeError, HookHealth, HookOutcome,
+    HookSpec, HookTarget, Kind, Permission, PrState, Protection, PullRequest, RepoRef, Retry,
+    Settings, StatusSpec, Thread, Token, User,
 };
 
 /// A Gitea or Forgejo instance.
@@ -38,6 +38,13 @@ impl Gitea {
 
     fn repo_path(repo: &RepoRef) -> String {
         format!("/repos/{}/{}", segment(&repo.owner), segment(&repo.name))
+    }
+
+    fn hooks_path(target: &HookTarget) -> String {
+        match target {
+            HookTarget::Repo(r) => format!("{}/hooks", Self::repo_path(r)),
+            HookTarget::Org(o) => format!("/orgs/{}/hooks", segment(o)),
+        }
     }
 }
 
@@ -367,10 +374,10 @@ impl Forge for Gitea {
 
     async fn upsert_webhook(
         &self,
-        repo: &RepoRef,
+        target: &HookTarget,
         spec: &HookSpec,
     ) -> Result<HookOutcome, ForgeError> {
-        let list = format!("{}/hooks", Self::repo_path(repo));
+        let list = Self::hooks_path(target);
         let hooks: Vec<ApiHook> = self
             .rest
             .json("list hooks", Method::GET, &list, None)
@@ -406,7 +413,7 @@ impl Forge for Gitea {
                 {
                     return Ok(HookOutcome::Unchanged);
                 }
-                let path = format!("{}/hooks/{}", Self::repo_path(repo), h.id);
+                let path = format!("{list}/{}", h.id);
                 let body = json!({ "config": config, "events": events, "active": true });
                 self.rest
                     .send("edit hook", Method::PATCH, &path, Some(&body))
@@ -414,6 +421,31 @@ impl Forge for Gitea {
                 Ok(HookOutcome::Updated)
             }
         }
+    }
+
+    async fn webhook_health(
+        &self,
+        target: &HookTarget,
+        url: &str,
+    ) -> Result<HookHealth, ForgeError> {
+        let list = Self::hooks_path(target);
+        let hooks: Vec<ApiHook> = self
+            .rest
+            .json("list hooks", Method::GET, &list, None)
+            .await?;
+        Ok(
+            match hooks
+                .iter()
+                .find(|h| h.config.get("url").map(String::as_str) == Some(url))
+            {
+                None => HookHealth::Missing,
+                Some(h) if !h.active => HookHealth::Failing("the hook is inactive".into()),
+                Some(_) => HookHealth::Unknown(format!(
+                    "{} does not expose delivery results in its API; see the hook's Recent Deliveries page",
+                    self.kind
+                )),
+            },
+        )
     }
 
     async fn settings(&self, repo: &RepoRef, branch: &str) -> Result<Settings, ForgeError> {

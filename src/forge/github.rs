@@ -9,9 +9,9 @@ use serde_json::{Value, json};
 
 use super::http::{Reply, segment, with_retry};
 use super::{
-    CiResult, CiSource, CiState, CommentOutcome, Forge, ForgeError, HookOutcome, HookSpec, Kind,
-    Permission, PrState, Protection, PullRequest, RepoRef, Retry, Settings, StatusSpec, Thread,
-    Token, User,
+    CiResult, CiSource, CiState, CommentOutcome, Forge, ForgeError, HookHealth, HookOutcome,
+    HookSpec, HookTarget, Kind, Permission, PrState, Protection, PullRequest, RepoRef, Retry,
+    Settings, StatusSpec, Thread, Token, User,
 };
 
 const KIND: Kind = Kind::Github;
@@ -51,6 +51,13 @@ impl Github {
 
     fn repo_path(repo: &RepoRef) -> String {
         format!("/repos/{}/{}", segment(&repo.owner), segment(&repo.name))
+    }
+
+    fn hooks_path(target: &HookTarget) -> String {
+        match target {
+            HookTarget::Repo(r) => format!("{}/hooks", Self::repo_path(r)),
+            HookTarget::Org(o) => format!("/orgs/{}/hooks", segment(o)),
+        }
     }
 
     async fn send(
@@ -425,10 +432,10 @@ impl Forge for Github {
 
     async fn upsert_webhook(
         &self,
-        repo: &RepoRef,
+        target: &HookTarget,
         spec: &HookSpec,
     ) -> Result<HookOutcome, ForgeError> {
-        let list = format!("{}/hooks", Self::repo_path(repo));
+        let list = Self::hooks_path(target);
         let hooks: Vec<ApiHook> = self.json("list webhooks", Method::GET, &list, None).await?;
         let config = json!({
             "url": spec.url,
@@ -453,13 +460,42 @@ impl Forge for Github {
                 if same {
                     return Ok(HookOutcome::Unchanged);
                 }
-                let path = format!("{}/hooks/{}", Self::repo_path(repo), h.id);
+                let path = format!("{list}/{}", h.id);
                 let body = json!({ "config": config, "events": EVENTS, "active": true });
                 self.send("update webhook", Method::PATCH, &path, Some(&body))
                     .await?;
                 Ok(HookOutcome::Updated)
             }
         }
+    }
+
+    async fn webhook_health(
+        &self,
+        target: &HookTarget,
+        url: &str,
+    ) -> Result<HookHealth, ForgeError> {
+        #[derive(Deserialize)]
+        struct Delivery {
+            #[serde(default)]
+            status_code: u16,
+            #[serde(default)]
+            event: String,
+            #[serde(default)]
+            delivered_at: String,
+        }
+        let list = Self::hooks_path(target);
+        let hooks: Vec<ApiHook> = self.json("list webhooks", Method::GET, &list, None).await?;
+        let want = Value::String(url.to_owned());
+        let Some(h) = hooks.iter().find(|h| h.config.get("url") == Some(&want)) else {
+            return Ok(HookHealth::Missing);
+        };
+        let path = format!("{list}/{}/deliveries?per_page=10", h.id);
+        let recent: Vec<Delivery> = self
+            .json("list webhook deliveries", Method::GET, &path, None)
+            .await?;
+        Ok(super::judge_deliveries(recent.iter().map(|d| {
+            (d.status_code, d.event.as_str(), d.delivered_at.as_str())
+        })))
     }
 
     async fn settings(&self, repo: &RepoRef, branch: &str) -> Result<Settings, ForgeError> {

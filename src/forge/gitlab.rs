@@ -7,9 +7,9 @@ use serde_json::{Value, json};
 
 use super::http::{Auth, Rest, segment};
 use super::{
-    CiResult, CiSource, CiState, CommentOutcome, Forge, ForgeError, HookOutcome, HookSpec, Kind,
-    Permission, PrState, Protection, PullRequest, RepoRef, Retry, Settings, StatusSpec, Thread,
-    Token, User,
+    CiResult, CiSource, CiState, CommentOutcome, Forge, ForgeError, HookHealth, HookOutcome,
+    HookSpec, HookTarget, Kind, Permission, PrState, Protection, PullRequest, RepoRef, Retry,
+    Settings, StatusSpec, Thread, Token, User,
 };
 
 const KIND: Kind = Kind::Gitlab;
@@ -37,6 +37,13 @@ impl Gitlab {
 
     fn project(repo: &RepoRef) -> String {
         format!("/projects/{}", segment(&repo.to_string()))
+    }
+
+    fn hooks_path(target: &HookTarget) -> String {
+        match target {
+            HookTarget::Repo(r) => format!("{}/hooks", Self::project(r)),
+            HookTarget::Org(g) => format!("/groups/{}/hooks", segment(g)),
+        }
     }
 
     fn thread_path(repo: &RepoRef, thread: Thread) -> String {
@@ -106,6 +113,10 @@ struct ApiNote {
 struct ApiHook {
     id: u64,
     url: String,
+    #[serde(default)]
+    alert_status: Option<String>,
+    #[serde(default)]
+    disabled_until: Option<String>,
     #[serde(default)]
     push_events: bool,
     #[serde(default)]
@@ -328,13 +339,13 @@ impl Forge for Gitlab {
 
     async fn upsert_webhook(
         &self,
-        repo: &RepoRef,
+        target: &HookTarget,
         spec: &HookSpec,
     ) -> Result<HookOutcome, ForgeError> {
-        let list = format!("{}/hooks", Self::project(repo));
+        let list = Self::hooks_path(target);
         let hooks: Vec<ApiHook> = self
             .rest
-            .json("list project hooks", Method::GET, &list, None)
+            .json("list hooks", Method::GET, &list, None)
             .await?;
         let body = json!({
             "url": spec.url,
@@ -349,7 +360,7 @@ impl Forge for Gitlab {
         match hooks.iter().find(|h| h.url == spec.url) {
             None => {
                 self.rest
-                    .send("add project hook", Method::POST, &list, Some(&body))
+                    .send("add hook", Method::POST, &list, Some(&body))
                     .await?;
                 Ok(HookOutcome::Created)
             }
@@ -365,11 +376,41 @@ impl Forge for Gitlab {
                 }
                 let path = format!("{list}/{}", h.id);
                 self.rest
-                    .send("edit project hook", Method::PUT, &path, Some(&body))
+                    .send("edit hook", Method::PUT, &path, Some(&body))
                     .await?;
                 Ok(HookOutcome::Updated)
             }
         }
+    }
+
+    async fn webhook_health(
+        &self,
+        target: &HookTarget,
+        url: &str,
+    ) -> Result<HookHealth, ForgeError> {
+        let list = Self::hooks_path(target);
+        let hooks: Vec<ApiHook> = self
+            .rest
+            .json("list hooks", Method::GET, &list, None)
+            .await?;
+        // GitLab disables a hook that keeps failing and says so in `alert_status`.
+        Ok(match hooks.iter().find(|h| h.url == url) {
+            None => HookHealth::Missing,
+            Some(h) => match h.alert_status.as_deref() {
+                Some("executable") => {
+                    HookHealth::Healthy("GitLab reports the hook executable".into())
+                }
+                Some(s @ ("disabled" | "temporarily_disabled")) => HookHealth::Failing(format!(
+                    "GitLab {} the hook after failed deliveries{}",
+                    s.replace('_', " "),
+                    h.disabled_until
+                        .as_deref()
+                        .map(|u| format!(" (until {u})"))
+                        .unwrap_or_default()
+                )),
+                _ => HookHealth::Unknown("this GitLab does not report hook status".into()),
+            },
+        })
     }
 
     async fn settings(&self, repo: &RepoRef, branch: &str) -> Result<Settings, ForgeError> {

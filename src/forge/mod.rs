@@ -176,6 +176,62 @@ pub struct HookSpec {
     pub secret: Token,
 }
 
+/// Where a webhook lives: one repository, or every repository of an organisation (on GitLab, a
+/// group).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HookTarget {
+    Repo(RepoRef),
+    Org(String),
+}
+
+impl std::fmt::Display for HookTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HookTarget::Repo(r) => write!(f, "{r}"),
+            HookTarget::Org(o) => write!(f, "organisation {o}"),
+        }
+    }
+}
+
+/// How a webhook has been doing, as far as the forge tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HookHealth {
+    /// No hook sends to the URL.
+    Missing,
+    /// The hook exists and its recent deliveries succeeded; says how many.
+    Healthy(String),
+    /// The hook's recent deliveries failed, or the forge disabled it; says how.
+    Failing(String),
+    /// The hook exists; the forge does not expose how its deliveries went.
+    Unknown(String),
+}
+
+/// Judges a hook by its recent deliveries, newest first: `(HTTP status, event, when)`; a status
+/// of 0 means the forge could not connect.
+pub fn judge_deliveries<'a>(recent: impl Iterator<Item = (u16, &'a str, &'a str)>) -> HookHealth {
+    let recent: Vec<_> = recent.collect();
+    if recent.is_empty() {
+        return HookHealth::Healthy("no deliveries yet".into());
+    }
+    let failed: Vec<_> = recent
+        .iter()
+        .filter(|(status, _, _)| !(200..300).contains(status))
+        .collect();
+    match failed.first() {
+        None => HookHealth::Healthy(format!("the last {} deliveries succeeded", recent.len())),
+        Some((status, event, at)) => HookHealth::Failing(format!(
+            "{} of the last {} deliveries failed; the latest failure: {event} at {at} got {}",
+            failed.len(),
+            recent.len(),
+            if *status == 0 {
+                "no answer".to_owned()
+            } else {
+                format!("HTTP {status}")
+            }
+        )),
+    }
+}
+
 /// What `upsert_webhook` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -257,12 +313,19 @@ pub trait Forge: Send + Sync {
     /// A user's permission on the repository.
     async fn permission(&self, repo: &RepoRef, user: &User) -> Result<Permission, ForgeError>;
 
-    /// Creates the repository webhook for `spec.url`, or brings an existing one up to date.
+    /// Creates the webhook for `spec.url`, or brings an existing one up to date.
     async fn upsert_webhook(
         &self,
-        repo: &RepoRef,
+        target: &HookTarget,
         spec: &HookSpec,
     ) -> Result<HookOutcome, ForgeError>;
+
+    /// Whether a webhook sends to `url`, and how its last deliveries went.
+    async fn webhook_health(
+        &self,
+        target: &HookTarget,
+        url: &str,
+    ) -> Result<HookHealth, ForgeError>;
 
     /// Merge settings and the protection of `branch`.
     async fn settings(&self, repo: &RepoRef, branch: &str) -> Result<Settings, ForgeError>;

@@ -307,7 +307,7 @@ impl Spec {
 }
 
 /// GitLab REST v4, transcribed from docs.gitlab.com (api/merge_requests.md, notes.md,
-/// issues.md, commits.md, members.md, projects.md, project_webhooks.md,
+/// issues.md, commits.md, members.md, projects.md, project_webhooks.md, group_webhooks.md,
 /// protected_branches.md, users.md) for exactly the endpoints the adapter calls, in the
 /// Swagger 2 shape the checker reads. GitLab also takes these fields as form or query
 /// parameters; the bot always sends JSON.
@@ -439,7 +439,9 @@ fn gitlab_docs() -> Value {
             "/projects/{id}/statuses/{sha}": { "post": op(Some(status), &[]) },
             "/projects/{id}/members/all/{user_id}": { "get": op(None, &[]) },
             "/projects/{id}/hooks": { "get": op(None, &paging), "post": op(Some(hook.clone()), &[]) },
-            "/projects/{id}/hooks/{hook_id}": { "put": op(Some(hook), &[]) },
+            "/projects/{id}/hooks/{hook_id}": { "put": op(Some(hook.clone()), &[]) },
+            "/groups/{id}/hooks": { "get": op(None, &paging), "post": op(Some(hook.clone()), &[]) },
+            "/groups/{id}/hooks/{hook_id}": { "put": op(Some(hook), &[]) },
             "/projects/{id}/protected_branches": { "post": op(Some(protect), &[]) },
             "/projects/{id}/protected_branches/{name}": { "get": op(None, &[]), "delete": op(None, &[]) },
         }

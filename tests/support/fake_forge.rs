@@ -96,6 +96,10 @@ pub struct Forge {
     /// access level as a number).
     pub permissions: HashMap<String, String>,
     pub hooks: Vec<Value>,
+    /// Hooks of the organisation (GitLab: group) `OWNER`.
+    pub org_hooks: Vec<Value>,
+    /// GitHub's recorded deliveries per hook id, newest first.
+    pub hook_deliveries: HashMap<u64, Vec<Value>>,
     pub repo: Value,
     pub protection: Option<Value>,
     pub faults: VecDeque<Fault>,
@@ -163,6 +167,8 @@ impl FakeForge {
             ci: Vec::new(),
             permissions: HashMap::new(),
             hooks: Vec::new(),
+            org_hooks: Vec::new(),
+            hook_deliveries: HashMap::new(),
             repo,
             protection: None,
             faults: VecDeque::new(),
@@ -505,6 +511,56 @@ impl Forge {
     }
 }
 
+/// Hooks of the repository or the organisation, GitHub and Gitea alike (secrets are never read
+/// back); GitHub's delivery listing too. `None` when `rest` is not a hooks route.
+fn hook_routes(
+    f: &mut Forge,
+    org: bool,
+    method: &str,
+    rest: &[&str],
+    body: &Value,
+) -> Option<Response> {
+    let fresh_id = f.next_id + 1;
+    let github = f.kind == "github";
+    let hooks = if org { &mut f.org_hooks } else { &mut f.hooks };
+    let forget_secret = |h: &mut Value| {
+        if let Some(cfg) = h.get_mut("config").and_then(Value::as_object_mut) {
+            cfg.remove("secret");
+        }
+    };
+    Some(match (method, rest) {
+        ("GET", ["hooks"]) => reply(200, Value::Array(hooks.clone())),
+        ("POST", ["hooks"]) => {
+            let mut h = body.clone();
+            h["id"] = json!(fresh_id);
+            forget_secret(&mut h);
+            hooks.push(h.clone());
+            f.next_id = fresh_id;
+            reply(201, h)
+        }
+        ("PATCH", ["hooks", id]) => {
+            let id: u64 = id.parse().unwrap_or(0);
+            let Some(h) = hooks.iter_mut().find(|h| h["id"] == id) else {
+                return Some(not_found());
+            };
+            for (k, v) in body.as_object().cloned().unwrap_or_default() {
+                h[k] = v;
+            }
+            forget_secret(h);
+            reply(200, h.clone())
+        }
+        ("GET", ["hooks", id, "deliveries"]) if github => {
+            let id: u64 = id.parse().unwrap_or(0);
+            if !hooks.iter().any(|h| h["id"] == id) {
+                return Some(not_found());
+            }
+            let list = f.hook_deliveries.get(&id).cloned().unwrap_or_default();
+            reply(200, Value::Array(list))
+        }
+        _ => return None,
+    })
+}
+
 fn not_found() -> Response {
     reply(404, json!({ "message": "Not Found" }))
 }
@@ -521,13 +577,22 @@ fn github_like(
     if segs == ["user"] && method == "GET" {
         return reply(200, f.user_json(&f.bot.clone()));
     }
+    let github = kind == "github";
+    if let ["orgs", org, rest @ ..] = segs {
+        if *org != OWNER {
+            return not_found();
+        }
+        return hook_routes(f, true, method, rest, &body).unwrap_or_else(not_found);
+    }
     let ["repos", owner, name, rest @ ..] = segs else {
         return not_found();
     };
     if (*owner, *name) != (OWNER, NAME) {
         return not_found();
     }
-    let github = kind == "github";
+    if let Some(r) = hook_routes(f, false, method, rest, &body) {
+        return r;
+    }
     match (method, rest) {
         ("GET", []) => reply(200, f.repo.clone()),
         ("PATCH", []) => {
@@ -699,29 +764,6 @@ fn github_like(
             ),
             None => reply(404, json!({ "message": "user is not a collaborator" })),
         },
-        ("GET", ["hooks"]) => reply(200, Value::Array(f.hooks.clone())),
-        ("POST", ["hooks"]) => {
-            let mut h = body.clone();
-            h["id"] = json!(f.id());
-            if let Some(cfg) = h.get_mut("config").and_then(Value::as_object_mut) {
-                cfg.remove("secret");
-            }
-            f.hooks.push(h.clone());
-            reply(201, h)
-        }
-        ("PATCH", ["hooks", id]) => {
-            let id: u64 = id.parse().unwrap_or(0);
-            let Some(h) = f.hooks.iter_mut().find(|h| h["id"] == id) else {
-                return not_found();
-            };
-            for (k, v) in body.as_object().cloned().unwrap_or_default() {
-                h[k] = v;
-            }
-            if let Some(cfg) = h.get_mut("config").and_then(Value::as_object_mut) {
-                cfg.remove("secret");
-            }
-            reply(200, h.clone())
-        }
         ("GET", ["branches", _, "protection"]) if github => match &f.protection {
             Some(p) => reply(200, p.clone()),
             None => reply(404, json!({ "message": "Branch not protected" })),
@@ -777,6 +819,12 @@ fn gitlab(
     if segs == ["user"] && method == "GET" {
         return reply(200, f.user_json(&f.bot.clone()));
     }
+    if let ["groups", group, rest @ ..] = segs {
+        if *group != OWNER {
+            return reply(404, json!({ "message": "404 Group Not Found" }));
+        }
+        return gitlab_hooks(f, true, method, rest, &body).unwrap_or_else(not_found);
+    }
     let ["projects", project, rest @ ..] = segs else {
         return not_found();
     };
@@ -786,6 +834,9 @@ fn gitlab(
     let thread = |kind: &str, n: &str| -> Option<(bool, u64)> {
         Some((kind == "merge_requests", n.parse().ok()?))
     };
+    if let Some(r) = gitlab_hooks(f, false, method, rest, &body) {
+        return r;
+    }
     match (method, rest) {
         ("GET", []) => reply(200, f.repo.clone()),
         ("PUT", []) => {
@@ -910,26 +961,6 @@ fn gitlab(
                 ),
                 None => reply(404, json!({ "message": "404 Not found" })),
             }
-        }
-        ("GET", ["hooks"]) => reply(200, Value::Array(f.hooks.clone())),
-        ("POST", ["hooks"]) => {
-            let mut h = body.clone();
-            h["id"] = json!(f.id());
-            h.as_object_mut().unwrap().remove("token");
-            f.hooks.push(h.clone());
-            reply(201, h)
-        }
-        ("PUT", ["hooks", id]) => {
-            let id: u64 = id.parse().unwrap_or(0);
-            let Some(h) = f.hooks.iter_mut().find(|h| h["id"] == id) else {
-                return not_found();
-            };
-            for (k, v) in body.as_object().cloned().unwrap_or_default() {
-                if k != "token" {
-                    h[k] = v;
-                }
-            }
-            reply(200, h.clone())
         }
         ("GET", ["protected_branches", _]) => match &f.protection {
             Some(p) => reply(200, p.clone()),
@@ -1197,4 +1228,45 @@ impl FakeForge {
         fx.sign(forge, secret, &id).unwrap();
         fx
     }
+}
+
+/// GitLab's project or group hooks; a new hook is `executable` until a test says otherwise.
+fn gitlab_hooks(
+    f: &mut Forge,
+    group: bool,
+    method: &str,
+    rest: &[&str],
+    body: &Value,
+) -> Option<Response> {
+    let fresh_id = f.next_id + 1;
+    let hooks = if group {
+        &mut f.org_hooks
+    } else {
+        &mut f.hooks
+    };
+    Some(match (method, rest) {
+        ("GET", ["hooks"]) => reply(200, Value::Array(hooks.clone())),
+        ("POST", ["hooks"]) => {
+            let mut h = body.clone();
+            h["id"] = json!(fresh_id);
+            h["alert_status"] = json!("executable");
+            h.as_object_mut()?.remove("token");
+            hooks.push(h.clone());
+            f.next_id = fresh_id;
+            reply(201, h)
+        }
+        ("PUT", ["hooks", id]) => {
+            let id: u64 = id.parse().unwrap_or(0);
+            let Some(h) = hooks.iter_mut().find(|h| h["id"] == id) else {
+                return Some(not_found());
+            };
+            for (k, v) in body.as_object().cloned().unwrap_or_default() {
+                if k != "token" {
+                    h[k] = v;
+                }
+            }
+            reply(200, h.clone())
+        }
+        _ => return None,
+    })
 }
