@@ -353,13 +353,6 @@ impl Store {
             .busy_timeout(Duration::from_secs(10));
         let mut writer = SqliteConnection::connect_with(&opts).await?;
         sqlx::raw_sql(SCHEMA).execute(&mut writer).await?;
-        // Checkpoints copy the WAL into the database file and sync it: several milliseconds that
-        // an automatic checkpoint spends inside whichever commit crosses the threshold, in front
-        // of every delivery waiting on that commit. A separate connection does them instead.
-        sqlx::query("PRAGMA wal_autocheckpoint = 0")
-            .execute(&mut writer)
-            .await?;
-        let checkpointer = SqliteConnection::connect_with(&opts).await?;
 
         sqlx::any::install_default_drivers();
         let read_url = opts.clone().read_only(true).to_url_lossy();
@@ -369,7 +362,6 @@ impl Store {
             .await?;
         let (ops, rx) = mpsc::channel(16_384);
         let new_work = Arc::new(Notify::new());
-        tokio::spawn(checkpoint_loop(checkpointer, ops.downgrade()));
         tokio::spawn(write_loop(writer, rx, new_work.clone(), sync));
         Ok(Store {
             pool,
@@ -683,28 +675,6 @@ pub fn redact_url(url: &str) -> String {
             u.to_string()
         }
         _ => url.to_owned(),
-    }
-}
-
-/// How often the checkpointer copies the WAL into the database.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
-
-/// Checkpoints the WAL beside the writer (PASSIVE: never blocks it) until the store is dropped.
-/// The WAL restarts from its beginning after a complete checkpoint, so it stays small.
-async fn checkpoint_loop(mut conn: SqliteConnection, alive: mpsc::WeakSender<Op>) {
-    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        if alive.upgrade().is_none() {
-            return;
-        }
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&mut conn)
-            .await
-        {
-            tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
-        }
     }
 }
 
