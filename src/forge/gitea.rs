@@ -40,6 +40,23 @@ impl Gitea {
         format!("/repos/{}/{}", segment(&repo.owner), segment(&repo.name))
     }
 
+    /// The hooks path of `target` and the hook there that sends to `url`.
+    async fn find_hook(
+        &self,
+        target: &HookTarget,
+        url: &str,
+    ) -> Result<(String, Option<ApiHook>), ForgeError> {
+        let list = Self::hooks_path(target);
+        let hooks: Vec<ApiHook> = self
+            .rest
+            .json("list hooks", Method::GET, &list, None)
+            .await?;
+        let found = hooks
+            .into_iter()
+            .find(|h| h.config.get("url").map(String::as_str) == Some(url));
+        Ok((list, found))
+    }
+
     fn hooks_path(target: &HookTarget) -> String {
         match target {
             HookTarget::Repo(r) => format!("{}/hooks", Self::repo_path(r)),
@@ -377,21 +394,14 @@ impl Forge for Gitea {
         target: &HookTarget,
         spec: &HookSpec,
     ) -> Result<HookOutcome, ForgeError> {
-        let list = Self::hooks_path(target);
-        let hooks: Vec<ApiHook> = self
-            .rest
-            .json("list hooks", Method::GET, &list, None)
-            .await?;
+        let (list, found) = self.find_hook(target, &spec.url).await?;
         let config = json!({
             "url": spec.url,
             "content_type": "json",
             "secret": spec.secret.expose(),
         });
         let events: Vec<&str> = EVENTS.to_vec();
-        match hooks
-            .iter()
-            .find(|h| h.config.get("url") == Some(&spec.url))
-        {
+        match &found {
             None => {
                 let hook_type = if self.kind == Kind::Forgejo {
                     "forgejo"
@@ -428,24 +438,15 @@ impl Forge for Gitea {
         target: &HookTarget,
         url: &str,
     ) -> Result<HookHealth, ForgeError> {
-        let list = Self::hooks_path(target);
-        let hooks: Vec<ApiHook> = self
-            .rest
-            .json("list hooks", Method::GET, &list, None)
-            .await?;
-        Ok(
-            match hooks
-                .iter()
-                .find(|h| h.config.get("url").map(String::as_str) == Some(url))
-            {
-                None => HookHealth::Missing,
-                Some(h) if !h.active => HookHealth::Failing("the hook is inactive".into()),
-                Some(_) => HookHealth::Unknown(format!(
-                    "{} does not expose delivery results in its API; see the hook's Recent Deliveries page",
-                    self.kind
-                )),
-            },
-        )
+        let (_, found) = self.find_hook(target, url).await?;
+        Ok(match found {
+            None => HookHealth::Missing,
+            Some(h) if !h.active => HookHealth::Failing("the hook is inactive".into()),
+            Some(_) => HookHealth::Unknown(format!(
+                "{} does not expose delivery results in its API; see the hook's Recent Deliveries page",
+                self.kind
+            )),
+        })
     }
 
     async fn settings(&self, repo: &RepoRef, branch: &str) -> Result<Settings, ForgeError> {

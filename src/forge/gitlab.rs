@@ -39,6 +39,20 @@ impl Gitlab {
         format!("/projects/{}", segment(&repo.to_string()))
     }
 
+    /// The hooks path of `target` and the hook there that sends to `url`.
+    async fn find_hook(
+        &self,
+        target: &HookTarget,
+        url: &str,
+    ) -> Result<(String, Option<ApiHook>), ForgeError> {
+        let list = Self::hooks_path(target);
+        let hooks: Vec<ApiHook> = self
+            .rest
+            .json("list hooks", Method::GET, &list, None)
+            .await?;
+        Ok((list, hooks.into_iter().find(|h| h.url == url)))
+    }
+
     fn hooks_path(target: &HookTarget) -> String {
         match target {
             HookTarget::Repo(r) => format!("{}/hooks", Self::project(r)),
@@ -342,11 +356,7 @@ impl Forge for Gitlab {
         target: &HookTarget,
         spec: &HookSpec,
     ) -> Result<HookOutcome, ForgeError> {
-        let list = Self::hooks_path(target);
-        let hooks: Vec<ApiHook> = self
-            .rest
-            .json("list hooks", Method::GET, &list, None)
-            .await?;
+        let (list, found) = self.find_hook(target, &spec.url).await?;
         let body = json!({
             "url": spec.url,
             "token": spec.secret.expose(),
@@ -357,7 +367,7 @@ impl Forge for Gitlab {
             "job_events": true,
             "enable_ssl_verification": true,
         });
-        match hooks.iter().find(|h| h.url == spec.url) {
+        match &found {
             None => {
                 self.rest
                     .send("add hook", Method::POST, &list, Some(&body))
@@ -388,13 +398,9 @@ impl Forge for Gitlab {
         target: &HookTarget,
         url: &str,
     ) -> Result<HookHealth, ForgeError> {
-        let list = Self::hooks_path(target);
-        let hooks: Vec<ApiHook> = self
-            .rest
-            .json("list hooks", Method::GET, &list, None)
-            .await?;
+        let (_, found) = self.find_hook(target, url).await?;
         // GitLab disables a hook that keeps failing and says so in `alert_status`.
-        Ok(match hooks.iter().find(|h| h.url == url) {
+        Ok(match found {
             None => HookHealth::Missing,
             Some(h) => match h.alert_status.as_deref() {
                 Some("executable") => {

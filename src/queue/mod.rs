@@ -251,53 +251,43 @@ pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// The ledger's table in either dialect: `{id}`, `{int}` and `{blob}` name its types.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS deliveries (
-    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    id              {id},
     forge           TEXT    NOT NULL,
     hook_id         TEXT    NOT NULL,
     delivery_id     TEXT    NOT NULL,
     event           TEXT    NOT NULL,
     headers         TEXT    NOT NULL,
-    body            BLOB    NOT NULL,
+    body            {blob}  NOT NULL,
     body_encoding   TEXT    NOT NULL DEFAULT 'identity',
-    received_at     INTEGER NOT NULL,
+    received_at     {int}   NOT NULL,
     state           TEXT    NOT NULL DEFAULT 'queued',
-    attempts        INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at INTEGER NOT NULL DEFAULT 0,
+    attempts        {int}   NOT NULL DEFAULT 0,
+    next_attempt_at {int}   NOT NULL DEFAULT 0,
     last_error      TEXT,
     lane            TEXT,
     result          TEXT,
-    finished_at     INTEGER,
+    finished_at     {int},
     UNIQUE (forge, hook_id, delivery_id)
 );
 CREATE INDEX IF NOT EXISTS deliveries_queued ON deliveries (id) WHERE state = 'queued';
 CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries (state, id);
 ";
 
-const PG_SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS deliveries (
-    id              BIGSERIAL PRIMARY KEY,
-    forge           TEXT    NOT NULL,
-    hook_id         TEXT    NOT NULL,
-    delivery_id     TEXT    NOT NULL,
-    event           TEXT    NOT NULL,
-    headers         TEXT    NOT NULL,
-    body            BYTEA   NOT NULL,
-    body_encoding   TEXT    NOT NULL DEFAULT 'identity',
-    received_at     BIGINT  NOT NULL,
-    state           TEXT    NOT NULL DEFAULT 'queued',
-    attempts        BIGINT  NOT NULL DEFAULT 0,
-    next_attempt_at BIGINT  NOT NULL DEFAULT 0,
-    last_error      TEXT,
-    lane            TEXT,
-    result          TEXT,
-    finished_at     BIGINT,
-    UNIQUE (forge, hook_id, delivery_id)
-);
-CREATE INDEX IF NOT EXISTS deliveries_queued ON deliveries (id) WHERE state = 'queued';
-CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries (state, id);
-";
+/// The schema for SQLite (`id` is the rowid) or PostgreSQL.
+fn schema(postgres: bool) -> String {
+    let (id, int, blob) = if postgres {
+        ("BIGSERIAL PRIMARY KEY", "BIGINT", "BYTEA")
+    } else {
+        ("INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER", "BLOB")
+    };
+    SCHEMA
+        .replace("{id}", id)
+        .replace("{int}", int)
+        .replace("{blob}", blob)
+}
 
 const COLUMNS: &str = "id, forge, hook_id, delivery_id, event, headers, body, body_encoding, received_at, state, attempts, next_attempt_at, last_error, lane, result, finished_at";
 
@@ -352,7 +342,9 @@ impl Store {
             })
             .busy_timeout(Duration::from_secs(10));
         let mut writer = SqliteConnection::connect_with(&opts).await?;
-        sqlx::raw_sql(SCHEMA).execute(&mut writer).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(schema(false)))
+            .execute(&mut writer)
+            .await?;
 
         sqlx::any::install_default_drivers();
         let read_url = opts.clone().read_only(true).to_url_lossy();
@@ -386,7 +378,9 @@ impl Store {
         )))
         .execute(&mut *tx)
         .await?;
-        sqlx::raw_sql(PG_SCHEMA).execute(&mut *tx).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(schema(true)))
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(Store {
             pool,
