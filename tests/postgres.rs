@@ -11,12 +11,10 @@ use support::fake_forge::Happening;
 use support::story::{Story, TOKEN};
 use support::{SECRET, client, github, post};
 use trunkwarden::forge::{self, Forge as _, RepoRef, Retry, Token};
-use trunkwarden::queue::worker::{Handler, HandlerError, RetryPolicy, WorkerConfig};
-use trunkwarden::queue::{Delivery, State, Store, Sync, database_url};
-use trunkwarden::server::{Running, Settings, start};
-use trunkwarden::webhook::Verifier;
+use trunkwarden::queue::worker::{Handler, HandlerError};
+use trunkwarden::queue::{Delivery, State, Store, database_url};
+use trunkwarden::server::{Running, start};
 use trunkwarden::webhook::event::Event;
-use trunkwarden::webhook::verify::Secrets;
 
 /// A fresh schema in the test database; the URL selects it for every connection.
 async fn fresh_schema() -> String {
@@ -57,26 +55,7 @@ impl Handler for Replica {
 
 async fn replica(url: &str, name: &'static str, log: Arc<Log>) -> (tempfile::TempDir, Running) {
     let dir = tempfile::tempdir().unwrap();
-    let settings = Settings {
-        db: Some(url.to_owned()),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().to_owned(),
-        max_body_bytes: 1 << 20,
-        request_timeout: Duration::from_secs(10),
-        workers: Some(WorkerConfig {
-            concurrency: 4,
-            retry: RetryPolicy {
-                max_attempts: 3,
-                base: Duration::from_millis(10),
-                max: Duration::from_millis(40),
-            },
-        }),
-        sync: Sync::Full,
-        verifier: Verifier {
-            github: Secrets::from_list(SECRET),
-            ..Default::default()
-        },
-    };
+    let settings = support::settings(dir.path(), Some(url.to_owned()), SECRET);
     let running = start(settings, Arc::new(Replica { name, log }))
         .await
         .unwrap();

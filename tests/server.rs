@@ -8,36 +8,17 @@ use std::time::Duration;
 
 use axum::http::HeaderValue;
 use support::{SECRET, client, fixture, github, post};
-use trunkwarden::queue::worker::{Handler, HandlerError, RecordHandler, RetryPolicy, WorkerConfig};
-use trunkwarden::queue::{Delivery, State, Store, Sync};
+use trunkwarden::queue::worker::{Handler, HandlerError, RecordHandler};
+use trunkwarden::queue::{Delivery, State, Store};
 use trunkwarden::server::{Running, Settings, start};
+use trunkwarden::webhook::Forge;
 use trunkwarden::webhook::event::Event;
-use trunkwarden::webhook::verify::{self, Secrets};
-use trunkwarden::webhook::{Forge, Verifier};
+use trunkwarden::webhook::verify::{self};
 
 fn settings(dir: &std::path::Path) -> Settings {
     Settings {
-        db: None,
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.to_owned(),
         max_body_bytes: 64 * 1024,
-        request_timeout: Duration::from_secs(10),
-        workers: Some(WorkerConfig {
-            concurrency: 4,
-            retry: RetryPolicy {
-                max_attempts: 3,
-                base: Duration::from_millis(10),
-                max: Duration::from_millis(40),
-            },
-        }),
-        sync: Sync::Full,
-        verifier: Verifier {
-            github: Secrets::from_list(SECRET),
-            gitea: Secrets::from_list(SECRET),
-            gitlab_tokens: Secrets::from_list(SECRET),
-            gitlab_tolerance_secs: 300,
-            ..Default::default()
-        },
+        ..support::settings(dir, None, SECRET)
     }
 }
 

@@ -123,7 +123,6 @@ const TABLES: [&str; 9] = [
 /// Prefixes the engine's table names and numbers the `?` placeholders.
 fn ledger_sql(sql: &str, prefix: &str) -> String {
     let mut out = String::with_capacity(sql.len() + 32);
-    let mut n = 0;
     for token in sql.split_inclusive(|c: char| !(c.is_alphanumeric() || c == '_')) {
         let (word, sep) = match token.char_indices().last() {
             Some((at, c)) if !(c.is_alphanumeric() || c == '_') => (&token[..at], &token[at..]),
@@ -133,15 +132,9 @@ fn ledger_sql(sql: &str, prefix: &str) -> String {
             out.push_str(prefix);
         }
         out.push_str(word);
-        if sep == "?" {
-            n += 1;
-            out.push('$');
-            out.push_str(&n.to_string());
-        } else {
-            out.push_str(sep);
-        }
+        out.push_str(sep);
     }
-    out
+    crate::queue::numbered(&out)
 }
 
 fn now_rfc3339() -> String {

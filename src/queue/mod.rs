@@ -463,18 +463,8 @@ impl Store {
             let mut sql = String::new();
             let mut args = sqlx::any::AnyArguments::default();
             let now = now_ms();
-            let bind_err =
-                |e: sqlx::error::BoxDynError| Arc::new(StoreError::Db(sqlx::Error::Encode(e)));
-            if let Finish::Done { id, lane, result } = &f {
-                use sqlx::Arguments as _;
-                sql.push_str("UPDATE deliveries SET state = 'done', attempts = attempts + 1, lane = ?, result = ?, last_error = NULL, finished_at = ? WHERE id = ?");
-                args.add(lane.clone()).map_err(bind_err)?;
-                args.add(result.clone()).map_err(bind_err)?;
-                args.add(now).map_err(bind_err)?;
-                args.add(*id).map_err(bind_err)?;
-            } else {
-                finish_sql(&mut sql, &mut args, &f, now).map_err(bind_err)?;
-            }
+            finish_sql(&mut sql, &mut args, &f, now)
+                .map_err(|e| Arc::new(StoreError::Db(sqlx::Error::Encode(e))))?;
             let sql = numbered(sql.trim_end_matches(';'));
             sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
                 .execute(&self.pool)
@@ -645,8 +635,9 @@ fn row_to_delivery(r: &AnyRow) -> Result<Delivery, StoreError> {
     })
 }
 
-/// `?` placeholders as `$1, $2, …` for PostgreSQL (the statements here hold no `?` in text).
-fn numbered(sql: &str) -> String {
+/// `?` placeholders as `$1, $2, …`, which PostgreSQL needs and SQLite reads too (the ledgers'
+/// statements hold no `?` in text).
+pub(crate) fn numbered(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len() + 8);
     let mut n = 0;
     for c in sql.chars() {
@@ -874,6 +865,8 @@ async fn run_batch(
     }
     for op in others {
         match op {
+            // `Done` is marked in bulk above.
+            Op::Finish(Finish::Done { .. }, _) => {}
             Op::Finish(f, _) => finish_sql(&mut sql, &mut args, f, now).map_err(bind_err)?,
             Op::Requeue(id, _) => {
                 sql.push_str(
@@ -914,7 +907,7 @@ async fn run_batch(
     Ok((ids, requeued))
 }
 
-/// Appends the statement recording one non-`Done` outcome (`Done` is marked in bulk).
+/// Appends the statement recording one outcome (SQLite batches mark `Done` in bulk instead).
 fn finish_sql<A>(
     sql: &mut String,
     args: &mut A,
@@ -927,7 +920,15 @@ where
     String: sqlx::Encode<'static, A::Database> + sqlx::Type<A::Database>,
 {
     match f {
-        Finish::Done { .. } => {}
+        Finish::Done { id, lane, result } => {
+            sql.push_str(
+                "UPDATE deliveries SET state = 'done', attempts = attempts + 1, lane = ?, result = ?, last_error = NULL, finished_at = ? WHERE id = ?;",
+            );
+            args.add(lane.clone())?;
+            args.add(result.clone())?;
+            args.add(now)?;
+            args.add(*id)?;
+        }
         Finish::Ignored { id, reason } => {
             sql.push_str(
                 "UPDATE deliveries SET state = 'ignored', result = ?, finished_at = ? WHERE id = ?;",

@@ -134,15 +134,7 @@ fn published(values: &[String]) -> HashSet<Vec<u8>> {
 impl Scanner {
     /// The built-in rule set.
     pub fn builtin() -> Result<Scanner, RuleError> {
-        Scanner::from_toml(RULES_TOML)
-    }
-
-    /// A rule set from TOML text (`[[rule]]` tables).
-    pub fn from_toml(text: &str) -> Result<Scanner, RuleError> {
-        let file: RulesFile = toml::from_str(text).map_err(|e| RuleError::Parse(e.to_string()))?;
-        let mut scanner = Scanner::new(file.rule)?;
-        scanner.published = published(&file.published_examples);
-        Ok(scanner)
+        Scanner::for_policy(&SecretsPolicy::default(), None)
     }
 
     /// Builds the prefilter over every rule's keywords.
@@ -196,7 +188,7 @@ impl Scanner {
     ) -> Result<Scanner, RuleError> {
         let file: RulesFile =
             toml::from_str(RULES_TOML).map_err(|e| RuleError::Parse(e.to_string()))?;
-        let mut rules = file.rule.clone();
+        let mut rules = file.rule;
         for id in &policy.disable {
             if !rules.iter().any(|r| &r.id == id) {
                 return Err(RuleError::Tuning(format!(
@@ -239,21 +231,15 @@ impl Scanner {
 
     /// Proves one rule on its own examples: each is found, no negative is.
     pub fn check_examples(&self, id: &str) -> Result<(), RuleError> {
-        let Some(rule) = self.rules.iter().find(|r| r.id == id) else {
+        let Some(i) = self.rules.iter().position(|r| r.id == id) else {
             return Err(RuleError::Parse(format!("no rule `{id}`")));
         };
+        self.compiled(i)?;
+        let rule = &self.rules[i];
         let invalid = |message: String| RuleError::Invalid {
             id: id.to_owned(),
             message,
         };
-        if let Some(Err(e)) = self.rules.iter().position(|r| r.id == id).map(|i| {
-            self.regexes[i]
-                .get_or_init(|| compile(&rule.regex))
-                .as_ref()
-                .map(|_| ())
-        }) {
-            return Err(invalid(format!("regex: {e}")));
-        }
         for (n, ex) in rule.examples.iter().enumerate() {
             if !self
                 .scan("example", ex.as_bytes())
@@ -291,24 +277,20 @@ impl Scanner {
         &self.rules
     }
 
-    fn regex(&self, i: usize) -> Option<&Regex> {
+    /// Rule `i`'s regex, compiled on its first use; the error names the rule.
+    fn compiled(&self, i: usize) -> Result<&Regex, RuleError> {
         self.regexes[i]
             .get_or_init(|| compile(&self.rules[i].regex))
             .as_ref()
-            .ok()
+            .map_err(|e| RuleError::Invalid {
+                id: self.rules[i].id.clone(),
+                message: format!("regex: {e}"),
+            })
     }
 
     /// Compiles every rule's regex now, returning the first that does not compile.
     pub fn check_all(&self) -> Result<(), RuleError> {
-        for (i, r) in self.rules.iter().enumerate() {
-            if let Err(e) = self.regexes[i].get_or_init(|| compile(&r.regex)) {
-                return Err(RuleError::Invalid {
-                    id: r.id.clone(),
-                    message: format!("regex: {e}"),
-                });
-            }
-        }
-        Ok(())
+        (0..self.rules.len()).try_for_each(|i| self.compiled(i).map(|_| ()))
     }
 
     /// Whether content looks binary (a NUL in its first 8 KiB).
@@ -336,7 +318,7 @@ impl Scanner {
             }
             let from = start.max(searched_to[ri].saturating_sub(w));
             searched_to[ri] = end;
-            let Some(re) = self.regex(ri) else {
+            let Ok(re) = self.compiled(ri) else {
                 continue;
             };
             for caps in re.captures_iter(&content[from..end]) {

@@ -511,8 +511,10 @@ impl Forge {
     }
 }
 
-/// Hooks of the repository or the organisation, GitHub and Gitea alike (secrets are never read
-/// back); GitHub's delivery listing too. `None` when `rest` is not a hooks route.
+/// Hooks of the repository or the organisation (GitLab: project or group), each dialect's way:
+/// GitHub and Gitea edit with PATCH and keep the secret in `config`, GitLab edits with PUT, keeps
+/// it as `token` and marks a new hook `executable`. Secrets are never read back. GitHub lists a
+/// hook's deliveries. `None` when `rest` is not a hooks route.
 fn hook_routes(
     f: &mut Forge,
     org: bool,
@@ -521,10 +523,15 @@ fn hook_routes(
     body: &Value,
 ) -> Option<Response> {
     let fresh_id = f.next_id + 1;
-    let github = f.kind == "github";
+    let (github, gitlab) = (f.kind == "github", f.kind == "gitlab");
+    let edit = if gitlab { "PUT" } else { "PATCH" };
     let hooks = if org { &mut f.org_hooks } else { &mut f.hooks };
     let forget_secret = |h: &mut Value| {
-        if let Some(cfg) = h.get_mut("config").and_then(Value::as_object_mut) {
+        if gitlab {
+            if let Some(o) = h.as_object_mut() {
+                o.remove("token");
+            }
+        } else if let Some(cfg) = h.get_mut("config").and_then(Value::as_object_mut) {
             cfg.remove("secret");
         }
     };
@@ -533,12 +540,15 @@ fn hook_routes(
         ("POST", ["hooks"]) => {
             let mut h = body.clone();
             h["id"] = json!(fresh_id);
+            if gitlab {
+                h["alert_status"] = json!("executable");
+            }
             forget_secret(&mut h);
             hooks.push(h.clone());
             f.next_id = fresh_id;
             reply(201, h)
         }
-        ("PATCH", ["hooks", id]) => {
+        (m, ["hooks", id]) if m == edit => {
             let id: u64 = id.parse().unwrap_or(0);
             let Some(h) = hooks.iter_mut().find(|h| h["id"] == id) else {
                 return Some(not_found());
@@ -823,7 +833,7 @@ fn gitlab(
         if *group != OWNER {
             return reply(404, json!({ "message": "404 Group Not Found" }));
         }
-        return gitlab_hooks(f, true, method, rest, &body).unwrap_or_else(not_found);
+        return hook_routes(f, true, method, rest, &body).unwrap_or_else(not_found);
     }
     let ["projects", project, rest @ ..] = segs else {
         return not_found();
@@ -834,7 +844,7 @@ fn gitlab(
     let thread = |kind: &str, n: &str| -> Option<(bool, u64)> {
         Some((kind == "merge_requests", n.parse().ok()?))
     };
-    if let Some(r) = gitlab_hooks(f, false, method, rest, &body) {
+    if let Some(r) = hook_routes(f, false, method, rest, &body) {
         return r;
     }
     match (method, rest) {
@@ -1228,45 +1238,4 @@ impl FakeForge {
         fx.sign(forge, secret, &id).unwrap();
         fx
     }
-}
-
-/// GitLab's project or group hooks; a new hook is `executable` until a test says otherwise.
-fn gitlab_hooks(
-    f: &mut Forge,
-    group: bool,
-    method: &str,
-    rest: &[&str],
-    body: &Value,
-) -> Option<Response> {
-    let fresh_id = f.next_id + 1;
-    let hooks = if group {
-        &mut f.org_hooks
-    } else {
-        &mut f.hooks
-    };
-    Some(match (method, rest) {
-        ("GET", ["hooks"]) => reply(200, Value::Array(hooks.clone())),
-        ("POST", ["hooks"]) => {
-            let mut h = body.clone();
-            h["id"] = json!(fresh_id);
-            h["alert_status"] = json!("executable");
-            h.as_object_mut()?.remove("token");
-            hooks.push(h.clone());
-            f.next_id = fresh_id;
-            reply(201, h)
-        }
-        ("PUT", ["hooks", id]) => {
-            let id: u64 = id.parse().unwrap_or(0);
-            let Some(h) = hooks.iter_mut().find(|h| h["id"] == id) else {
-                return Some(not_found());
-            };
-            for (k, v) in body.as_object().cloned().unwrap_or_default() {
-                if k != "token" {
-                    h[k] = v;
-                }
-            }
-            reply(200, h.clone())
-        }
-        _ => return None,
-    })
 }

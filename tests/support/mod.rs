@@ -8,8 +8,42 @@ pub mod story;
 
 use std::path::PathBuf;
 
+use std::time::Duration;
+
 use axum::http::HeaderValue;
-use trunkwarden::webhook::{Forge, fixture};
+use trunkwarden::queue::Sync;
+use trunkwarden::queue::worker::{RetryPolicy, WorkerConfig};
+use trunkwarden::server::Settings;
+use trunkwarden::webhook::verify::Secrets;
+use trunkwarden::webhook::{Forge, Verifier, fixture};
+
+/// A test server on a free loopback port that checks every forge's deliveries with `secret`,
+/// retries quickly, and keeps its ledger in `data_dir` (or PostgreSQL at `db`).
+pub fn settings(data_dir: &std::path::Path, db: Option<String>, secret: &str) -> Settings {
+    Settings {
+        db,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: data_dir.to_owned(),
+        max_body_bytes: 25 << 20,
+        request_timeout: Duration::from_secs(10),
+        workers: Some(WorkerConfig {
+            concurrency: 4,
+            retry: RetryPolicy {
+                max_attempts: 3,
+                base: Duration::from_millis(10),
+                max: Duration::from_millis(40),
+            },
+        }),
+        sync: Sync::Full,
+        verifier: Verifier {
+            github: Secrets::from_list(secret),
+            gitea: Secrets::from_list(secret),
+            gitlab_tokens: Secrets::from_list(secret),
+            gitlab_tolerance_secs: 300,
+            ..Default::default()
+        },
+    }
+}
 
 /// The secret the test servers are configured with.
 pub const SECRET: &str = "test-secret-🦀";

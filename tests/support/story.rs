@@ -10,11 +10,8 @@ use super::fake_forge::{Ci, FakeForge, Happening};
 use super::git::{Sandbox, write};
 use trunkwarden::engine::{Engine, EngineConfig};
 use trunkwarden::forge::{self, Forge, Retry, Token};
-use trunkwarden::queue::Sync;
 use trunkwarden::queue::worker::{RetryPolicy, WorkerConfig};
 use trunkwarden::server::{self, Running, Settings};
-use trunkwarden::webhook::Verifier;
-use trunkwarden::webhook::verify::Secrets;
 
 pub const TOKEN: &str = "engine-test-token";
 pub const SECRET: &str = "engine-hook-secret";
@@ -99,11 +96,6 @@ impl Story {
             .unwrap(),
         );
         let settings = Settings {
-            db,
-            listen: "127.0.0.1:0".parse().unwrap(),
-            data_dir: sb.path("ledger"),
-            max_body_bytes: 25 << 20,
-            request_timeout: Duration::from_secs(10),
             workers: Some(WorkerConfig {
                 concurrency: 4,
                 retry: RetryPolicy {
@@ -112,14 +104,7 @@ impl Story {
                     max: Duration::from_millis(200),
                 },
             }),
-            sync: Sync::Full,
-            verifier: Verifier {
-                github: Secrets::from_list(SECRET),
-                gitea: Secrets::from_list(SECRET),
-                gitlab_tokens: Secrets::from_list(SECRET),
-                gitlab_tolerance_secs: 300,
-                ..Default::default()
-            },
+            ..super::settings(&sb.path("ledger"), db, SECRET)
         };
         let running = server::start(settings, engine.clone()).await.unwrap();
         let url = format!("http://{}/webhook", running.addr);
