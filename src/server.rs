@@ -161,8 +161,7 @@ async fn ingest_inner(app: &App, forge: Forge, headers: &HeaderMap, body: Bytes)
         delivery_id: m.delivery_id,
         event: m.event,
         headers: serde_json::to_string(&m.headers).unwrap_or_else(|_| "{}".into()),
-        body: body.to_vec(),
-        body_encoding: "identity",
+        body,
         received_at: now_ms(),
     };
     match app.store.insert(new).await {

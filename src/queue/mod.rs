@@ -1,12 +1,15 @@
 //! The durable delivery ledger and work queue: SQLite in WAL mode (the embedded default), or
 //! PostgreSQL shared by several replicas (`--db postgres://…`).
 //!
-//! Every write goes through one writer task that commits in groups: requests that arrive while a
-//! commit is in flight share the next one, so each acknowledged delivery is on disk (fsynced with
-//! `synchronous=FULL`) while the cost of the sync is shared. Reads use a small pool; WAL lets them
-//! run beside the writer.
+//! With SQLite every write goes through one connection that commits in groups (see `sqlite`), so
+//! each acknowledged delivery is on disk (fsynced with `synchronous=FULL`) while the cost of the
+//! sync is shared. Reads use a small pool; WAL lets them run beside the writer. Deliveries the
+//! writer commits are handed to the dispatcher in memory, so they are not read back.
 
+mod sqlite;
 pub mod worker;
+
+pub use sqlite::Fed;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -14,27 +17,30 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde::Serialize;
 use sqlx::AnyPool;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
+use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection, Row};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::Notify;
 
 use crate::webhook::Forge;
 
 /// Name of the SQLite file inside the data directory.
 pub const DB_FILE: &str = "trunkwarden.sqlite3";
 
-/// Most deliveries committed together; bounds the statement size and the batch's memory.
-const MAX_BATCH: usize = 256;
-const MAX_BATCH_BYTES: usize = 64 << 20;
-
 /// A ledger operation that failed; the message names the operation.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("cannot start the ledger's checkpoint thread: {0}")]
+    Thread(String),
+    #[error("cannot flush the ledger to disk: {0}")]
+    Flush(std::io::Error),
     #[error("the ledger writer has stopped")]
     WriterGone,
     #[error("delivery {id}: the stored body does not decompress")]
@@ -108,9 +114,8 @@ pub struct NewDelivery {
     pub event: String,
     /// Kept headers as a JSON object.
     pub headers: String,
-    pub body: Vec<u8>,
-    /// Set by the store: how `body` is kept on disk.
-    pub body_encoding: &'static str,
+    /// The body as received; the store decides how to keep it on disk.
+    pub body: Bytes,
     /// Unix milliseconds.
     pub received_at: i64,
 }
@@ -133,7 +138,7 @@ pub struct Delivery {
     pub event: String,
     pub headers: serde_json::Value,
     #[serde(skip)]
-    pub body: Vec<u8>,
+    pub body: Bytes,
     pub received_at: i64,
     pub state: String,
     pub attempts: i64,
@@ -177,15 +182,6 @@ pub enum Finish {
     },
 }
 
-/// Where the writer sends one operation's answer.
-type Reply<T> = oneshot::Sender<Result<T, Arc<StoreError>>>;
-
-enum Op {
-    Insert(NewDelivery, Reply<Inserted>),
-    Finish(Finish, Reply<()>),
-    Requeue(i64, Reply<bool>),
-}
-
 /// The ledger: a pool for reads (and PostgreSQL's writes), the SQLite writer, and a signal for
 /// new work.
 #[derive(Clone)]
@@ -197,8 +193,8 @@ pub struct Store {
 
 #[derive(Clone)]
 enum Db {
-    /// Every write goes through the single writer task.
-    Sqlite { ops: mpsc::Sender<Op> },
+    /// Every write goes through the single writer.
+    Sqlite { writer: Arc<sqlite::Writer> },
     /// PostgreSQL serializes writers itself; `url` opens the leader's own connection.
     Postgres { url: String },
 }
@@ -272,8 +268,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
     finished_at     {int},
     UNIQUE (forge, hook_id, delivery_id)
 );
-CREATE INDEX IF NOT EXISTS deliveries_queued ON deliveries (id) WHERE state = 'queued';
 CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries (state, id);
+DROP INDEX IF EXISTS deliveries_queued;
 ";
 
 /// The schema for SQLite (`id` is the rowid) or PostgreSQL.
@@ -281,7 +277,9 @@ fn schema(postgres: bool) -> String {
     let (id, int, blob) = if postgres {
         ("BIGSERIAL PRIMARY KEY", "BIGINT", "BYTEA")
     } else {
-        ("INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER", "BLOB")
+        // Not AUTOINCREMENT: ids only grow as long as no row is deleted, and none is, while
+        // AUTOINCREMENT writes its counter's page on every commit.
+        ("INTEGER PRIMARY KEY", "INTEGER", "BLOB")
     };
     SCHEMA
         .replace("{id}", id)
@@ -297,21 +295,22 @@ const MAX_STORED_BODY: usize = 64 << 20;
 /// Compresses a body for storage. Webhook JSON shrinks about fourfold, which is what the single
 /// writer thread spends most of its time on (WAL frames and checkpoint copies); the compression
 /// itself runs on the request's own thread, in parallel.
-fn encode_body(body: Vec<u8>) -> (Vec<u8>, &'static str) {
+/// `None` keeps the body as it is.
+fn encode_body(body: &[u8]) -> (Option<Vec<u8>>, &'static str) {
     if body.len() < 256 {
-        return (body, "identity");
+        return (None, "identity");
     }
-    let packed = lz4_flex::compress_prepend_size(&body);
+    let packed = lz4_flex::compress_prepend_size(body);
     if packed.len() < body.len() {
-        (packed, "lz4")
+        (Some(packed), "lz4")
     } else {
-        (body, "identity")
+        (None, "identity")
     }
 }
 
-fn decode_body(id: i64, body: Vec<u8>, encoding: &str) -> Result<Vec<u8>, StoreError> {
+fn decode_body(id: i64, body: Vec<u8>, encoding: &str) -> Result<Bytes, StoreError> {
     match encoding {
-        "identity" => Ok(body),
+        "identity" => Ok(body.into()),
         "lz4" => {
             let claimed = body
                 .get(..4)
@@ -319,7 +318,9 @@ fn decode_body(id: i64, body: Vec<u8>, encoding: &str) -> Result<Vec<u8>, StoreE
             if claimed.is_none_or(|n| n > MAX_STORED_BODY) {
                 return Err(StoreError::Corrupt { id });
             }
-            lz4_flex::decompress_size_prepended(&body).map_err(|_| StoreError::Corrupt { id })
+            lz4_flex::decompress_size_prepended(&body)
+                .map(Bytes::from)
+                .map_err(|_| StoreError::Corrupt { id })
         }
         _ => Err(StoreError::Corrupt { id }),
     }
@@ -332,32 +333,24 @@ impl Store {
             path: data_dir.display().to_string(),
             source,
         })?;
-        let opts = SqliteConnectOptions::new()
-            .filename(data_dir.join(DB_FILE))
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(match sync {
-                Sync::Full => SqliteSynchronous::Full,
-                Sync::Normal => SqliteSynchronous::Normal,
-            })
-            .busy_timeout(Duration::from_secs(10));
-        let mut writer = SqliteConnection::connect_with(&opts).await?;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(schema(false)))
-            .execute(&mut writer)
-            .await?;
-
+        let path = data_dir.join(DB_FILE);
+        let new_work = Arc::new(Notify::new());
+        let writer = sqlite::Writer::open(&path, &schema(false), sync, new_work.clone())?;
         sqlx::any::install_default_drivers();
-        let read_url = opts.clone().read_only(true).to_url_lossy();
+        let read_url = SqliteConnectOptions::new()
+            .filename(&path)
+            .read_only(true)
+            .busy_timeout(Duration::from_secs(10))
+            .to_url_lossy();
         let pool = AnyPoolOptions::new()
             .max_connections(4)
             .connect_with(AnyConnectOptions::from_url(&read_url)?)
             .await?;
-        let (ops, rx) = mpsc::channel(16_384);
-        let new_work = Arc::new(Notify::new());
-        tokio::spawn(write_loop(writer, rx, new_work.clone(), sync));
         Ok(Store {
             pool,
-            db: Db::Sqlite { ops },
+            db: Db::Sqlite {
+                writer: Arc::new(writer),
+            },
             new_work,
         })
     }
@@ -443,86 +436,126 @@ impl Store {
     }
 
     /// Stores a verified delivery durably; returns once it is committed.
-    pub async fn insert(&self, mut d: NewDelivery) -> Result<Inserted, Arc<StoreError>> {
-        let (body, encoding) = encode_body(std::mem::take(&mut d.body));
-        d.body = body;
-        d.body_encoding = encoding;
-        if let Db::Postgres { .. } = self.db {
-            let inserted = self.pg_insert(d).await.map_err(Arc::new)?;
-            if matches!(inserted, Inserted::New(_)) {
-                self.new_work.notify_one();
+    pub async fn insert(&self, d: NewDelivery) -> Result<Inserted, Arc<StoreError>> {
+        let (packed, encoding) = encode_body(&d.body);
+        let writer = match &self.db {
+            Db::Sqlite { writer } => writer,
+            Db::Postgres { .. } => {
+                let body = packed.unwrap_or_else(|| d.body.to_vec());
+                let inserted = self.pg_insert(d, body, encoding).await.map_err(Arc::new)?;
+                if matches!(inserted, Inserted::New(_)) {
+                    self.new_work.notify_one();
+                }
+                return Ok(inserted);
             }
-            return Ok(inserted);
+        };
+        let staged = sqlite::Staged {
+            d,
+            packed,
+            encoding,
+        };
+        match writer.call(sqlite::Write::Insert(Box::new(staged))).await? {
+            sqlite::Answer::Inserted(i) => Ok(i),
+            _ => Err(Arc::new(StoreError::WriterGone)),
         }
-        self.call(|tx| Op::Insert(d, tx)).await
     }
 
     /// Records the end of a processing attempt.
     pub async fn finish(&self, f: Finish) -> Result<(), Arc<StoreError>> {
-        if let Db::Postgres { .. } = self.db {
-            let mut sql = String::new();
-            let mut args = sqlx::any::AnyArguments::default();
-            let now = now_ms();
-            finish_sql(&mut sql, &mut args, &f, now)
-                .map_err(|e| Arc::new(StoreError::Db(sqlx::Error::Encode(e))))?;
-            let sql = numbered(sql.trim_end_matches(';'));
-            sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
-                .execute(&self.pool)
-                .await
-                .map_err(|e| Arc::new(e.into()))?;
-            return Ok(());
-        }
-        self.call(|tx| Op::Finish(f, tx)).await
+        self.finish_all(vec![f]).await
+    }
+
+    /// Records several outcomes in one transaction, in order.
+    pub async fn finish_all(&self, finishes: Vec<Finish>) -> Result<(), Arc<StoreError>> {
+        let writer = match &self.db {
+            Db::Sqlite { writer } => writer,
+            Db::Postgres { .. } => {
+                let now = now_ms();
+                let mut tx = self.pool.begin().await.map_err(|e| Arc::new(e.into()))?;
+                for f in &finishes {
+                    let (sql, args) = finish_statement(f, now);
+                    let mut q = sqlx::query(sql);
+                    for a in args {
+                        q = match a {
+                            Param::Int(i) => q.bind(i),
+                            Param::Text(t) => q.bind(t),
+                        };
+                    }
+                    q.execute(&mut *tx).await.map_err(|e| Arc::new(e.into()))?;
+                }
+                tx.commit().await.map_err(|e| Arc::new(e.into()))?;
+                return Ok(());
+            }
+        };
+        writer
+            .call(sqlite::Write::Finish(finishes))
+            .await
+            .map(|_| ())
     }
 
     /// Puts a finished delivery back in the queue with a fresh attempt count; `false` when there
     /// is no such delivery or it is already queued.
     pub async fn requeue(&self, id: i64) -> Result<bool, Arc<StoreError>> {
-        if let Db::Postgres { .. } = self.db {
-            let n = sqlx::query(
-                "UPDATE deliveries SET state = 'queued', attempts = 0, next_attempt_at = $1, last_error = NULL, finished_at = NULL WHERE id = $2 AND state <> 'queued'",
-            )
-            .bind(now_ms())
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| Arc::new(e.into()))?
-            .rows_affected();
-            if n > 0 {
-                self.new_work.notify_one();
+        let writer = match &self.db {
+            Db::Sqlite { writer } => writer,
+            Db::Postgres { .. } => {
+                let n = sqlx::query(REQUEUE_SQL)
+                    .bind(now_ms())
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| Arc::new(e.into()))?
+                    .rows_affected();
+                if n > 0 {
+                    self.new_work.notify_one();
+                }
+                return Ok(n > 0);
             }
-            return Ok(n > 0);
+        };
+        match writer.call(sqlite::Write::Requeue(id)).await? {
+            sqlite::Answer::Requeued(r) => Ok(r),
+            _ => Err(Arc::new(StoreError::WriterGone)),
         }
-        self.call(|tx| Op::Requeue(id, tx)).await
     }
 
-    async fn pg_insert(&self, d: NewDelivery) -> Result<Inserted, StoreError> {
-        let id: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO deliveries (forge, hook_id, delivery_id, event, headers, body, body_encoding, received_at, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) ON CONFLICT (forge, hook_id, delivery_id) DO NOTHING RETURNING id",
-        )
-        .bind(d.forge.as_str())
-        .bind(d.hook_id)
-        .bind(d.delivery_id)
-        .bind(d.event)
-        .bind(d.headers)
-        .bind(d.body)
-        .bind(d.body_encoding)
-        .bind(d.received_at)
-        .fetch_optional(&self.pool)
-        .await?;
+    async fn pg_insert(
+        &self,
+        d: NewDelivery,
+        body: Vec<u8>,
+        encoding: &'static str,
+    ) -> Result<Inserted, StoreError> {
+        let id: Option<i64> = sqlx::query_scalar(INSERT_SQL)
+            .bind(d.forge.as_str())
+            .bind(d.hook_id)
+            .bind(d.delivery_id)
+            .bind(d.event)
+            .bind(d.headers)
+            .bind(body)
+            .bind(encoding)
+            .bind(d.received_at)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(id.map_or(Inserted::Duplicate, Inserted::New))
     }
 
-    /// Hands one operation to the SQLite writer and waits for its answer.
-    async fn call<T>(&self, op: impl FnOnce(Reply<T>) -> Op) -> Result<T, Arc<StoreError>> {
-        let Db::Sqlite { ops } = &self.db else {
-            return Err(Arc::new(StoreError::WriterGone));
-        };
-        let (tx, rx) = oneshot::channel();
-        ops.send(op(tx))
-            .await
-            .map_err(|_| Arc::new(StoreError::WriterGone))?;
-        rx.await.map_err(|_| Arc::new(StoreError::WriterGone))?
+    /// Starts handing committed deliveries to this process's dispatcher in memory (SQLite only:
+    /// PostgreSQL's leader also dispatches what other replicas stored, so it reads the ledger).
+    pub fn subscribe(&self) -> bool {
+        match &self.db {
+            Db::Sqlite { writer } => {
+                writer.subscribe();
+                true
+            }
+            Db::Postgres { .. } => false,
+        }
+    }
+
+    /// Committed deliveries not yet taken, once [`Store::subscribe`] said yes.
+    pub fn take_feed(&self) -> Option<Fed> {
+        match &self.db {
+            Db::Sqlite { writer } => Some(writer.take_feed()),
+            Db::Postgres { .. } => None,
+        }
     }
 
     /// Signalled after every commit that queued something.
@@ -663,309 +696,57 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// The single writer: drains what is waiting, commits it as one transaction, answers everyone.
-async fn write_loop(
-    mut conn: SqliteConnection,
-    mut rx: mpsc::Receiver<Op>,
-    new_work: Arc<Notify>,
-    sync: Sync,
-) {
-    let mut batch: Vec<Op> = Vec::with_capacity(MAX_BATCH);
-    let mut full_now = sync == Sync::Full;
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
-        let mut bytes = 0;
-        while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
-            match rx.try_recv() {
-                Ok(op) => {
-                    if let Op::Insert(d, _) = &op {
-                        bytes += d.body.len();
-                    }
-                    batch.push(op);
-                }
-                Err(_) => break,
-            }
-        }
-        // Only stored deliveries need the fsync; worker outcomes may be lost in a power cut and
-        // are then simply processed again. The next full commit flushes them anyway.
-        let want_full = sync == Sync::Full && batch.iter().any(|op| matches!(op, Op::Insert(..)));
-        let pragma = (want_full != full_now).then_some(if want_full {
-            "PRAGMA synchronous = FULL;"
-        } else {
-            "PRAGMA synchronous = NORMAL;"
-        });
-        let (queued_something, committed) = commit(&mut conn, &mut batch, pragma).await;
-        if committed && pragma.is_some() {
-            full_now = want_full;
-        }
-        if queued_something {
-            new_work.notify_waiters();
-            new_work.notify_one();
-        }
-    }
+/// Stores a delivery; `$8` (received) is also its first `next_attempt_at`.
+const INSERT_SQL: &str = "INSERT INTO deliveries (forge, hook_id, delivery_id, event, headers, body, body_encoding, received_at, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) ON CONFLICT (forge, hook_id, delivery_id) DO NOTHING RETURNING id";
+
+/// Puts a finished delivery back in the queue: `$1` now, `$2` its id.
+const REQUEUE_SQL: &str = "UPDATE deliveries SET state = 'queued', attempts = 0, next_attempt_at = $1, last_error = NULL, finished_at = NULL WHERE id = $2 AND state <> 'queued'";
+
+/// A statement parameter either database binds.
+enum Param {
+    Int(i64),
+    Text(String),
 }
 
-type Key = (Forge, String, String);
-
-/// Commits one batch and answers every waiter; returns whether new work was queued and whether
-/// the commit happened.
-async fn commit(
-    conn: &mut SqliteConnection,
-    batch: &mut Vec<Op>,
-    pragma: Option<&str>,
-) -> (bool, bool) {
-    let mut rows = Vec::new();
-    let mut waiters: Vec<(Key, Reply<Inserted>)> = Vec::new();
-    let mut others = Vec::new();
-    for op in batch.drain(..) {
-        match op {
-            Op::Insert(d, tx) => {
-                waiters.push(((d.forge, d.hook_id.clone(), d.delivery_id.clone()), tx));
-                rows.push(d);
-            }
-            other => others.push(other),
-        }
-    }
-    match run_batch(conn, rows, &others, pragma).await {
-        Ok((ids, requeued)) => {
-            let queued = !ids.is_empty() || !requeued.is_empty();
-            let mut seen: HashMap<Key, ()> = HashMap::new();
-            for (key, tx) in waiters {
-                // Within one batch, the first of two identical deliveries is the new one.
-                let answer = match ids.get(&key) {
-                    Some(&id) if seen.insert(key, ()).is_none() => Inserted::New(id),
-                    _ => Inserted::Duplicate,
-                };
-                let _ = tx.send(Ok(answer));
-            }
-            for op in others {
-                match op {
-                    Op::Finish(_, tx) => {
-                        let _ = tx.send(Ok(()));
-                    }
-                    Op::Requeue(id, tx) => {
-                        let _ = tx.send(Ok(requeued.contains(&id)));
-                    }
-                    Op::Insert(..) => {}
-                }
-            }
-            (queued, true)
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "ledger commit failed");
-            let e = Arc::new(e);
-            for (_, tx) in waiters {
-                let _ = tx.send(Err(e.clone()));
-            }
-            for op in others {
-                match op {
-                    Op::Finish(_, tx) => {
-                        let _ = tx.send(Err(e.clone()));
-                    }
-                    Op::Requeue(_, tx) => {
-                        let _ = tx.send(Err(e.clone()));
-                    }
-                    Op::Insert(..) => {}
-                }
-            }
-            (false, false)
-        }
-    }
-}
-
-/// Splits `n` into chunks whose sizes are powers of two up to `max`, so the statements built
-/// for them repeat and stay in the prepared-statement cache.
-fn pow2_chunks(mut n: usize, max: usize) -> Vec<usize> {
-    let mut out = Vec::new();
-    while n > 0 {
-        let size = max.min(1 << (usize::BITS - 1 - n.leading_zeros()));
-        out.push(size);
-        n -= size;
-    }
-    out
-}
-
-/// `INSERT … VALUES (…), (…) …` for `rows` deliveries; each stored row comes back tagged `new`.
-fn insert_sql(sql: &mut String, rows: usize) {
-    sql.push_str(
-        "INSERT INTO deliveries (forge, hook_id, delivery_id, event, headers, body, body_encoding, received_at, next_attempt_at) VALUES ",
-    );
-    for i in 0..rows {
-        sql.push_str(if i == 0 {
-            "(?,?,?,?,?,?,?,?,?)"
-        } else {
-            ",(?,?,?,?,?,?,?,?,?)"
-        });
-    }
-    sql.push_str(" ON CONFLICT (forge, hook_id, delivery_id) DO NOTHING RETURNING 'new', id, forge, hook_id, delivery_id;");
-}
-
-/// One `UPDATE … FROM (VALUES …)` marking `rows` deliveries done.
-fn done_sql(sql: &mut String, rows: usize) {
-    sql.push_str(
-        "UPDATE deliveries SET state = 'done', attempts = attempts + 1, lane = v.column2, result = v.column3, last_error = NULL, finished_at = v.column4 FROM (VALUES ",
-    );
-    for i in 0..rows {
-        sql.push_str(if i == 0 { "(?,?,?,?)" } else { ",(?,?,?,?)" });
-    }
-    sql.push_str(") AS v WHERE deliveries.id = v.column1;");
-}
-
-type Args = sqlx::sqlite::SqliteArguments;
-
-/// Runs a whole batch as one multi-statement query — `BEGIN; …; COMMIT` — so the commit costs
-/// one round trip to the connection's thread instead of one per statement (each a pair of thread
-/// wake-ups, which on a small VM dominated an acknowledgement's latency).
-async fn run_batch(
-    conn: &mut SqliteConnection,
-    rows: Vec<NewDelivery>,
-    others: &[Op],
-    pragma: Option<&str>,
-) -> Result<(HashMap<Key, i64>, Vec<i64>), StoreError> {
-    use sqlx::Arguments as _;
-    let now = now_ms();
-    let mut sql = String::with_capacity(1024);
-    let mut args = Args::default();
-    let bind_err = |e: sqlx::error::BoxDynError| StoreError::Db(sqlx::Error::Encode(e));
-    if let Some(p) = pragma {
-        sql.push_str(p);
-    }
-    sql.push_str("BEGIN IMMEDIATE;");
-    let mut rows = rows.into_iter();
-    for size in pow2_chunks(rows.len(), 64) {
-        insert_sql(&mut sql, size);
-        for d in rows.by_ref().take(size) {
-            args.add(d.forge.as_str()).map_err(bind_err)?;
-            args.add(d.hook_id).map_err(bind_err)?;
-            args.add(d.delivery_id).map_err(bind_err)?;
-            args.add(d.event).map_err(bind_err)?;
-            args.add(d.headers).map_err(bind_err)?;
-            args.add(d.body).map_err(bind_err)?;
-            args.add(d.body_encoding).map_err(bind_err)?;
-            args.add(d.received_at).map_err(bind_err)?;
-            args.add(d.received_at).map_err(bind_err)?;
-        }
-    }
-    let done: Vec<(i64, &String, &String)> = others
-        .iter()
-        .filter_map(|op| match op {
-            Op::Finish(Finish::Done { id, lane, result }, _) => Some((*id, lane, result)),
-            _ => None,
-        })
-        .collect();
-    let mut done_iter = done.into_iter();
-    for size in pow2_chunks(done_iter.len(), 64) {
-        done_sql(&mut sql, size);
-        for (id, lane, result) in done_iter.by_ref().take(size) {
-            args.add(id).map_err(bind_err)?;
-            args.add(lane.clone()).map_err(bind_err)?;
-            args.add(result.clone()).map_err(bind_err)?;
-            args.add(now).map_err(bind_err)?;
-        }
-    }
-    for op in others {
-        match op {
-            // `Done` is marked in bulk above.
-            Op::Finish(Finish::Done { .. }, _) => {}
-            Op::Finish(f, _) => finish_sql(&mut sql, &mut args, f, now).map_err(bind_err)?,
-            Op::Requeue(id, _) => {
-                sql.push_str(
-                    "UPDATE deliveries SET state = 'queued', attempts = 0, next_attempt_at = ?, last_error = NULL, finished_at = NULL WHERE id = ? AND state <> 'queued' RETURNING 'requeued', id, '', '', '';",
-                );
-                args.add(now).map_err(bind_err)?;
-                args.add(*id).map_err(bind_err)?;
-            }
-            Op::Insert(..) => {}
-        }
-    }
-    sql.push_str("COMMIT;");
-    let result = sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
-        .fetch_all(&mut *conn)
-        .await;
-    let returned = match result {
-        Ok(r) => r,
-        Err(e) => {
-            // A statement failed inside the transaction: undo whatever ran before it.
-            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-            return Err(e.into());
-        }
-    };
-    let mut ids = HashMap::new();
-    let mut requeued = Vec::new();
-    for row in returned {
-        let tag: String = row.try_get(0)?;
-        if tag == "requeued" {
-            requeued.push(row.try_get(1)?);
-            continue;
-        }
-        let forge: String = row.try_get(2)?;
-        let Ok(forge) = forge.parse::<Forge>() else {
-            continue;
-        };
-        ids.insert((forge, row.try_get(3)?, row.try_get(4)?), row.try_get(1)?);
-    }
-    Ok((ids, requeued))
-}
-
-/// Appends the statement recording one outcome (SQLite batches mark `Done` in bulk instead).
-fn finish_sql<A>(
-    sql: &mut String,
-    args: &mut A,
-    f: &Finish,
-    now: i64,
-) -> Result<(), sqlx::error::BoxDynError>
-where
-    A: sqlx::Arguments,
-    i64: sqlx::Encode<'static, A::Database> + sqlx::Type<A::Database>,
-    String: sqlx::Encode<'static, A::Database> + sqlx::Type<A::Database>,
-{
+/// The statement recording one outcome, for either database.
+fn finish_statement(f: &Finish, now: i64) -> (&'static str, Vec<Param>) {
+    use Param::{Int, Text};
     match f {
-        Finish::Done { id, lane, result } => {
-            sql.push_str(
-                "UPDATE deliveries SET state = 'done', attempts = attempts + 1, lane = ?, result = ?, last_error = NULL, finished_at = ? WHERE id = ?;",
-            );
-            args.add(lane.clone())?;
-            args.add(result.clone())?;
-            args.add(now)?;
-            args.add(*id)?;
-        }
-        Finish::Ignored { id, reason } => {
-            sql.push_str(
-                "UPDATE deliveries SET state = 'ignored', result = ?, finished_at = ? WHERE id = ?;",
-            );
-            args.add(serde_json::json!({ "ignored": reason }).to_string())?;
-            args.add(now)?;
-            args.add(*id)?;
-        }
+        Finish::Done { id, lane, result } => (
+            "UPDATE deliveries SET state = 'done', attempts = attempts + 1, lane = $1, result = $2, last_error = NULL, finished_at = $3 WHERE id = $4",
+            vec![Text(lane.clone()), Text(result.clone()), Int(now), Int(*id)],
+        ),
+        Finish::Ignored { id, reason } => (
+            "UPDATE deliveries SET state = 'ignored', result = $1, finished_at = $2 WHERE id = $3",
+            vec![
+                Text(serde_json::json!({ "ignored": reason }).to_string()),
+                Int(now),
+                Int(*id),
+            ],
+        ),
         Finish::Retry {
             id,
             attempts,
             next_attempt_at,
             error,
-        } => {
-            sql.push_str(
-                "UPDATE deliveries SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?;",
-            );
-            args.add(*attempts)?;
-            args.add(*next_attempt_at)?;
-            args.add(error.clone())?;
-            args.add(*id)?;
-        }
+        } => (
+            "UPDATE deliveries SET attempts = $1, next_attempt_at = $2, last_error = $3 WHERE id = $4",
+            vec![
+                Int(*attempts),
+                Int(*next_attempt_at),
+                Text(error.clone()),
+                Int(*id),
+            ],
+        ),
         Finish::Dead {
             id,
             attempts,
             error,
-        } => {
-            sql.push_str(
-                "UPDATE deliveries SET state = 'dead', attempts = ?, last_error = ?, finished_at = ? WHERE id = ?;",
-            );
-            args.add(*attempts)?;
-            args.add(error.clone())?;
-            args.add(now)?;
-            args.add(*id)?;
-        }
+        } => (
+            "UPDATE deliveries SET state = 'dead', attempts = $1, last_error = $2, finished_at = $3 WHERE id = $4",
+            vec![Int(*attempts), Text(error.clone()), Int(now), Int(*id)],
+        ),
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -975,7 +756,8 @@ mod tests {
     #[test]
     fn bodies_round_trip_and_corruption_is_an_error() {
         let json = br#"{"ref":"refs/heads/main","commits":[]}"#.repeat(40);
-        let (packed, enc) = encode_body(json.clone());
+        let (packed, enc) = encode_body(&json);
+        let packed = packed.unwrap();
         assert_eq!(enc, "lz4");
         assert!(packed.len() * 3 < json.len());
         assert_eq!(decode_body(1, packed.clone(), enc).unwrap(), json);
@@ -986,21 +768,6 @@ mod tests {
             Err(StoreError::Corrupt { id: 1 })
         ));
         assert!(decode_body(1, packed[..10].to_vec(), "lz4").is_err());
-        assert_eq!(
-            encode_body(b"tiny".to_vec()),
-            (b"tiny".to_vec(), "identity")
-        );
-    }
-
-    #[test]
-    fn chunks_are_powers_of_two_that_add_up() {
-        assert_eq!(pow2_chunks(0, 64), Vec::<usize>::new());
-        assert_eq!(pow2_chunks(13, 64), vec![8, 4, 1]);
-        assert_eq!(pow2_chunks(200, 64), vec![64, 64, 64, 8]);
-        for n in 0..300 {
-            let c = pow2_chunks(n, 64);
-            assert_eq!(c.iter().sum::<usize>(), n);
-            assert!(c.iter().all(|s| s.is_power_of_two() && *s <= 64));
-        }
+        assert_eq!(encode_body(b"tiny"), (None, "identity"));
     }
 }

@@ -1,0 +1,132 @@
+//! The SQLite ledger's writer under concurrency: every caller is answered once, ids follow commit
+//! order, a duplicate in the same group is caught, cancelled callers leave nobody waiting, and the
+//! dispatcher's in-memory feed says when it had to drop deliveries.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use trunkwarden::queue::{Inserted, NewDelivery, Store, Sync, now_ms};
+use trunkwarden::webhook::Forge;
+
+fn delivery(id: &str, body: &[u8]) -> NewDelivery {
+    NewDelivery {
+        forge: Forge::Github,
+        hook_id: "1".into(),
+        delivery_id: id.into(),
+        event: "push".into(),
+        headers: r#"{"x-github-event":"push"}"#.into(),
+        body: body.to_vec().into(),
+        received_at: now_ms(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_inserts_are_each_answered_once_in_commit_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Sync::Full).await.unwrap();
+    assert!(store.subscribe());
+    assert!(store.take_feed().unwrap().lost);
+    let body = br#"{"ref":"refs/heads/main","commits":[]}"#.repeat(30);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..400 {
+        // Every fourth delivery is sent twice at once, as a forge's retry might be.
+        for _ in 0..if i % 4 == 0 { 2 } else { 1 } {
+            let (store, body) = (store.clone(), body.clone());
+            tasks.spawn(async move { store.insert(delivery(&format!("d-{i}"), &body)).await });
+        }
+    }
+    let (mut new, mut dup) = (HashSet::new(), 0);
+    while let Some(r) = tasks.join_next().await {
+        match r.unwrap().unwrap() {
+            Inserted::New(id) => assert!(new.insert(id), "id {id} given twice"),
+            Inserted::Duplicate => dup += 1,
+        }
+    }
+    assert_eq!((new.len(), dup), (400, 100));
+
+    let fed = store.take_feed().unwrap();
+    let ids: Vec<i64> = fed.items.iter().map(|d| d.id).collect();
+    assert_eq!(ids.len(), 400);
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "feed out of order");
+    assert!(fed.items.iter().all(|d| &d.body[..] == &body[..]));
+    let stored = store.list(None, 1_000).await.unwrap();
+    assert_eq!(stored.len(), 400);
+    assert_eq!(
+        stored.iter().map(|d| d.id).collect::<HashSet<_>>(),
+        new,
+        "the ledger holds exactly the ids that were answered"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_callers_leave_nobody_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Sync::Full).await.unwrap();
+    let mut kept = Vec::new();
+    for round in 0..40u64 {
+        let mut cancel = Vec::new();
+        for i in 0..24 {
+            let store = store.clone();
+            let h = tokio::spawn(async move {
+                store
+                    .insert(delivery(&format!("c-{round}-{i}"), b"{}"))
+                    .await
+            });
+            if i % 2 == 0 {
+                cancel.push(h);
+            } else {
+                kept.push(h);
+            }
+        }
+        // Cancel half of them while they wait for a group commit (as a request is dropped when
+        // its client disconnects): some of them have been told to commit for the others.
+        tokio::time::sleep(Duration::from_micros(50 * (round % 8))).await;
+        for h in cancel {
+            h.abort();
+        }
+    }
+    let all = async {
+        for h in kept {
+            assert!(matches!(h.await.unwrap(), Ok(Inserted::New(_))));
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), all)
+        .await
+        .expect("a caller was left waiting");
+    // The writer is free again.
+    let last = tokio::time::timeout(
+        Duration::from_secs(5),
+        store.insert(delivery("after", b"{}")),
+    )
+    .await
+    .expect("writer stuck");
+    assert!(matches!(last, Ok(Inserted::New(_))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_feed_tells_the_dispatcher_to_read_the_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Sync::Normal).await.unwrap();
+    assert!(store.subscribe());
+    // Right after subscribing, what came before is in the ledger only.
+    assert!(store.take_feed().unwrap().lost);
+    let n = 8_192 + 8;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(512) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for &i in chunk {
+            let store = store.clone();
+            tasks.spawn(async move { store.insert(delivery(&format!("f-{i}"), b"{}")).await });
+        }
+        while let Some(r) = tasks.join_next().await {
+            assert!(matches!(r.unwrap(), Ok(Inserted::New(_))));
+        }
+    }
+    let fed = store.take_feed().unwrap();
+    assert!(fed.lost, "the feed kept more than it holds");
+    assert_eq!(fed.items.len(), 8_192);
+    // After a take the feed is empty and whole again.
+    let again = store.take_feed().unwrap();
+    assert!(!again.lost && again.items.is_empty());
+    store.insert(delivery("next", b"{}")).await.unwrap();
+    assert_eq!(store.take_feed().unwrap().items.len(), 1);
+}
