@@ -48,7 +48,7 @@ async fn concurrent_inserts_are_each_answered_once_in_commit_order() {
     let ids: Vec<i64> = fed.items.iter().map(|d| d.id).collect();
     assert_eq!(ids.len(), 400);
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "feed out of order");
-    assert!(fed.items.iter().all(|d| &d.body[..] == &body[..]));
+    assert!(fed.items.iter().all(|d| d.body[..] == body[..]));
     let stored = store.list(None, 1_000).await.unwrap();
     assert_eq!(stored.len(), 400);
     assert_eq!(

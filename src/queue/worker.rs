@@ -2,8 +2,9 @@
 //! delivery to its repository's lane; a lane processes its deliveries one at a time, in order,
 //! and lanes of different repositories run in parallel up to a concurrency limit.
 //!
-//! A delivery stays `queued` in the ledger until an attempt finishes, so a process that dies
-//! mid-way processes it again after a restart.
+//! A delivery stays `queued` in the ledger until its outcome is committed, so a process that dies
+//! mid-way processes it again after a restart. Lanes hand outcomes to the dispatcher, which
+//! commits them in groups (at most every few milliseconds) and only then forgets the deliveries.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -130,6 +131,64 @@ struct Lane {
     pending: usize,
 }
 
+/// What a lane reports to the dispatcher: an outcome to record, and whether the lane is done with
+/// the delivery (a retry is recorded, then the delivery is tried again).
+struct Outcome {
+    lane: String,
+    id: i64,
+    finish: Option<Finish>,
+    last: bool,
+}
+
+/// Outcomes are committed together once this many wait, or the oldest has waited this long.
+const OUTCOMES_BATCH: usize = 64;
+const OUTCOMES_WAIT: Duration = Duration::from_millis(10);
+
+/// Outcomes waiting to be committed, and the deliveries to forget once they are.
+#[derive(Default)]
+struct Outcomes {
+    finishes: Vec<Finish>,
+    finished: Vec<(String, i64)>,
+    since: Option<Instant>,
+}
+
+impl Outcomes {
+    fn add(&mut self, o: Outcome) {
+        self.since.get_or_insert_with(Instant::now);
+        if let Some(f) = o.finish {
+            self.finishes.push(f);
+        }
+        if o.last {
+            self.finished.push((o.lane, o.id));
+        }
+    }
+
+    fn due(&self) -> Option<tokio::time::Instant> {
+        self.since.map(|t| (t + OUTCOMES_WAIT).into())
+    }
+
+    /// Commits what waits, then forgets the finished deliveries. If the commit fails they are
+    /// forgotten too: still queued in the ledger, the rescan dispatches them again.
+    async fn commit(
+        &mut self,
+        store: &Store,
+        lanes: &mut HashMap<String, Lane>,
+        in_flight: &mut HashSet<i64>,
+    ) {
+        self.since = None;
+        let finishes = std::mem::take(&mut self.finishes);
+        if !finishes.is_empty()
+            && let Err(e) = store.finish_all(finishes).await
+        {
+            // The deliveries stay queued and are processed again; handlers are idempotent.
+            tracing::error!(error = %e, "cannot record the outcome of deliveries");
+        }
+        for (name, id) in self.finished.drain(..) {
+            forget(lanes, in_flight, &name, id);
+        }
+    }
+}
+
 /// Normalizes a stored delivery and names its lane (`forge:owner/repo`).
 fn prepare(d: Delivery) -> Job {
     let normalized = match d.forge.parse::<Forge>() {
@@ -191,7 +250,8 @@ async fn dispatch<H: Handler>(
     mut leader: super::Leader,
 ) -> bool {
     let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, i64)>();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Outcome>();
+    let mut outcomes = Outcomes::default();
     let mut lanes: HashMap<String, Lane> = HashMap::new();
     let mut in_flight: HashSet<i64> = HashSet::new();
     let mut tasks = JoinSet::new();
@@ -200,6 +260,8 @@ async fn dispatch<H: Handler>(
     let mut last_check = Instant::now();
     let new_work = store.new_work();
     let idle = store.idle_poll();
+    let fed = store.subscribe();
+    let mut catching_up = true;
     let mut stopped = true;
 
     loop {
@@ -214,14 +276,28 @@ async fn dispatch<H: Handler>(
                 break;
             }
         }
-        // New deliveries, in arrival order.
-        let mut fetched = match store.queued_after(last_id, 256).await {
-            Ok(batch) => batch,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the queue");
-                Vec::new()
+        // New deliveries, in arrival order: from the writer's feed while it kept them all, else
+        // (at start, and after the feed overflowed) read from the ledger.
+        let mut fetched = Vec::new();
+        let mut full = false;
+        if catching_up {
+            match store.queued_after(last_id, 256).await {
+                Ok(batch) => {
+                    full = batch.len() >= 256;
+                    catching_up = full || !fed;
+                    fetched = batch;
+                }
+                Err(e) => tracing::error!(error = %e, "cannot read the queue"),
             }
-        };
+        }
+        if fed && let Some(f) = store.take_feed() {
+            catching_up |= f.lost;
+            // Past what the ledger read returned; the feed overlaps it.
+            let after = fetched
+                .last()
+                .map_or(last_id, |d: &Delivery| d.id.max(last_id));
+            fetched.extend(f.items.into_iter().filter(|d| d.id > after));
+        }
         // Deliveries an operator put back (`deliveries retry`) have old ids.
         if last_rescan.elapsed() > Duration::from_secs(2) {
             last_rescan = Instant::now();
@@ -233,7 +309,6 @@ async fn dispatch<H: Handler>(
                 }
             }
         }
-        let full = fetched.len() >= 256;
         for d in fetched {
             last_id = last_id.max(d.id);
             if !in_flight.insert(d.id) {
@@ -245,7 +320,6 @@ async fn dispatch<H: Handler>(
                 let (tx, rx) = mpsc::unbounded_channel();
                 tasks.spawn(lane_loop(
                     rx,
-                    store.clone(),
                     handler.clone(),
                     permits.clone(),
                     config.retry,
@@ -259,23 +333,41 @@ async fn dispatch<H: Handler>(
                 tracing::error!(lane = %name, "lane stopped unexpectedly");
             }
         }
-        // Forget finished deliveries; close lanes with nothing left.
-        while let Ok((name, id)) = done_rx.try_recv() {
-            forget(&mut lanes, &mut in_flight, &name, id);
+        // Record outcomes; forget finished deliveries; close lanes with nothing left.
+        while let Ok(o) = done_rx.try_recv() {
+            outcomes.add(o);
+        }
+        if outcomes.finishes.len() >= OUTCOMES_BATCH
+            || outcomes
+                .due()
+                .is_some_and(|t| t <= tokio::time::Instant::now())
+        {
+            outcomes.commit(store, &mut lanes, &mut in_flight).await;
         }
         while tasks.try_join_next().is_some() {}
         if full {
             continue;
         }
+        let wake = outcomes
+            .due()
+            .unwrap_or_else(|| tokio::time::Instant::now() + idle);
         tokio::select! {
             _ = new_work.notified() => {}
-            Some((name, id)) = done_rx.recv() => forget(&mut lanes, &mut in_flight, &name, id),
-            _ = tokio::time::sleep(idle) => {}
+            Some(o) = done_rx.recv() => outcomes.add(o),
+            _ = tokio::time::sleep_until(wake) => {}
             _ = stop.changed() => {}
         }
     }
-    drop(lanes);
+    // Lanes finish the delivery they are on; their outcomes are recorded before returning.
+    for lane in lanes.values_mut() {
+        lane.tx = mpsc::unbounded_channel().0;
+    }
+    drop(done_tx);
     while tasks.join_next().await.is_some() {}
+    while let Some(o) = done_rx.recv().await {
+        outcomes.add(o);
+    }
+    outcomes.commit(store, &mut lanes, &mut in_flight).await;
     stopped
 }
 
@@ -292,11 +384,10 @@ fn forget(lanes: &mut HashMap<String, Lane>, in_flight: &mut HashSet<i64>, name:
 
 async fn lane_loop<H: Handler>(
     mut rx: mpsc::UnboundedReceiver<Job>,
-    store: Store,
     handler: Arc<H>,
     permits: Arc<Semaphore>,
     retry: RetryPolicy,
-    done: mpsc::UnboundedSender<(String, i64)>,
+    done: mpsc::UnboundedSender<Outcome>,
     stop: watch::Receiver<bool>,
 ) {
     while let Some(job) = rx.recv().await {
@@ -306,49 +397,56 @@ async fn lane_loop<H: Handler>(
         let (lane, id) = (job.lane.clone(), job.delivery.id);
         let d = &job.delivery;
         let span = tracing::info_span!("delivery", id = d.id, forge = %d.forge, event = %d.event, delivery_id = %d.delivery_id, lane = %lane);
-        process(job, &store, handler.as_ref(), &permits, retry, stop.clone())
-            .instrument(span)
-            .await;
-        let _ = done.send((lane, id));
+        let report = |finish: Option<Finish>, last: bool| {
+            let _ = done.send(Outcome {
+                lane: lane.clone(),
+                id,
+                finish,
+                last,
+            });
+        };
+        let last = process(
+            job,
+            handler.as_ref(),
+            &permits,
+            retry,
+            stop.clone(),
+            &report,
+        )
+        .instrument(span)
+        .await;
+        report(last, true);
     }
 }
 
+/// Processes one delivery; returns the outcome to record, or `None` when stopped first (it
+/// stays queued). Retries are reported through `report` as they happen.
 async fn process<H: Handler>(
     job: Job,
-    store: &Store,
     handler: &H,
     permits: &Semaphore,
     retry: RetryPolicy,
     mut stop: watch::Receiver<bool>,
-) {
+    report: &impl Fn(Option<Finish>, bool),
+) -> Option<Finish> {
     let d = &job.delivery;
     let event = match job.normalized {
         Err(e) => {
             // A verified delivery we cannot read: keep it for an operator, do not retry.
             tracing::warn!(error = %e, "payload does not parse; dead-lettered");
             metrics::counter!("trunkwarden_dead_letters_total").increment(1);
-            record(
-                store,
-                Finish::Dead {
-                    id: d.id,
-                    attempts: d.attempts + 1,
-                    error: e.to_string(),
-                },
-            )
-            .await;
-            return;
+            return Some(Finish::Dead {
+                id: d.id,
+                attempts: d.attempts + 1,
+                error: e.to_string(),
+            });
         }
         Ok(None) => {
             metrics::counter!("trunkwarden_processed_total", "outcome" => "ignored").increment(1);
-            record(
-                store,
-                Finish::Ignored {
-                    id: d.id,
-                    reason: format!("event `{}` is not acted on", d.event),
-                },
-            )
-            .await;
-            return;
+            return Some(Finish::Ignored {
+                id: d.id,
+                reason: format!("event `{}` is not acted on", d.event),
+            });
         }
         Ok(Some(e)) => e,
     };
@@ -360,11 +458,11 @@ async fn process<H: Handler>(
         if wait > 0 {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
-                _ = stop.changed() => return,
+                _ = stop.changed() => return None,
             }
         }
         let Ok(_permit) = permits.acquire().await else {
-            return;
+            return None;
         };
         attempts += 1;
         let started = Instant::now();
@@ -374,56 +472,37 @@ async fn process<H: Handler>(
         match outcome {
             Ok(()) => {
                 metrics::counter!("trunkwarden_processed_total", "outcome" => "done").increment(1);
-                let result = serde_json::to_string(&event).unwrap_or_default();
-                record(
-                    store,
-                    Finish::Done {
-                        id: d.id,
-                        lane: job.lane.clone(),
-                        result,
-                    },
-                )
-                .await;
-                return;
+                return Some(Finish::Done {
+                    id: d.id,
+                    lane: job.lane.clone(),
+                    result: serde_json::to_string(&event).unwrap_or_default(),
+                });
             }
             Err(HandlerError::Transient(msg)) if attempts < i64::from(retry.max_attempts) => {
                 let delay = retry.delay(attempts as u32);
                 tracing::warn!(attempt = attempts, error = %msg, retry_in_ms = delay.as_millis() as u64, "handler failed; will retry");
                 metrics::counter!("trunkwarden_retries_total").increment(1);
                 not_before = now_ms() + delay.as_millis() as i64;
-                record(
-                    store,
-                    Finish::Retry {
+                report(
+                    Some(Finish::Retry {
                         id: d.id,
                         attempts,
                         next_attempt_at: not_before,
                         error: msg,
-                    },
-                )
-                .await;
+                    }),
+                    false,
+                );
             }
             Err(e) => {
                 tracing::error!(attempt = attempts, error = %e, "handler failed; dead-lettered");
                 metrics::counter!("trunkwarden_dead_letters_total").increment(1);
-                record(
-                    store,
-                    Finish::Dead {
-                        id: d.id,
-                        attempts,
-                        error: e.to_string(),
-                    },
-                )
-                .await;
-                return;
+                return Some(Finish::Dead {
+                    id: d.id,
+                    attempts,
+                    error: e.to_string(),
+                });
             }
         }
-    }
-}
-
-async fn record(store: &Store, f: Finish) {
-    if let Err(e) = store.finish(f).await {
-        // The delivery stays queued and is processed again; handlers are idempotent.
-        tracing::error!(error = %e, "cannot record the outcome of a delivery");
     }
 }
 
