@@ -3,9 +3,11 @@
 //! dispatcher's in-memory feed says when it had to drop deliveries.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
-use trunkwarden::queue::{Inserted, NewDelivery, Store, Sync, now_ms};
+use tokio::task::JoinHandle;
+use trunkwarden::queue::{Inserted, NewDelivery, Store, StoreError, Sync, now_ms};
 use trunkwarden::webhook::Forge;
 
 fn delivery(id: &str, body: &[u8]) -> NewDelivery {
@@ -20,6 +22,16 @@ fn delivery(id: &str, body: &[u8]) -> NewDelivery {
     }
 }
 
+/// Stores one delivery on a task of its own, as a request handler would.
+fn spawn_insert(
+    store: &Store,
+    id: String,
+    body: &[u8],
+) -> JoinHandle<Result<Inserted, Arc<StoreError>>> {
+    let (store, d) = (store.clone(), delivery(&id, body));
+    tokio::spawn(async move { store.insert(d).await })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_inserts_are_each_answered_once_in_commit_order() {
     let dir = tempfile::tempdir().unwrap();
@@ -27,17 +39,16 @@ async fn concurrent_inserts_are_each_answered_once_in_commit_order() {
     assert!(store.subscribe());
     assert!(store.take_feed().unwrap().lost);
     let body = br#"{"ref":"refs/heads/main","commits":[]}"#.repeat(30);
-    let mut tasks = tokio::task::JoinSet::new();
+    let mut tasks = Vec::new();
     for i in 0..400 {
         // Every fourth delivery is sent twice at once, as a forge's retry might be.
         for _ in 0..if i % 4 == 0 { 2 } else { 1 } {
-            let (store, body) = (store.clone(), body.clone());
-            tasks.spawn(async move { store.insert(delivery(&format!("d-{i}"), &body)).await });
+            tasks.push(spawn_insert(&store, format!("d-{i}"), &body));
         }
     }
     let (mut new, mut dup) = (HashSet::new(), 0);
-    while let Some(r) = tasks.join_next().await {
-        match r.unwrap().unwrap() {
+    for t in tasks {
+        match t.await.unwrap().unwrap() {
             Inserted::New(id) => assert!(new.insert(id), "id {id} given twice"),
             Inserted::Duplicate => dup += 1,
         }
@@ -66,12 +77,7 @@ async fn cancelled_callers_leave_nobody_waiting() {
     for round in 0..40u64 {
         let mut cancel = Vec::new();
         for i in 0..24 {
-            let store = store.clone();
-            let h = tokio::spawn(async move {
-                store
-                    .insert(delivery(&format!("c-{round}-{i}"), b"{}"))
-                    .await
-            });
+            let h = spawn_insert(&store, format!("c-{round}-{i}"), b"{}");
             if i % 2 == 0 {
                 cancel.push(h);
             } else {
@@ -112,13 +118,12 @@ async fn a_full_feed_tells_the_dispatcher_to_read_the_ledger() {
     assert!(store.take_feed().unwrap().lost);
     let n = 8_192 + 8;
     for chunk in (0..n).collect::<Vec<_>>().chunks(512) {
-        let mut tasks = tokio::task::JoinSet::new();
-        for &i in chunk {
-            let store = store.clone();
-            tasks.spawn(async move { store.insert(delivery(&format!("f-{i}"), b"{}")).await });
-        }
-        while let Some(r) = tasks.join_next().await {
-            assert!(matches!(r.unwrap(), Ok(Inserted::New(_))));
+        let tasks: Vec<_> = chunk
+            .iter()
+            .map(|i| spawn_insert(&store, format!("f-{i}"), b"{}"))
+            .collect();
+        for t in tasks {
+            assert!(matches!(t.await.unwrap(), Ok(Inserted::New(_))));
         }
     }
     let fed = store.take_feed().unwrap();

@@ -1,9 +1,9 @@
 //! The durable delivery ledger and work queue: SQLite in WAL mode (the embedded default), or
 //! PostgreSQL shared by several replicas (`--db postgres://…`).
 //!
-//! With SQLite every write goes through one connection that commits in groups (see `sqlite`), so
-//! each acknowledged delivery is on disk (fsynced with `synchronous=FULL`) while the cost of the
-//! sync is shared. Reads use a small pool; WAL lets them run beside the writer. Deliveries the
+//! With SQLite every write goes through one connection that commits in groups (see `sqlite`), and
+//! with `--sync full` the WAL is flushed before a delivery is acknowledged, one flush shared by
+//! every group committed before it. Reads use a small pool; WAL lets them run beside the writer. Deliveries the
 //! writer commits are handed to the dispatcher in memory, so they are not read back.
 
 mod sqlite;

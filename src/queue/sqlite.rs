@@ -128,8 +128,6 @@ struct Pending {
 
 struct Conn {
     db: rusqlite::Connection,
-    /// Commits so far; a flush that starts after commit `n` makes it durable.
-    seq: u64,
 }
 
 /// A committed batch waiting for its flush.
@@ -309,7 +307,7 @@ impl Writer {
                 ops: Vec::new(),
                 busy: false,
             }),
-            conn: Mutex::new(Conn { db, seq: 0 }),
+            conn: Mutex::new(Conn { db }),
             flusher,
             feed: Mutex::new(Feed::default()),
             new_work,
@@ -364,15 +362,12 @@ impl Writer {
         let mut rounds = 0;
         loop {
             let outcome = self.commit(&batch);
-            let seq = {
-                let mut c = lock(&self.conn);
-                c.seq += 1;
-                if let Some(f) = &self.flusher {
-                    f.committed
-                        .store(c.seq, std::sync::atomic::Ordering::Release);
-                }
-                c.seq
-            };
+            // Numbers commits for the flusher: a flush that starts after commit `n` covers it.
+            let seq = self.flusher.as_ref().map_or(0, |f| {
+                f.committed
+                    .fetch_add(1, std::sync::atomic::Ordering::AcqRel)
+                    + 1
+            });
             done.push(Committed {
                 seq,
                 ops: std::mem::take(&mut batch),

@@ -359,9 +359,7 @@ async fn dispatch<H: Handler>(
         }
     }
     // Lanes finish the delivery they are on; their outcomes are recorded before returning.
-    for lane in lanes.values_mut() {
-        lane.tx = mpsc::unbounded_channel().0;
-    }
+    lanes.clear();
     drop(done_tx);
     while tasks.join_next().await.is_some() {}
     while let Some(o) = done_rx.recv().await {
