@@ -217,6 +217,7 @@ pub enum PayloadError {
 
 /// Looks up a dotted path; `None` when absent or null.
 pub fn at<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
+    super::payload::check_read(path);
     path.split('.')
         .try_fold(v, |v, key| v.get(key))
         .filter(|v| !v.is_null())

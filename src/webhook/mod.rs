@@ -7,6 +7,7 @@ pub mod fixture;
 mod gitea;
 mod github;
 mod gitlab;
+pub mod payload;
 pub mod verify;
 
 use std::borrow::Cow;
@@ -226,8 +227,14 @@ pub fn normalize(
     body: &[u8],
 ) -> Result<Option<Event>, PayloadError> {
     let json = payload_json(content_type, body)?;
-    let v: serde_json::Value =
-        serde_json::from_slice(&json).map_err(|e| PayloadError::NotJson(e.to_string()))?;
+    let fields: &'static payload::Fields = match forge {
+        Forge::Github | Forge::Gitea | Forge::Forgejo => &payload::GITHUB,
+        Forge::Gitlab => &payload::GITLAB,
+    };
+    let v = fields
+        .parse(&json)
+        .map_err(|e| PayloadError::NotJson(e.to_string()))?;
+    let _reading = payload::Reading::start(fields);
     match forge {
         Forge::Github => github::normalize(event, &v),
         Forge::Gitea | Forge::Forgejo => gitea::normalize(event, &v),
