@@ -2,6 +2,8 @@
 //! order, a duplicate in the same group is caught, cancelled callers leave nobody waiting, and the
 //! dispatcher's in-memory feed says when it had to drop deliveries.
 
+mod support;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -134,4 +136,53 @@ async fn a_full_feed_tells_the_dispatcher_to_read_the_ledger() {
     assert!(!again.lost && again.items.is_empty());
     store.insert(delivery("next", b"{}")).await.unwrap();
     assert_eq!(store.take_feed().unwrap().items.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ledger_from_before_the_body_table_keeps_every_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(trunkwarden::queue::DB_FILE);
+    let (schema, rows) = support::ledger_v1(false);
+    {
+        let db = rusqlite::Connection::open(&path).unwrap();
+        db.execute_batch(&schema).unwrap();
+        for row in &rows {
+            db.execute(
+                "INSERT INTO deliveries (forge, hook_id, delivery_id, event, headers, body, body_encoding, received_at) VALUES ('github', '1', ?1, 'push', '{}', ?2, ?3, 0)",
+                rusqlite::params![row.delivery_id, row.stored, row.encoding],
+            )
+            .unwrap();
+        }
+    }
+    let store = Store::open(dir.path(), Sync::Full).await.unwrap();
+    let listed = store.list(None, 10).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    for row in &rows {
+        let d = listed
+            .iter()
+            .find(|d| d.delivery_id == row.delivery_id)
+            .unwrap();
+        let full = store.get(d.id).await.unwrap().unwrap();
+        assert_eq!(full.body, row.body, "{}", row.delivery_id);
+    }
+    // Old deliveries are still duplicates, and new ones are stored after them with their body.
+    assert_eq!(
+        store.insert(delivery("old-1", b"again")).await.unwrap(),
+        Inserted::Duplicate
+    );
+    let Inserted::New(new) = store.insert(delivery("new-1", b"{}")).await.unwrap() else {
+        panic!("a new delivery is new");
+    };
+    assert!(new > 2);
+    assert_eq!(&store.get(new).await.unwrap().unwrap().body[..], b"{}");
+    drop(store);
+    let db = rusqlite::Connection::open(&path).unwrap();
+    let body_columns: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('deliveries') WHERE name LIKE 'body%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(body_columns, 0, "the old columns are gone");
 }

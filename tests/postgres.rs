@@ -241,3 +241,62 @@ async fn the_task_engine_keeps_its_ledger_in_postgres() {
         .unwrap();
     assert!(stored >= 3, "the deliveries are in PostgreSQL too");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ledger_from_before_the_body_table_keeps_every_body() {
+    let url = fresh_schema().await;
+    let (schema, rows) = support::ledger_v1(true);
+    {
+        let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(schema))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        for row in &rows {
+            sqlx::query("INSERT INTO deliveries (forge, hook_id, delivery_id, event, headers, body, body_encoding, received_at) VALUES ('github', '1', $1, 'push', '{}', $2, $3, 0)")
+                .bind(row.delivery_id)
+                .bind(&row.stored)
+                .bind(row.encoding)
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+    }
+    // Two replicas starting together: one moves the bodies, the other finds them moved.
+    let (a, b) = tokio::join!(Store::open_postgres(&url), Store::open_postgres(&url));
+    let (store, _other) = (a.unwrap(), b.unwrap());
+    let listed = store.list(None, 10).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    for row in &rows {
+        let d = listed
+            .iter()
+            .find(|d| d.delivery_id == row.delivery_id)
+            .unwrap();
+        assert_eq!(
+            store.get(d.id).await.unwrap().unwrap().body,
+            row.body,
+            "{}",
+            row.delivery_id
+        );
+    }
+    let f = github("pull_request.opened.0", "new-1");
+    let new = trunkwarden::queue::NewDelivery {
+        forge: trunkwarden::webhook::Forge::Github,
+        hook_id: "1".into(),
+        delivery_id: "new-1".into(),
+        event: "pull_request".into(),
+        headers: "{}".into(),
+        body: f.body.clone().into(),
+        received_at: trunkwarden::queue::now_ms(),
+    };
+    let trunkwarden::queue::Inserted::New(id) = store.insert(new).await.unwrap() else {
+        panic!("a new delivery is new");
+    };
+    assert_eq!(store.get(id).await.unwrap().unwrap().body, f.body);
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'deliveries' AND column_name LIKE 'body%'")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "the old columns are gone");
+}

@@ -43,7 +43,7 @@ pub enum StoreError {
     Flush(std::io::Error),
     #[error("the ledger writer has stopped")]
     WriterGone,
-    #[error("delivery {id}: the stored body does not decompress")]
+    #[error("delivery {id}: the stored body is missing or does not decompress")]
     Corrupt { id: i64 },
     #[error("--db `{0}`: only postgres:// URLs are supported (SQLite lives in --data-dir)")]
     DbUrl(String),
@@ -247,7 +247,11 @@ pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// The ledger's table in either dialect: `{id}`, `{int}` and `{blob}` name its types.
+/// The ledger's tables in either dialect: `{id}`, `{int}` and `{blob}` name its types.
+///
+/// Bodies live in their own table: a delivery's row is rewritten when its outcome is recorded,
+/// and with the body beside it every outcome rewrote a whole page (a compressed push is over
+/// half of one), so the WAL and checkpoints carried each body three times.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS deliveries (
     id              {id},
@@ -256,8 +260,6 @@ CREATE TABLE IF NOT EXISTS deliveries (
     delivery_id     TEXT    NOT NULL,
     event           TEXT    NOT NULL,
     headers         TEXT    NOT NULL,
-    body            {blob}  NOT NULL,
-    body_encoding   TEXT    NOT NULL DEFAULT 'identity',
     received_at     {int}   NOT NULL,
     state           TEXT    NOT NULL DEFAULT 'queued',
     attempts        {int}   NOT NULL DEFAULT 0,
@@ -270,6 +272,19 @@ CREATE TABLE IF NOT EXISTS deliveries (
 );
 CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries (state, id);
 DROP INDEX IF EXISTS deliveries_queued;
+CREATE TABLE IF NOT EXISTS delivery_bodies (
+    id       {int}   PRIMARY KEY,
+    body     {blob}  NOT NULL,
+    encoding TEXT    NOT NULL
+);
+";
+
+/// Moves the bodies of a ledger written before they had their own table (which holds the
+/// `body` column this looks for) and drops the old columns, in the schema's transaction.
+const MOVE_BODIES: &str = "
+INSERT INTO delivery_bodies (id, body, encoding) SELECT id, body, body_encoding FROM deliveries;
+ALTER TABLE deliveries DROP COLUMN body;
+ALTER TABLE deliveries DROP COLUMN body_encoding;
 ";
 
 /// The schema for SQLite (`id` is the rowid) or PostgreSQL.
@@ -287,7 +302,10 @@ fn schema(postgres: bool) -> String {
         .replace("{blob}", blob)
 }
 
-const COLUMNS: &str = "id, forge, hook_id, delivery_id, event, headers, body, body_encoding, received_at, state, attempts, next_attempt_at, last_error, lane, result, finished_at";
+const COLUMNS: &str = "d.id, d.forge, d.hook_id, d.delivery_id, d.event, d.headers, d.received_at, d.state, d.attempts, d.next_attempt_at, d.last_error, d.lane, d.result, d.finished_at";
+
+/// Deliveries with their bodies; a missing body reads as NULL and is reported as corrupt.
+const WITH_BODIES: &str = "deliveries d LEFT JOIN delivery_bodies b ON b.id = d.id";
 
 /// Largest body a stored row may decompress to; a corrupted size prefix cannot claim more.
 const MAX_STORED_BODY: usize = 64 << 20;
@@ -335,7 +353,8 @@ impl Store {
         })?;
         let path = data_dir.join(DB_FILE);
         let new_work = Arc::new(Notify::new());
-        let writer = sqlite::Writer::open(&path, &schema(false), sync, new_work.clone())?;
+        let writer =
+            sqlite::Writer::open(&path, &schema(false), MOVE_BODIES, sync, new_work.clone())?;
         sqlx::any::install_default_drivers();
         let read_url = SqliteConnectOptions::new()
             .filename(&path)
@@ -374,6 +393,14 @@ impl Store {
         sqlx::raw_sql(sqlx::AssertSqlSafe(schema(true)))
             .execute(&mut *tx)
             .await?;
+        let old: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'deliveries' AND column_name = 'body'",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        if old > 0 {
+            sqlx::raw_sql(MOVE_BODIES).execute(&mut *tx).await?;
+        }
         tx.commit().await?;
         Ok(Store {
             pool,
@@ -524,15 +551,15 @@ impl Store {
         body: Vec<u8>,
         encoding: &'static str,
     ) -> Result<Inserted, StoreError> {
-        let id: Option<i64> = sqlx::query_scalar(INSERT_SQL)
+        let id: Option<i64> = sqlx::query_scalar(PG_INSERT_SQL)
             .bind(d.forge.as_str())
             .bind(d.hook_id)
             .bind(d.delivery_id)
             .bind(d.event)
             .bind(d.headers)
+            .bind(d.received_at)
             .bind(body)
             .bind(encoding)
-            .bind(d.received_at)
             .fetch_optional(&self.pool)
             .await?;
         Ok(id.map_or(Inserted::Duplicate, Inserted::New))
@@ -570,14 +597,14 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<Delivery>, StoreError> {
         let q = format!(
-            "SELECT {COLUMNS} FROM deliveries WHERE state = 'queued' AND id > $1 ORDER BY id LIMIT $2"
+            "SELECT {COLUMNS}, b.body, b.encoding FROM {WITH_BODIES} WHERE d.state = 'queued' AND d.id > $1 ORDER BY d.id LIMIT $2"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(q))
             .bind(after_id)
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(row_to_delivery).collect()
+        rows.iter().map(|r| row_to_delivery(r, true)).collect()
     }
 
     /// Ids of queued deliveries up to `up_to`, for finding ones an operator put back.
@@ -593,12 +620,12 @@ impl Store {
 
     /// One delivery, body included.
     pub async fn get(&self, id: i64) -> Result<Option<Delivery>, StoreError> {
-        let q = format!("SELECT {COLUMNS} FROM deliveries WHERE id = $1");
+        let q = format!("SELECT {COLUMNS}, b.body, b.encoding FROM {WITH_BODIES} WHERE d.id = $1");
         let row = sqlx::query(sqlx::AssertSqlSafe(q))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(row_to_delivery).transpose()
+        row.as_ref().map(|r| row_to_delivery(r, true)).transpose()
     }
 
     /// The newest deliveries, optionally in one state; bodies are not loaded.
@@ -607,22 +634,15 @@ impl Store {
         state: Option<State>,
         limit: i64,
     ) -> Result<Vec<Delivery>, StoreError> {
-        let empty = match self.db {
-            Db::Sqlite { .. } => "x''",
-            Db::Postgres { .. } => "''::bytea",
-        };
-        let cols = COLUMNS
-            .replace("body,", &format!("{empty} AS body,"))
-            .replace("body_encoding,", "'identity' AS body_encoding,");
         let q = format!(
-            "SELECT {cols} FROM deliveries WHERE (CAST($1 AS TEXT) IS NULL OR state = $1) ORDER BY id DESC LIMIT $2"
+            "SELECT {COLUMNS} FROM deliveries d WHERE (CAST($1 AS TEXT) IS NULL OR d.state = $1) ORDER BY d.id DESC LIMIT $2"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(q))
             .bind(state.map(State::as_str))
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(row_to_delivery).collect()
+        rows.iter().map(|r| row_to_delivery(r, false)).collect()
     }
 
     /// Number of deliveries per state.
@@ -643,20 +663,29 @@ impl Store {
     }
 }
 
-fn row_to_delivery(r: &AnyRow) -> Result<Delivery, StoreError> {
+/// A row of `COLUMNS`, followed by the body and its encoding when `with_body`.
+fn row_to_delivery(r: &AnyRow, with_body: bool) -> Result<Delivery, StoreError> {
     let json = |s: Option<String>| s.and_then(|s| serde_json::from_str(&s).ok());
+    let id: i64 = r.try_get("id")?;
+    let body = if with_body {
+        match (
+            r.try_get("body")?,
+            r.try_get::<Option<String>, _>("encoding")?,
+        ) {
+            (Some(body), Some(encoding)) => decode_body(id, body, &encoding)?,
+            _ => return Err(StoreError::Corrupt { id }),
+        }
+    } else {
+        Bytes::new()
+    };
     Ok(Delivery {
-        id: r.try_get("id")?,
+        id,
         forge: r.try_get("forge")?,
         hook_id: r.try_get("hook_id")?,
         delivery_id: r.try_get("delivery_id")?,
         event: r.try_get("event")?,
         headers: json(r.try_get("headers")?).unwrap_or(serde_json::Value::Null),
-        body: decode_body(
-            r.try_get("id")?,
-            r.try_get("body")?,
-            &r.try_get::<String, _>("body_encoding")?,
-        )?,
+        body,
         received_at: r.try_get("received_at")?,
         state: r.try_get("state")?,
         attempts: r.try_get("attempts")?,
@@ -696,8 +725,16 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// Stores a delivery; `$8` (received) is also its first `next_attempt_at`.
-const INSERT_SQL: &str = "INSERT INTO deliveries (forge, hook_id, delivery_id, event, headers, body, body_encoding, received_at, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) ON CONFLICT (forge, hook_id, delivery_id) DO NOTHING RETURNING id";
+/// Stores a delivery's row; `$6` (received) is also its first `next_attempt_at`. Answers the
+/// new id, or no row for a duplicate.
+const INSERT_SQL: &str = "INSERT INTO deliveries (forge, hook_id, delivery_id, event, headers, received_at, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (forge, hook_id, delivery_id) DO NOTHING RETURNING id";
+
+/// Stores the body of the delivery `INSERT_SQL` just stored.
+const INSERT_BODY_SQL: &str =
+    "INSERT INTO delivery_bodies (id, body, encoding) VALUES ($1, $2, $3)";
+
+/// Both in one PostgreSQL statement (SQLite has no writing CTEs): `$7` body, `$8` encoding.
+const PG_INSERT_SQL: &str = "WITH d AS (INSERT INTO deliveries (forge, hook_id, delivery_id, event, headers, received_at, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (forge, hook_id, delivery_id) DO NOTHING RETURNING id) INSERT INTO delivery_bodies (id, body, encoding) SELECT id, $7, $8 FROM d RETURNING id";
 
 /// Puts a finished delivery back in the queue: `$1` now, `$2` its id.
 const REQUEUE_SQL: &str = "UPDATE deliveries SET state = 'queued', attempts = 0, next_attempt_at = $1, last_error = NULL, finished_at = NULL WHERE id = $2 AND state <> 'queued'";

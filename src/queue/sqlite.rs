@@ -26,8 +26,8 @@ use rusqlite::{OpenFlags, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{Notify, oneshot};
 
 use super::{
-    Delivery, Finish, INSERT_SQL, Inserted, NewDelivery, Param, REQUEUE_SQL, StoreError, Sync,
-    finish_statement, now_ms,
+    Delivery, Finish, INSERT_BODY_SQL, INSERT_SQL, Inserted, NewDelivery, Param, REQUEUE_SQL,
+    StoreError, Sync, finish_statement, now_ms,
 };
 
 /// Most operations committed together; bounds a commit's duration and memory.
@@ -278,20 +278,32 @@ fn connect(path: &Path) -> Result<rusqlite::Connection, rusqlite::Error> {
 }
 
 impl Writer {
-    /// Opens the ledger file, creates the schema and starts the checkpointer.
+    /// Opens the ledger file, creates or upgrades the schema and starts the checkpointer.
+    /// `move_bodies` runs once, on a ledger whose `deliveries` still has a `body` column.
     pub fn open(
         path: &Path,
         schema: &str,
+        move_bodies: &str,
         sync: Sync,
         new_work: Arc<Notify>,
     ) -> Result<Writer, StoreError> {
-        let db = connect(path)?;
+        let mut db = connect(path)?;
         db.pragma_update(None, "journal_mode", "WAL")?;
         // Commits do not sync; checkpoints still sync the WAL before, and the database after,
         // copying.
         db.pragma_update(None, "synchronous", "NORMAL")?;
         db.pragma_update(None, "wal_autocheckpoint", BACKSTOP_PAGES)?;
-        db.execute_batch(schema)?;
+        let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(schema)?;
+        let old: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('deliveries') WHERE name = 'body'",
+            [],
+            |r| r.get(0),
+        )?;
+        if old > 0 {
+            tx.execute_batch(move_bodies)?;
+        }
+        tx.commit()?;
         db.set_prepared_statement_cache_capacity(32);
         let flusher = match sync {
             Sync::Full => Some(Arc::new(Flusher {
@@ -616,13 +628,18 @@ impl Conn {
                                 d.delivery_id,
                                 d.event,
                                 d.headers,
-                                s.stored_body(),
-                                s.encoding,
                                 d.received_at,
                             ],
                             |r| r.get(0),
                         )
                         .optional()?;
+                    if let Some(id) = id {
+                        tx.prepare_cached(INSERT_BODY_SQL)?.execute(params![
+                            id,
+                            s.stored_body(),
+                            s.encoding
+                        ])?;
+                    }
                     Answer::Inserted(id.map_or(Inserted::Duplicate, Inserted::New))
                 }
                 Write::Finish(finishes) => {
@@ -745,6 +762,7 @@ mod tests {
         Writer::open(
             &dir.join("ledger.sqlite3"),
             &schema,
+            super::super::MOVE_BODIES,
             Sync::Full,
             Arc::new(Notify::new()),
         )

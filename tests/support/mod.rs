@@ -92,3 +92,54 @@ pub fn cases(default: u32) -> u32 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
+
+/// A delivery as releases before the body table stored it.
+pub struct OldRow {
+    pub delivery_id: &'static str,
+    /// The body as received.
+    pub body: Vec<u8>,
+    /// The body as stored, in `encoding`.
+    pub stored: Vec<u8>,
+    pub encoding: &'static str,
+}
+
+/// The ledger as releases before bodies had their own table created it, and two deliveries
+/// for it: `old-1` with a body stored as is, `old-2` with one compressed as those releases did.
+pub fn ledger_v1(postgres: bool) -> (String, [OldRow; 2]) {
+    let (id, int, blob) = if postgres {
+        ("BIGSERIAL PRIMARY KEY", "BIGINT", "BYTEA")
+    } else {
+        ("INTEGER PRIMARY KEY", "INTEGER", "BLOB")
+    };
+    let schema = format!(
+        "CREATE TABLE deliveries (
+            id {id}, forge TEXT NOT NULL, hook_id TEXT NOT NULL, delivery_id TEXT NOT NULL,
+            event TEXT NOT NULL, headers TEXT NOT NULL, body {blob} NOT NULL,
+            body_encoding TEXT NOT NULL DEFAULT 'identity', received_at {int} NOT NULL,
+            state TEXT NOT NULL DEFAULT 'queued', attempts {int} NOT NULL DEFAULT 0,
+            next_attempt_at {int} NOT NULL DEFAULT 0, last_error TEXT, lane TEXT, result TEXT,
+            finished_at {int}, UNIQUE (forge, hook_id, delivery_id));
+        CREATE INDEX deliveries_state ON deliveries (state, id);
+        CREATE INDEX deliveries_queued ON deliveries (id) WHERE state = 'queued';"
+    );
+    let plain = br#"{"zen":"Keep it logically awesome."}"#.to_vec();
+    let big = br#"{"ref":"refs/heads/main","commits":[]}"#.repeat(50);
+    let packed = lz4_flex::compress_prepend_size(&big);
+    (
+        schema,
+        [
+            OldRow {
+                delivery_id: "old-1",
+                body: plain.clone(),
+                stored: plain,
+                encoding: "identity",
+            },
+            OldRow {
+                delivery_id: "old-2",
+                body: big,
+                stored: packed,
+                encoding: "lz4",
+            },
+        ],
+    )
+}
