@@ -116,7 +116,16 @@ async fn stop_signal() {
 pub fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
     init_logging();
     let settings = settings(args)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    // One runtime thread more than cores: the ledger's flush (`fdatasync`, 0.3-0.6 ms under
+    // load) runs inline on the thread that committed, and meanwhile the other cores keep
+    // serving. Measured on 2 cores against 2 threads: +10-20% deliveries/s at full load and a
+    // lower p99 at 1,000/s; 4 threads was worse on both. TOKIO_WORKER_THREADS still overrides.
+    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        rt.worker_threads(cores + 1);
+    }
+    let rt = rt
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
