@@ -148,23 +148,14 @@ async fn a_ledger_from_before_the_body_table_keeps_every_body() {
         db.execute_batch(&schema).unwrap();
         for row in &rows {
             db.execute(
-                "INSERT INTO deliveries (forge, hook_id, delivery_id, event, headers, body, body_encoding, received_at) VALUES ('github', '1', ?1, 'push', '{}', ?2, ?3, 0)",
+                support::LEDGER_V1_INSERT,
                 rusqlite::params![row.delivery_id, row.stored, row.encoding],
             )
             .unwrap();
         }
     }
     let store = Store::open(dir.path(), Sync::Full).await.unwrap();
-    let listed = store.list(None, 10).await.unwrap();
-    assert_eq!(listed.len(), 2);
-    for row in &rows {
-        let d = listed
-            .iter()
-            .find(|d| d.delivery_id == row.delivery_id)
-            .unwrap();
-        let full = store.get(d.id).await.unwrap().unwrap();
-        assert_eq!(full.body, row.body, "{}", row.delivery_id);
-    }
+    support::assert_old_bodies_read_back(&store, &rows).await;
     // Old deliveries are still duplicates, and new ones are stored after them with their body.
     assert_eq!(
         store.insert(delivery("old-1", b"again")).await.unwrap(),

@@ -253,7 +253,7 @@ async fn a_ledger_from_before_the_body_table_keeps_every_body() {
             .await
             .unwrap();
         for row in &rows {
-            sqlx::query("INSERT INTO deliveries (forge, hook_id, delivery_id, event, headers, body, body_encoding, received_at) VALUES ('github', '1', $1, 'push', '{}', $2, $3, 0)")
+            sqlx::query(support::LEDGER_V1_INSERT)
                 .bind(row.delivery_id)
                 .bind(&row.stored)
                 .bind(row.encoding)
@@ -265,20 +265,7 @@ async fn a_ledger_from_before_the_body_table_keeps_every_body() {
     // Two replicas starting together: one moves the bodies, the other finds them moved.
     let (a, b) = tokio::join!(Store::open_postgres(&url), Store::open_postgres(&url));
     let (store, _other) = (a.unwrap(), b.unwrap());
-    let listed = store.list(None, 10).await.unwrap();
-    assert_eq!(listed.len(), 2);
-    for row in &rows {
-        let d = listed
-            .iter()
-            .find(|d| d.delivery_id == row.delivery_id)
-            .unwrap();
-        assert_eq!(
-            store.get(d.id).await.unwrap().unwrap().body,
-            row.body,
-            "{}",
-            row.delivery_id
-        );
-    }
+    support::assert_old_bodies_read_back(&store, &rows).await;
     let f = github("pull_request.opened.0", "new-1");
     let new = trunkwarden::queue::NewDelivery {
         forge: trunkwarden::webhook::Forge::Github,

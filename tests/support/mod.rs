@@ -103,6 +103,24 @@ pub struct OldRow {
     pub encoding: &'static str,
 }
 
+/// Stores an [`OldRow`] in a ledger from [`ledger_v1`]: `$1` delivery id, `$2` stored body,
+/// `$3` encoding (SQLite reads `$n` too).
+pub const LEDGER_V1_INSERT: &str = "INSERT INTO deliveries (forge, hook_id, delivery_id, event, headers, body, body_encoding, received_at) VALUES ('github', '1', $1, 'push', '{}', $2, $3, 0)";
+
+/// Every old row is listed, and reads back with the body it was received with.
+pub async fn assert_old_bodies_read_back(store: &trunkwarden::queue::Store, rows: &[OldRow]) {
+    let listed = store.list(None, 10).await.unwrap();
+    assert_eq!(listed.len(), rows.len());
+    for row in rows {
+        let d = listed
+            .iter()
+            .find(|d| d.delivery_id == row.delivery_id)
+            .unwrap();
+        let full = store.get(d.id).await.unwrap().unwrap();
+        assert_eq!(full.body, row.body, "{}", row.delivery_id);
+    }
+}
+
 /// The ledger as releases before bodies had their own table created it, and two deliveries
 /// for it: `old-1` with a body stored as is, `old-2` with one compressed as those releases did.
 pub fn ledger_v1(postgres: bool) -> (String, [OldRow; 2]) {
