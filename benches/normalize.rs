@@ -1,6 +1,7 @@
 //! Normalizes real deliveries from webhook-fixtures/ and prints the time per delivery, beside a
 //! full `serde_json::Value` parse of the same body (what normalization cost before it kept only
-//! the fields it reads). Run with `cargo bench --bench normalize`.
+//! the fields it reads) and the floor: checking that the body is JSON and nothing else. Run with
+//! `cargo bench --bench normalize`.
 
 use std::hint::black_box;
 use std::path::Path;
@@ -24,12 +25,13 @@ fn per_run(f: impl Fn()) -> f64 {
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("webhook-fixtures");
     println!(
-        "{:<48} {:>7} {:>14} {:>12}",
-        "delivery", "bytes", "normalize µs", "Value µs"
+        "{:<48} {:>7} {:>14} {:>12} {:>14}",
+        "delivery", "bytes", "normalize µs", "Value µs", "JSON check µs"
     );
     for (forge, name) in [
         (Forge::Github, "push.none.4"),
         (Forge::Github, "pull_request.opened.0"),
+        (Forge::Gitea, "push.branch.woodpecker"),
         (Forge::Gitea, "pull_request.opened.go-scm"),
         (Forge::Gitlab, "merge_request.close.woodpecker"),
     ] {
@@ -47,12 +49,16 @@ fn main() {
         let full = per_run(|| {
             black_box(serde_json::from_slice::<serde_json::Value>(black_box(&f.body)).ok());
         });
+        let check = per_run(|| {
+            black_box(serde_json::from_slice::<serde::de::IgnoredAny>(black_box(&f.body)).ok());
+        });
         println!(
-            "{:<48} {:>7} {:>14.2} {:>12.2}",
+            "{:<48} {:>7} {:>14.2} {:>12.2} {:>14.2}",
             format!("{forge}/{name}"),
             f.body.len(),
             ours,
-            full
+            full,
+            check
         );
     }
 }

@@ -17,7 +17,8 @@ use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
 /// What the GitHub-shaped normalizers (GitHub, Gitea, Forgejo) read. A path that ends at an
-/// object or array keeps all of it.
+/// object or array keeps all of it; `list.#` keeps only how long `list` is (its objects read as
+/// empty), which is all a push's commit count needs of commits that can number in the hundreds.
 const GITHUB_PATHS: &[&str] = &[
     "action",
     "after",
@@ -28,7 +29,7 @@ const GITHUB_PATHS: &[&str] = &[
     "comment.user.id",
     "comment.user.login",
     "comment.user.username",
-    "commits",
+    "commits.#",
     "context",
     "created",
     "deleted",
@@ -341,6 +342,16 @@ pub fn check_read(_path: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_counted_list_keeps_its_length_and_none_of_its_objects() {
+        let f = Fields::from_paths(["commits.#"]);
+        let v = f
+            .parse(br#"{"commits":[{"id":"a","author":{"name":"x"}},{"id":"b"}],"n":1}"#)
+            .unwrap();
+        assert_eq!(v, serde_json::json!({"commits":[{},{}]}));
+        assert!(f.keeps("commits") && !f.keeps("commits.id"));
+    }
 
     #[test]
     fn keeps_listed_paths_and_drops_the_rest() {
