@@ -1,6 +1,7 @@
 //! The SQLite ledger's writer under concurrency: every caller is answered once, ids follow commit
 //! order, a duplicate in the same group is caught, cancelled callers leave nobody waiting, and the
-//! dispatcher's in-memory feed says when it had to drop deliveries.
+//! dispatcher's in-memory feed says when it had to drop deliveries; bodies are stored without a
+//! padded page each.
 
 mod support;
 
@@ -176,4 +177,44 @@ async fn a_ledger_from_before_the_body_table_keeps_every_body() {
         )
         .unwrap();
     assert_eq!(body_columns, 0, "the old columns are gone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_are_not_padded_to_a_page_each() {
+    // Bodies that do not compress, each too big for two to share a 4 KB page.
+    const N: usize = 200;
+    const LEN: usize = 2600;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Sync::Full).await.unwrap();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for i in 0..N {
+        let body: Vec<u8> = (0..LEN)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        store
+            .insert(delivery(&format!("d-{i}"), &body))
+            .await
+            .unwrap();
+    }
+    drop(store);
+    let db = rusqlite::Connection::open(dir.path().join(trunkwarden::queue::DB_FILE)).unwrap();
+    db.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .unwrap();
+    let size: i64 = db
+        .query_row(
+            "SELECT page_count * page_size FROM pragma_page_count, pragma_page_size",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    // A page per body would be 800 KB; the bodies themselves are 520 KB.
+    assert!(
+        (size as usize) < N * LEN * 13 / 10,
+        "{N} bodies of {LEN} bytes took a {size}-byte ledger"
+    );
 }
