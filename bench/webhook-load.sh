@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Webhook ingest load benchmark: trunkwarden serve (release, every delivery fsynced to SQLite)
 # against the non-durable @octokit/webhooks Node middleware, same client (wrk), same payload
-# (a real GitHub push delivery), unique delivery ids, on loopback.
+# (a real GitHub push delivery), unique random delivery ids (UUIDs, as GitHub's), on loopback.
 #
 # Prints sustained deliveries/s and acknowledgement latency (p50/p99) under full load, and the
 # latency at about 1,000 deliveries/s, for both, and the ratios.
@@ -53,6 +53,7 @@ tw_stop() { kill "$TW_PID"; wait "$TW_PID" 2>/dev/null || true; }
 tw_start
 tw_max=$(run tw http://127.0.0.1:18090 32 0)
 stored=$(metric trunkwarden_deliveries_accepted_total)
+dups=$(metric trunkwarden_deliveries_duplicate_total)
 # How long the workers take to process what the run left queued (normalize, handle, record).
 drain_start=$(date +%s.%N)
 for _ in $(seq 600); do
@@ -85,7 +86,7 @@ for name in tw ok; do
     "$(field rps "${!k}")" "$(field p50_ms "${!k}")" "$(field p99_ms "${!k}")"
 done
 echo
-echo "trunkwarden: $stored deliveries acknowledged and stored in the full-load run, $db_mb MB ledger; $done_n processed, the last ${drain_s}s after the run ended"
+echo "trunkwarden: $stored deliveries acknowledged and stored in the full-load run ($dups duplicate ids), $db_mb MB ledger; $done_n processed, the last ${drain_s}s after the run ended"
 echo "trunkwarden non-2xx/errors: max run $(field non2xx "$tw_max")/$(field errors "$tw_max"), ~1k run $(field non2xx "$tw_1k")/$(field errors "$tw_1k")"
 echo "octokit non-2xx/errors: max run $(field non2xx "$ok_max")/$(field errors "$ok_max"), ~1k run $(field non2xx "$ok_1k")/$(field errors "$ok_1k")"
 python3 - "$(field rps "$tw_max")" "$(field rps "$ok_max")" "$(field p99_ms "$tw_1k")" "$(field p99_ms "$ok_1k")" <<'PY'

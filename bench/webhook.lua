@@ -1,4 +1,6 @@
--- wrk script: signed GitHub deliveries with a unique X-GitHub-Delivery per request.
+-- wrk script: signed GitHub deliveries with a unique X-GitHub-Delivery per request, a random
+-- UUID as GitHub sends: ids in order would each land at the end of the ledger's dedupe index,
+-- random ones each dirty a page somewhere in it, which is what a real forge costs.
 -- GitHub's signature covers the body only, so one signature serves every request.
 -- args: <body file> <sha256=signature> <run id> [delay ms between requests per connection]
 local threads = {}
@@ -13,19 +15,32 @@ function init(args)
   body = f:read("*a")
   f:close()
   sig = args[2]
-  prefix = args[3] .. "-" .. tid .. "-"
+  -- The run id seeds the ids, so runs and threads do not repeat each other's.
+  local seed = 0
+  for i = 1, #args[3] do
+    seed = (seed * 31 + args[3]:byte(i)) % 2147483647
+  end
+  math.randomseed(seed + tid * 7919)
   pace = tonumber(args[4] or "0")
-  counter = 0
+end
+
+local function r16()
+  return math.random(0, 65535)
+end
+
+-- A version 4 UUID.
+local function uuid()
+  return string.format("%04x%04x-%04x-4%03x-%04x-%04x%04x%04x", r16(), r16(), r16(),
+    r16() % 4096, 32768 + r16() % 16384, r16(), r16(), r16())
 end
 
 function request()
-  counter = counter + 1
   return wrk.format("POST", "/webhook", {
     ["Content-Type"] = "application/json",
     ["User-Agent"] = "GitHub-Hookshot/bench",
     ["X-GitHub-Event"] = "push",
     ["X-GitHub-Hook-ID"] = "1",
-    ["X-GitHub-Delivery"] = prefix .. counter,
+    ["X-GitHub-Delivery"] = uuid(),
     ["X-Hub-Signature-256"] = sig,
   }, body)
 end
