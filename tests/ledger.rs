@@ -186,16 +186,9 @@ async fn bodies_are_not_padded_to_a_page_each() {
     const LEN: usize = 2600;
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), Sync::Full).await.unwrap();
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     for i in 0..N {
-        let body: Vec<u8> = (0..LEN)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let mut body = vec![0u8; LEN];
+        rand::fill(&mut body[..]);
         store
             .insert(delivery(&format!("d-{i}"), &body))
             .await

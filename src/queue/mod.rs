@@ -353,8 +353,7 @@ impl Store {
         })?;
         let path = data_dir.join(DB_FILE);
         let new_work = Arc::new(Notify::new());
-        let writer =
-            sqlite::Writer::open(&path, &schema(false), MOVE_BODIES, sync, new_work.clone())?;
+        let writer = sqlite::Writer::open(&path, &schema(false), sync, new_work.clone())?;
         sqlx::any::install_default_drivers();
         let read_url = SqliteConnectOptions::new()
             .filename(&path)

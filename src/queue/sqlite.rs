@@ -32,8 +32,8 @@ use rusqlite::{OpenFlags, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{Notify, oneshot};
 
 use super::{
-    Delivery, Finish, INSERT_BODY_SQL, INSERT_SQL, Inserted, NewDelivery, Param, REQUEUE_SQL,
-    StoreError, Sync, finish_statement, now_ms,
+    Delivery, Finish, INSERT_BODY_SQL, INSERT_SQL, Inserted, MOVE_BODIES, NewDelivery, Param,
+    REQUEUE_SQL, StoreError, Sync, finish_statement, now_ms,
 };
 
 /// Most operations committed together; bounds a commit's duration and memory.
@@ -310,11 +310,10 @@ fn connect(path: &Path) -> Result<rusqlite::Connection, rusqlite::Error> {
 
 impl Writer {
     /// Opens the ledger file, creates or upgrades the schema and starts the checkpointer.
-    /// `move_bodies` runs once, on a ledger whose `deliveries` still has a `body` column.
+    /// `MOVE_BODIES` runs once, on a ledger whose `deliveries` still has a `body` column.
     pub fn open(
         path: &Path,
         schema: &str,
-        move_bodies: &str,
         sync: Sync,
         new_work: Arc<Notify>,
     ) -> Result<Writer, StoreError> {
@@ -335,7 +334,7 @@ impl Writer {
             |r| r.get(0),
         )?;
         if old > 0 {
-            tx.execute_batch(move_bodies)?;
+            tx.execute_batch(MOVE_BODIES)?;
         }
         tx.commit()?;
         db.set_prepared_statement_cache_capacity(32);
@@ -821,7 +820,6 @@ mod tests {
         Writer::open(
             &dir.join("ledger.sqlite3"),
             &schema,
-            super::super::MOVE_BODIES,
             Sync::Full,
             Arc::new(Notify::new()),
         )
