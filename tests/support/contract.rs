@@ -432,7 +432,7 @@ fn gitlab_docs() -> Value {
             "/projects/{id}/merge_requests/{iid}/merge": { "put": op(Some(merge), &[]) },
             "/projects/{id}/merge_requests/{iid}/notes": { "get": op(None, &paging), "post": op(Some(note.clone()), &[]) },
             "/projects/{id}/merge_requests/{iid}/notes/{note_id}": { "put": op(Some(note.clone()), &[]) },
-            "/projects/{id}/issues/{iid}": { "put": op(Some(issue_edit), &[]) },
+            "/projects/{id}/issues/{iid}": { "get": op(None, &[]), "put": op(Some(issue_edit), &[]) },
             "/projects/{id}/issues/{iid}/notes": { "get": op(None, &paging), "post": op(Some(note.clone()), &[]) },
             "/projects/{id}/issues/{iid}/notes/{note_id}": { "put": op(Some(note), &[]) },
             "/projects/{id}/repository/commits/{sha}/statuses": { "get": op(None, &["ref", "stage", "name", "pipeline_id", "all", "per_page", "page"]) },

@@ -81,14 +81,30 @@ pub struct Fault {
     pub times: usize,
 }
 
-/// Everything the fake knows.
+/// What a test hook says about one request, before the fake answers it.
+pub enum Act {
+    /// Answer as the forge would.
+    Proceed,
+    /// Answer this instead, changing nothing.
+    Respond(u16, Value),
+    /// Wait until the receiver fires (or its sender is dropped), then answer as the forge would.
+    Park(tokio::sync::oneshot::Receiver<()>),
+    /// Apply the request, then wait as for `Park` before answering: the change happened, the
+    /// answer is late (or never arrives).
+    ApplyThenPark(tokio::sync::oneshot::Receiver<()>),
+}
+
+/// A test's look at every request after it is recorded and authenticated; it may change the
+/// forge (a merge happening between two reads) or delay or replace the answer.
+pub type RequestHook = Arc<dyn Fn(&mut Forge, &Recorded) -> Act + Send + Sync>;
+
+/// One repository the fake serves.
 #[derive(Debug)]
-pub struct Forge {
-    pub kind: &'static str,
-    pub token: String,
-    pub users: Vec<(u64, String)>,
-    pub bot: (u64, String),
+pub struct Repo {
+    /// `owner/name`.
+    pub full_name: String,
     pub pulls: BTreeMap<u64, Pull>,
+    /// Issue number → open.
     pub issues: BTreeMap<u64, bool>,
     pub comments: Vec<Comment>,
     pub ci: Vec<Ci>,
@@ -96,16 +112,48 @@ pub struct Forge {
     /// access level as a number).
     pub permissions: HashMap<String, String>,
     pub hooks: Vec<Value>,
-    /// Hooks of the organisation (GitLab: group) `OWNER`.
-    pub org_hooks: Vec<Value>,
-    /// GitHub's recorded deliveries per hook id, newest first.
-    pub hook_deliveries: HashMap<u64, Vec<Value>>,
     pub repo: Value,
     pub protection: Option<Value>,
+    /// GitHub rules that apply to the trunk (`GET /rules/branches/{branch}`).
+    pub rules: Vec<Value>,
+    /// Issues the forge closed by itself when a pull request merged: `(issue, pull)`.
+    pub auto_closed: Vec<(u64, u64)>,
+    pub git: PathBuf,
+}
+
+/// Everything the fake knows.
+pub struct Forge {
+    pub kind: &'static str,
+    /// Tokens accepted; all act as the bot.
+    pub tokens: Vec<String>,
+    pub users: Vec<(u64, String)>,
+    pub bot: (u64, String),
+    /// Every repository by `owner/name`; `OWNER/NAME` is the primary one, which the forge
+    /// state derefs to.
+    pub repos: BTreeMap<String, Repo>,
+    /// Hooks of the organisation (GitLab: group) `OWNER`.
+    pub org_hooks: Vec<Value>,
+    /// GitHub's recorded deliveries per hook id (repository or organisation), newest first.
+    pub hook_deliveries: HashMap<u64, Vec<Value>>,
     pub faults: VecDeque<Fault>,
     pub requests: Vec<Recorded>,
-    pub git: PathBuf,
+    pub hook: Option<RequestHook>,
     next_id: u64,
+}
+
+impl std::ops::Deref for Forge {
+    type Target = Repo;
+    fn deref(&self) -> &Repo {
+        &self.repos[&format!("{OWNER}/{NAME}")]
+    }
+}
+
+impl std::ops::DerefMut for Forge {
+    fn deref_mut(&mut self) -> &mut Repo {
+        self.repos
+            .get_mut(&format!("{OWNER}/{NAME}"))
+            .expect("the primary repository")
+    }
 }
 
 /// A running fake forge.
@@ -141,39 +189,23 @@ impl FakeForge {
     /// Starts a fake of `kind` (`github`, `gitea`, `forgejo`, `gitlab`) accepting `token`,
     /// with a bare repository at `git` whose `main` and feature branches the test prepared.
     pub async fn start(kind: &'static str, token: &str, git: PathBuf) -> FakeForge {
-        let repo = match kind {
-            "github" => {
-                json!({ "allow_squash_merge": true, "allow_merge_commit": true, "allow_rebase_merge": true })
-            }
-            "gitlab" => {
-                json!({ "merge_method": "merge", "squash_option": "default_off", "autoclose_referenced_issues": true })
-            }
-            _ => {
-                json!({ "allow_squash_merge": true, "allow_merge_commits": true, "allow_rebase": true })
-            }
-        };
+        let mut repos = BTreeMap::new();
+        repos.insert(format!("{OWNER}/{NAME}"), Repo::new(kind, OWNER, NAME, git));
         let state = Arc::new(Mutex::new(Forge {
             kind,
-            token: token.to_owned(),
+            tokens: vec![token.to_owned()],
             users: vec![
                 (1, "trunkwarden".into()),
                 (2, "alice".into()),
                 (3, "bob".into()),
             ],
             bot: (1, "trunkwarden".into()),
-            pulls: BTreeMap::new(),
-            issues: BTreeMap::new(),
-            comments: Vec::new(),
-            ci: Vec::new(),
-            permissions: HashMap::new(),
-            hooks: Vec::new(),
+            repos,
             org_hooks: Vec::new(),
             hook_deliveries: HashMap::new(),
-            repo,
-            protection: None,
             faults: VecDeque::new(),
             requests: Vec::new(),
-            git,
+            hook: None,
             next_id: 100,
         }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -192,17 +224,40 @@ impl FakeForge {
         }
     }
 
-    /// Adds an open pull request from `head_ref` (which must exist in the bare repository).
+    /// Adds an open pull request from `head_ref` (which must exist in the bare repository) to
+    /// the default branch of the primary repository.
     pub fn add_pull(&self, number: u64, author: &str, head_ref: &str, title: &str, body: &str) {
+        self.add_pull_to(
+            &format!("{OWNER}/{NAME}"),
+            number,
+            author,
+            head_ref,
+            title,
+            body,
+        );
+    }
+
+    /// [`FakeForge::add_pull`] in the repository `full_name`.
+    pub fn add_pull_to(
+        &self,
+        full_name: &str,
+        number: u64,
+        author: &str,
+        head_ref: &str,
+        title: &str,
+        body: &str,
+    ) {
         let mut f = self.state.lock().unwrap();
-        let head_sha = git(&f.git, &["rev-parse", &format!("refs/heads/{head_ref}")]);
         let author = f
             .users
             .iter()
             .find(|u| u.1 == author)
             .cloned()
             .expect("known user");
-        f.pulls.insert(
+        let r = f.repos.get_mut(full_name).expect("known repository");
+        let head_sha = git(&r.git, &["rev-parse", &format!("refs/heads/{head_ref}")]);
+        let base_ref = r.default_branch();
+        r.pulls.insert(
             number,
             Pull {
                 number,
@@ -211,7 +266,7 @@ impl FakeForge {
                 author,
                 head_ref: head_ref.into(),
                 head_sha,
-                base_ref: "main".into(),
+                base_ref,
                 open: true,
                 merged: false,
                 merge_sha: None,
@@ -220,9 +275,29 @@ impl FakeForge {
         );
     }
 
+    /// Serves another repository, backed by the bare repository at `git`.
+    pub fn add_repo(&self, owner: &str, name: &str, git: PathBuf) {
+        let mut f = self.state.lock().unwrap();
+        let kind = f.kind;
+        f.repos
+            .insert(format!("{owner}/{name}"), Repo::new(kind, owner, name, git));
+    }
+
     /// Merges a pull request as the forge's squash button would; returns the merge commit.
     pub fn merge_pull(&self, number: u64, message: &str) -> String {
-        self.state.lock().unwrap().squash(number, message)
+        let mut f = self.state.lock().unwrap();
+        let kind = f.kind;
+        f.squash(kind, number, message)
+    }
+
+    /// Accepts another token (as the bot): replicas can be told apart by theirs.
+    pub fn accept_token(&self, token: &str) {
+        self.state.lock().unwrap().tokens.push(token.to_owned());
+    }
+
+    /// Looks at every request from now on; see [`Act`].
+    pub fn on_request(&self, hook: impl Fn(&mut Forge, &Recorded) -> Act + Send + Sync + 'static) {
+        self.state.lock().unwrap().hook = Some(Arc::new(hook));
     }
 
     /// Injects a failure for the next `times` matching requests.
@@ -323,38 +398,75 @@ async fn handle(State(state): State<Arc<Mutex<Forge>>>, req: Request) -> Respons
     } else {
         serde_json::from_slice(&bytes).ok()
     };
-    let mut f = state.lock().unwrap();
-    let path = match f.kind {
-        "gitea" | "forgejo" => raw_path
-            .strip_prefix("/api/v1")
-            .unwrap_or(&raw_path)
-            .to_owned(),
-        "gitlab" => raw_path
-            .strip_prefix("/api/v4")
-            .unwrap_or(&raw_path)
-            .to_owned(),
-        _ => raw_path.clone(),
-    };
-    f.requests.push(Recorded {
-        method: method.clone(),
-        path: path.clone(),
-        query: query.clone(),
-        body: body.clone(),
-        headers: headers.clone(),
-    });
-    let token = f.token.clone();
-    let auth_ok = match f.kind {
-        "gitlab" => {
-            headers.get("private-token").and_then(|v| v.to_str().ok()) == Some(token.as_str())
+    let (path, act) = {
+        let mut f = state.lock().unwrap();
+        let path = match f.kind {
+            "gitea" | "forgejo" => raw_path
+                .strip_prefix("/api/v1")
+                .unwrap_or(&raw_path)
+                .to_owned(),
+            "gitlab" => raw_path
+                .strip_prefix("/api/v4")
+                .unwrap_or(&raw_path)
+                .to_owned(),
+            _ => raw_path.clone(),
+        };
+        let recorded = Recorded {
+            method: method.clone(),
+            path: path.clone(),
+            query: query.clone(),
+            body: body.clone(),
+            headers: headers.clone(),
+        };
+        f.requests.push(recorded.clone());
+        let auth_ok = f.tokens.iter().any(|token| match f.kind {
+            "gitlab" => {
+                headers.get("private-token").and_then(|v| v.to_str().ok()) == Some(token.as_str())
+            }
+            _ => headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v == format!("token {token}") || v == format!("Bearer {token}")),
+        });
+        if !auth_ok {
+            return reply(401, json!({ "message": "Bad credentials" }));
         }
-        _ => headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v == format!("token {token}") || v == format!("Bearer {token}")),
+        let act = match f.hook.clone() {
+            Some(hook) => hook(&mut f, &recorded),
+            None => Act::Proceed,
+        };
+        (path, act)
     };
-    if !auth_ok {
-        return reply(401, json!({ "message": "Bad credentials" }));
+    let late = match act {
+        Act::Proceed => None,
+        Act::Respond(status, body) => return reply(status, body),
+        Act::Park(rx) => {
+            let _ = rx.await;
+            None
+        }
+        Act::ApplyThenPark(rx) => Some(rx),
+    };
+    let resp = serve(
+        &mut state.lock().unwrap(),
+        &method,
+        &path,
+        query.as_deref(),
+        body,
+    );
+    if let Some(rx) = late {
+        let _ = rx.await;
     }
+    resp
+}
+
+/// Answers one authenticated request: an injected fault, else the forge's own answer.
+fn serve(
+    f: &mut Forge,
+    method: &str,
+    path: &str,
+    query: Option<&str>,
+    body: Option<Value>,
+) -> Response {
     if let Some(i) = f
         .faults
         .iter()
@@ -381,10 +493,10 @@ async fn handle(State(state): State<Arc<Mutex<Forge>>>, req: Request) -> Respons
         .map(decode)
         .collect();
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
-    let q = parse_query(query.as_deref());
+    let q = parse_query(query);
     match f.kind {
-        "gitlab" => gitlab(&mut f, &method, &segs, &q, body),
-        kind => github_like(&mut f, kind, &method, &segs, &q, body),
+        "gitlab" => gitlab(f, method, &segs, &q, body),
+        kind => github_like(f, kind, method, &segs, &q, body),
     }
 }
 
@@ -429,9 +541,9 @@ impl Forge {
         }
     }
 
-    fn pull_json(&self, p: &Pull) -> Value {
+    fn pull_json(&self, r: &Repo, p: &Pull) -> Value {
         let base_sha = git(
-            &self.git,
+            &r.git,
             &["rev-parse", &format!("refs/heads/{}", p.base_ref)],
         );
         match self.kind {
@@ -477,8 +589,74 @@ impl Forge {
         }
     }
 
+    fn issue_json(&self, n: u64, open: bool) -> Value {
+        match self.kind {
+            "gitlab" => json!({ "iid": n, "state": if open { "opened" } else { "closed" } }),
+            _ => json!({ "number": n, "state": if open { "open" } else { "closed" } }),
+        }
+    }
+}
+
+/// The issue numbers a pull request body closes by the forge's own keywords, as the forge reads
+/// them: GitHub and Gitea `close[sd]`/`fix(es|ed)`/`resolve[sd]` (optional colon), GitLab also
+/// `closing`, `fixing`, `resolving` and `implement(s|ed|ing)`. Written for the fake, apart
+/// from the engine's own reader.
+pub fn forge_closes(kind: &str, text: &str) -> Vec<u64> {
+    let words = if kind == "gitlab" {
+        r"(?i)\b(?:clos(?:e[sd]?|ing)|fix(?:e[sd]|ing)?|resolv(?:e[sd]?|ing)|implement(?:s|ed|ing)?):? +(?:issues? +)?#(\d+)"
+    } else {
+        r"(?i)\b(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?):? *#(\d+)\b"
+    };
+    regex::Regex::new(words)
+        .unwrap()
+        .captures_iter(text)
+        .filter_map(|c| c[1].parse().ok())
+        .collect()
+}
+
+impl Repo {
+    /// A repository served by a fake of `kind`, backed by the bare repository at `git`.
+    pub fn new(kind: &str, owner: &str, name: &str, git: PathBuf) -> Repo {
+        let default_branch = self::git(&git, &["symbolic-ref", "--short", "HEAD"]);
+        let repo = match kind {
+            "github" => {
+                json!({ "allow_squash_merge": true, "allow_merge_commit": true, "allow_rebase_merge": true, "default_branch": default_branch })
+            }
+            "gitlab" => {
+                json!({ "merge_method": "merge", "squash_option": "default_off", "autoclose_referenced_issues": true, "default_branch": default_branch })
+            }
+            _ => {
+                json!({ "allow_squash_merge": true, "allow_merge_commits": true, "allow_rebase": true, "default_branch": default_branch })
+            }
+        };
+        Repo {
+            full_name: format!("{owner}/{name}"),
+            pulls: BTreeMap::new(),
+            issues: BTreeMap::new(),
+            comments: Vec::new(),
+            ci: Vec::new(),
+            permissions: HashMap::new(),
+            hooks: Vec::new(),
+            repo,
+            protection: None,
+            rules: Vec::new(),
+            auto_closed: Vec::new(),
+            git,
+        }
+    }
+
+    /// The default branch, as the repository settings name it.
+    pub fn default_branch(&self) -> String {
+        self.repo["default_branch"]
+            .as_str()
+            .unwrap_or("main")
+            .to_owned()
+    }
+
     /// The real squash merge: one commit on top of the base with the pull request's changes.
-    fn squash(&mut self, number: u64, message: &str) -> String {
+    /// Like the forges, a merge into the default branch closes the issues its body names with
+    /// a closing keyword (on GitLab only while `autoclose_referenced_issues` is on).
+    pub fn squash(&mut self, kind: &str, number: u64, message: &str) -> String {
         let p = self.pulls.get(&number).unwrap().clone();
         let base = git(
             &self.git,
@@ -503,10 +681,24 @@ impl Forge {
                 &base,
             ],
         );
+        let default_branch = self.default_branch();
         let p = self.pulls.get_mut(&number).unwrap();
         p.merged = true;
         p.open = false;
         p.merge_sha = Some(sha.clone());
+        let p = p.clone();
+        let autoclose = kind != "gitlab" || self.repo["autoclose_referenced_issues"] == true;
+        if autoclose && p.base_ref == default_branch {
+            let text = format!("{}\n{}\n{message}", p.title, p.body);
+            for i in forge_closes(kind, &text) {
+                if let Some(open) = self.issues.get_mut(&i)
+                    && *open
+                {
+                    *open = false;
+                    self.auto_closed.push((i, number));
+                }
+            }
+        }
         sha
     }
 }
@@ -517,7 +709,7 @@ impl Forge {
 /// hook's deliveries. `None` when `rest` is not a hooks route.
 fn hook_routes(
     f: &mut Forge,
-    org: bool,
+    repo: Option<&mut Repo>,
     method: &str,
     rest: &[&str],
     body: &Value,
@@ -525,7 +717,10 @@ fn hook_routes(
     let fresh_id = f.next_id + 1;
     let (github, gitlab) = (f.kind == "github", f.kind == "gitlab");
     let edit = if gitlab { "PUT" } else { "PATCH" };
-    let hooks = if org { &mut f.org_hooks } else { &mut f.hooks };
+    let hooks = match repo {
+        Some(r) => &mut r.hooks,
+        None => &mut f.org_hooks,
+    };
     let forget_secret = |h: &mut Value| {
         if gitlab {
             if let Some(o) = h.as_object_mut() {
@@ -587,36 +782,50 @@ fn github_like(
     if segs == ["user"] && method == "GET" {
         return reply(200, f.user_json(&f.bot.clone()));
     }
-    let github = kind == "github";
     if let ["orgs", org, rest @ ..] = segs {
         if *org != OWNER {
             return not_found();
         }
-        return hook_routes(f, true, method, rest, &body).unwrap_or_else(not_found);
+        return hook_routes(f, None, method, rest, &body).unwrap_or_else(not_found);
     }
     let ["repos", owner, name, rest @ ..] = segs else {
         return not_found();
     };
-    if (*owner, *name) != (OWNER, NAME) {
+    let Some(mut r) = f.repos.remove(&format!("{owner}/{name}")) else {
         return not_found();
-    }
-    if let Some(r) = hook_routes(f, false, method, rest, &body) {
-        return r;
+    };
+    let resp = github_repo(f, &mut r, kind, method, rest, q, body);
+    f.repos.insert(r.full_name.clone(), r);
+    resp
+}
+
+fn github_repo(
+    f: &mut Forge,
+    r: &mut Repo,
+    kind: &str,
+    method: &str,
+    rest: &[&str],
+    q: &HashMap<String, String>,
+    body: Value,
+) -> Response {
+    let github = kind == "github";
+    if let Some(resp) = hook_routes(f, Some(r), method, rest, &body) {
+        return resp;
     }
     match (method, rest) {
-        ("GET", []) => reply(200, f.repo.clone()),
+        ("GET", []) => reply(200, r.repo.clone()),
         ("PATCH", []) => {
             for (k, v) in body.as_object().cloned().unwrap_or_default() {
-                f.repo[k] = v;
+                r.repo[k] = v;
             }
-            reply(200, f.repo.clone())
+            reply(200, r.repo.clone())
         }
-        ("GET", ["pulls", n]) => match n.parse().ok().and_then(|n: u64| f.pulls.get(&n).cloned()) {
-            Some(p) => reply(200, f.pull_json(&p)),
+        ("GET", ["pulls", n]) => match n.parse().ok().and_then(|n: u64| r.pulls.get(&n).cloned()) {
+            Some(p) => reply(200, f.pull_json(r, &p)),
             None => not_found(),
         },
         (m, ["pulls", n, "merge"]) if (github && m == "PUT") || (!github && m == "POST") => {
-            let Some(p) = n.parse().ok().and_then(|n: u64| f.pulls.get(&n).cloned()) else {
+            let Some(p) = n.parse().ok().and_then(|n: u64| r.pulls.get(&n).cloned()) else {
                 return not_found();
             };
             let style = if github {
@@ -659,7 +868,7 @@ fn github_like(
                     body[m].as_str().unwrap_or("").to_owned(),
                 )
             };
-            let sha = f.squash(p.number, &format!("{title}\n\n{msg}"));
+            let sha = r.squash(f.kind, p.number, &format!("{title}\n\n{msg}"));
             if github {
                 reply(
                     200,
@@ -670,7 +879,7 @@ fn github_like(
             }
         }
         ("GET", ["commits", sha, "statuses"]) => {
-            let list: Vec<Value> = f
+            let list: Vec<Value> = r
                 .ci
                 .iter()
                 .rev()
@@ -683,7 +892,7 @@ fn github_like(
             reply(200, Value::Array(page(&list, q)))
         }
         ("GET", ["commits", sha, "check-runs"]) if github => {
-            let runs: Vec<Value> = f
+            let runs: Vec<Value> = r
                 .ci
                 .iter()
                 .rev()
@@ -698,7 +907,7 @@ fn github_like(
         }
         ("POST", ["statuses", sha]) => {
             let reporter = f.bot.1.clone();
-            f.ci.push(Ci {
+            r.ci.push(Ci {
                 sha: (*sha).to_owned(),
                 context: body["context"].as_str().unwrap_or("default").to_owned(),
                 state: body["state"].as_str().unwrap_or("pending").to_owned(),
@@ -714,7 +923,7 @@ fn github_like(
         }
         ("GET", ["issues", n, "comments"]) => {
             let n: u64 = n.parse().unwrap_or(0);
-            let list: Vec<Value> = f
+            let list: Vec<Value> = r
                 .comments
                 .iter()
                 .filter(|c| c.thread == (false, n))
@@ -734,28 +943,36 @@ fn github_like(
                 author: f.bot.clone(),
             };
             let json = f.comment_json(&c);
-            f.comments.push(c);
+            r.comments.push(c);
             reply(201, json)
         }
         ("PATCH", ["issues", "comments", id]) => {
             let id: u64 = id.parse().unwrap_or(0);
             let text = body["body"].as_str().unwrap_or("").to_owned();
-            let Some(c) = f.comments.iter_mut().find(|c| c.id == id) else {
+            let Some(c) = r.comments.iter_mut().find(|c| c.id == id) else {
                 return not_found();
             };
             c.body = text;
             let c = c.clone();
             reply(200, f.comment_json(&c))
         }
+        ("GET", ["issues", n]) => {
+            let n: u64 = n.parse().unwrap_or(0);
+            match r.issues.get(&n) {
+                Some(open) => reply(200, f.issue_json(n, *open)),
+                None => not_found(),
+            }
+        }
+        ("GET", ["rules", "branches", _]) if github => reply(200, Value::Array(r.rules.clone())),
         ("PATCH", ["issues", n]) => {
             let n: u64 = n.parse().unwrap_or(0);
-            let Some(open) = f.issues.get_mut(&n) else {
+            let Some(open) = r.issues.get_mut(&n) else {
                 return not_found();
             };
             *open = body["state"] == "open";
             reply(200, json!({ "number": n, "state": body["state"] }))
         }
-        ("GET", ["collaborators", login, "permission"]) => match f.permissions.get(*login) {
+        ("GET", ["collaborators", login, "permission"]) => match r.permissions.get(*login) {
             Some(p) if github => {
                 let folded = match p.as_str() {
                     "maintain" => "write",
@@ -774,7 +991,7 @@ fn github_like(
             ),
             None => reply(404, json!({ "message": "user is not a collaborator" })),
         },
-        ("GET", ["branches", _, "protection"]) if github => match &f.protection {
+        ("GET", ["branches", _, "protection"]) if github => match &r.protection {
             Some(p) => reply(200, p.clone()),
             None => reply(404, json!({ "message": "Branch not protected" })),
         },
@@ -794,14 +1011,14 @@ fn github_like(
             if !body["required_pull_request_reviews"].is_null() {
                 p["required_pull_request_reviews"] = body["required_pull_request_reviews"].clone();
             }
-            f.protection = Some(p.clone());
+            r.protection = Some(p.clone());
             reply(200, p)
         }
-        ("GET", ["branch_protections", _]) if !github => match &f.protection {
+        ("GET", ["branch_protections", _]) if !github => match &r.protection {
             Some(p) => reply(200, p.clone()),
             None => not_found(),
         },
-        ("PATCH", ["branch_protections", _]) if !github => match f.protection.as_mut() {
+        ("PATCH", ["branch_protections", _]) if !github => match r.protection.as_mut() {
             Some(p) => {
                 for (k, v) in body.as_object().cloned().unwrap_or_default() {
                     p[k] = v;
@@ -811,7 +1028,7 @@ fn github_like(
             None => not_found(),
         },
         ("POST", ["branch_protections"]) if !github => {
-            f.protection = Some(body.clone());
+            r.protection = Some(body.clone());
             reply(201, body)
         }
         _ => not_found(),
@@ -833,36 +1050,49 @@ fn gitlab(
         if *group != OWNER {
             return reply(404, json!({ "message": "404 Group Not Found" }));
         }
-        return hook_routes(f, true, method, rest, &body).unwrap_or_else(not_found);
+        return hook_routes(f, None, method, rest, &body).unwrap_or_else(not_found);
     }
     let ["projects", project, rest @ ..] = segs else {
         return not_found();
     };
-    if *project != format!("{OWNER}/{NAME}") {
+    let Some(mut r) = f.repos.remove(*project) else {
         return reply(404, json!({ "message": "404 Project Not Found" }));
-    }
+    };
+    let resp = gitlab_project(f, &mut r, method, rest, q, body);
+    f.repos.insert(r.full_name.clone(), r);
+    resp
+}
+
+fn gitlab_project(
+    f: &mut Forge,
+    r: &mut Repo,
+    method: &str,
+    rest: &[&str],
+    q: &HashMap<String, String>,
+    body: Value,
+) -> Response {
     let thread = |kind: &str, n: &str| -> Option<(bool, u64)> {
         Some((kind == "merge_requests", n.parse().ok()?))
     };
-    if let Some(r) = hook_routes(f, false, method, rest, &body) {
-        return r;
+    if let Some(resp) = hook_routes(f, Some(r), method, rest, &body) {
+        return resp;
     }
     match (method, rest) {
-        ("GET", []) => reply(200, f.repo.clone()),
+        ("GET", []) => reply(200, r.repo.clone()),
         ("PUT", []) => {
             for (k, v) in body.as_object().cloned().unwrap_or_default() {
-                f.repo[k] = v;
+                r.repo[k] = v;
             }
-            reply(200, f.repo.clone())
+            reply(200, r.repo.clone())
         }
         ("GET", ["merge_requests", n]) => {
-            match n.parse().ok().and_then(|n: u64| f.pulls.get(&n).cloned()) {
-                Some(p) => reply(200, f.pull_json(&p)),
+            match n.parse().ok().and_then(|n: u64| r.pulls.get(&n).cloned()) {
+                Some(p) => reply(200, f.pull_json(r, &p)),
                 None => reply(404, json!({ "message": "404 Not found" })),
             }
         }
         ("PUT", ["merge_requests", n, "merge"]) => {
-            let Some(p) = n.parse().ok().and_then(|n: u64| f.pulls.get(&n).cloned()) else {
+            let Some(p) = n.parse().ok().and_then(|n: u64| r.pulls.get(&n).cloned()) else {
                 return not_found();
             };
             if p.merged || !p.open {
@@ -881,15 +1111,15 @@ fn gitlab(
                 .as_str()
                 .unwrap_or(&p.title)
                 .to_owned();
-            f.squash(p.number, &msg);
-            let p = f.pulls.get(&p.number).cloned().unwrap();
-            reply(200, f.pull_json(&p))
+            r.squash(f.kind, p.number, &msg);
+            let p = r.pulls.get(&p.number).cloned().unwrap();
+            reply(200, f.pull_json(r, &p))
         }
         ("GET", [kind @ ("merge_requests" | "issues"), n, "notes"]) => {
             let Some(t) = thread(kind, n) else {
                 return not_found();
             };
-            let list: Vec<Value> = f
+            let list: Vec<Value> = r
                 .comments
                 .iter()
                 .filter(|c| c.thread == t)
@@ -908,7 +1138,7 @@ fn gitlab(
                 author: f.bot.clone(),
             };
             let json = f.comment_json(&c);
-            f.comments.push(c);
+            r.comments.push(c);
             reply(201, json)
         }
         ("PUT", [kind @ ("merge_requests" | "issues"), n, "notes", id]) => {
@@ -917,16 +1147,23 @@ fn gitlab(
             };
             let id: u64 = id.parse().unwrap_or(0);
             let text = body["body"].as_str().unwrap_or("").to_owned();
-            let Some(c) = f.comments.iter_mut().find(|c| c.id == id && c.thread == t) else {
+            let Some(c) = r.comments.iter_mut().find(|c| c.id == id && c.thread == t) else {
                 return not_found();
             };
             c.body = text;
             let c = c.clone();
             reply(200, f.comment_json(&c))
         }
+        ("GET", ["issues", n]) => {
+            let n: u64 = n.parse().unwrap_or(0);
+            match r.issues.get(&n) {
+                Some(open) => reply(200, f.issue_json(n, *open)),
+                None => reply(404, json!({ "message": "404 Not found" })),
+            }
+        }
         ("PUT", ["issues", n]) => {
             let n: u64 = n.parse().unwrap_or(0);
-            let Some(open) = f.issues.get_mut(&n) else {
+            let Some(open) = r.issues.get_mut(&n) else {
                 return not_found();
             };
             *open = body["state_event"] == "reopen";
@@ -936,7 +1173,7 @@ fn gitlab(
             )
         }
         ("GET", ["repository", "commits", sha, "statuses"]) => {
-            let list: Vec<Value> = f
+            let list: Vec<Value> = r
                 .ci
                 .iter()
                 .rev()
@@ -947,7 +1184,7 @@ fn gitlab(
         }
         ("POST", ["statuses", sha]) => {
             let reporter = f.bot.1.clone();
-            f.ci.push(Ci {
+            r.ci.push(Ci {
                 sha: (*sha).to_owned(),
                 context: body["name"].as_str().unwrap_or("default").to_owned(),
                 state: body["state"].as_str().unwrap_or("pending").to_owned(),
@@ -964,7 +1201,7 @@ fn gitlab(
         ("GET", ["members", "all", uid]) => {
             let uid: u64 = uid.parse().unwrap_or(0);
             let login = f.users.iter().find(|u| u.0 == uid).map(|u| u.1.clone());
-            match login.and_then(|l| f.permissions.get(&l).cloned()) {
+            match login.and_then(|l| r.permissions.get(&l).cloned()) {
                 Some(level) => reply(
                     200,
                     json!({ "id": uid, "access_level": level.parse::<u32>().unwrap_or(0) }),
@@ -972,11 +1209,11 @@ fn gitlab(
                 None => reply(404, json!({ "message": "404 Not found" })),
             }
         }
-        ("GET", ["protected_branches", _]) => match &f.protection {
+        ("GET", ["protected_branches", _]) => match &r.protection {
             Some(p) => reply(200, p.clone()),
             None => reply(404, json!({ "message": "404 Not found" })),
         },
-        ("DELETE", ["protected_branches", _]) => match f.protection.take() {
+        ("DELETE", ["protected_branches", _]) => match r.protection.take() {
             Some(_) => (StatusCode::NO_CONTENT, Body::empty()).into_response(),
             None => reply(404, json!({ "message": "404 Not found" })),
         },
@@ -991,7 +1228,7 @@ fn gitlab(
                 push.push(json!({ "access_level": Value::Null, "user_id": u["user_id"] }));
             }
             let p = json!({ "name": body["name"], "push_access_levels": push, "merge_access_levels": [{ "access_level": body["merge_access_level"] }] });
-            f.protection = Some(p.clone());
+            r.protection = Some(p.clone());
             reply(201, p)
         }
         _ => not_found(),
@@ -1003,6 +1240,8 @@ fn gitlab(
 pub enum Happening {
     PrOpened(u64),
     PrMerged(u64),
+    /// Any other change of a pull request: closed unmerged, reopened, pushed to, edited.
+    Pr(u64, PrChange),
     Status {
         sha: String,
         context: String,
@@ -1016,6 +1255,20 @@ pub enum Happening {
         /// The body before an edit: the delivery is then an edit.
         previous: Option<String>,
     },
+    /// A push to the default branch, from `before` to `after`.
+    Push {
+        before: String,
+        after: String,
+    },
+}
+
+/// How a pull request changed, for [`Happening::Pr`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrChange {
+    Closed,
+    Reopened,
+    Synchronized,
+    Edited,
 }
 
 fn set(v: &mut Value, pointer: &str, value: Value) {
@@ -1033,50 +1286,81 @@ fn set(v: &mut Value, pointer: &str, value: Value) {
     }
 }
 
+/// The recorded payload each dialect's delivery is built from.
+fn template(dialect: &str, what: &Happening) -> &'static str {
+    use Happening as H;
+    use PrChange as C;
+    match (dialect, what) {
+        ("github", H::PrOpened(_)) => "pull_request.opened.0",
+        ("github", H::PrMerged(_)) => "pull_request.closed-merged.woodpecker",
+        ("github", H::Pr(_, C::Closed)) => "pull_request.closed.3",
+        ("github", H::Pr(_, C::Reopened)) => "pull_request.reopened.18",
+        ("github", H::Pr(_, C::Synchronized)) => "pull_request.synchronize.22",
+        ("github", H::Pr(_, C::Edited)) => "pull_request.edited.woodpecker",
+        ("github", H::Status { .. }) => "status.none.0",
+        (
+            "github",
+            H::Comment {
+                previous: Some(_), ..
+            },
+        ) => "issue_comment.edited.7",
+        ("github", H::Comment { .. }) => "issue_comment.created-on-pr.go-scm",
+        ("github", H::Push { .. }) => "push.none.0",
+        ("gitea", H::PrOpened(_)) => "pull_request.opened.go-scm",
+        ("gitea", H::PrMerged(_)) => "pull_request.closed-merged.woodpecker",
+        ("gitea", H::Pr(_, C::Closed)) => "pull_request.closed-unmerged.woodpecker",
+        ("gitea", H::Pr(_, C::Reopened)) => "pull_request.reopened.woodpecker",
+        ("gitea", H::Pr(_, C::Synchronized)) => "pull_request.synchronized.woodpecker",
+        ("gitea", H::Pr(_, C::Edited)) => "pull_request.edited.woodpecker",
+        ("gitea", H::Status { .. }) => "status.success.RECONSTRUCTED",
+        (
+            "gitea",
+            H::Comment {
+                previous: Some(_), ..
+            },
+        ) => "issue_comment.edited.go-scm",
+        ("gitea", H::Comment { .. }) => "issue_comment.created-on-pr.go-scm",
+        ("gitea", H::Push { .. }) => "push.branch.woodpecker",
+        (_, H::PrOpened(_) | H::Pr(_, C::Reopened | C::Edited)) => "merge_request",
+        (_, H::Pr(_, C::Synchronized)) => "merge_request.update-push.go-gitlab",
+        (_, H::Pr(_, C::Closed)) => "merge_request.close.woodpecker",
+        (_, H::PrMerged(_)) => "merge_request.merge.woodpecker",
+        (_, H::Status { .. }) => "pipeline",
+        (_, H::Comment { .. }) => "note",
+        (_, H::Push { .. }) => "push",
+    }
+}
+
 impl FakeForge {
-    /// A signed delivery announcing `what`, built from the forge's real payload in
-    /// `webhook-fixtures/` (imported from the forge corpus) with this fake's values filled in.
+    /// A signed delivery announcing `what` in the primary repository.
     pub fn delivery(
         &self,
         what: &Happening,
         secret: &str,
     ) -> trunkwarden::webhook::fixture::Fixture {
+        self.delivery_for(&format!("{OWNER}/{NAME}"), what, secret)
+    }
+
+    /// A signed delivery announcing `what` in the repository `full`, built from the forge's
+    /// real payload in `webhook-fixtures/` (imported from the forge corpus) with this fake's
+    /// values filled in.
+    pub fn delivery_for(
+        &self,
+        full: &str,
+        what: &Happening,
+        secret: &str,
+    ) -> trunkwarden::webhook::fixture::Fixture {
         use trunkwarden::webhook::{Forge as Wf, fixture};
         let f = self.state.lock().unwrap();
+        let r = &f.repos[full];
         let dialect = if f.kind == "forgejo" { "gitea" } else { f.kind };
-        let template = match (dialect, what) {
-            ("github", Happening::PrOpened(_)) => "pull_request.opened.0",
-            ("github", Happening::PrMerged(_)) => "pull_request.closed-merged.woodpecker",
-            ("github", Happening::Status { .. }) => "status.none.0",
-            (
-                "github",
-                Happening::Comment {
-                    previous: Some(_), ..
-                },
-            ) => "issue_comment.edited.7",
-            ("github", Happening::Comment { .. }) => "issue_comment.created-on-pr.go-scm",
-            ("gitea", Happening::PrOpened(_)) => "pull_request.opened.go-scm",
-            ("gitea", Happening::PrMerged(_)) => "pull_request.closed-merged.woodpecker",
-            ("gitea", Happening::Status { .. }) => "status.success.RECONSTRUCTED",
-            (
-                "gitea",
-                Happening::Comment {
-                    previous: Some(_), ..
-                },
-            ) => "issue_comment.edited.go-scm",
-            ("gitea", Happening::Comment { .. }) => "issue_comment.created-on-pr.go-scm",
-            (_, Happening::PrOpened(_)) => "merge_request",
-            (_, Happening::PrMerged(_)) => "merge_request.merge.woodpecker",
-            (_, Happening::Status { .. }) => "pipeline",
-            (_, Happening::Comment { .. }) => "note",
-        };
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("webhook-fixtures")
             .join(dialect)
-            .join(format!("{template}.json"));
+            .join(format!("{}.json", template(dialect, what)));
         let mut fx = fixture::read(&path).expect("template");
         let mut v: Value = serde_json::from_slice(&fx.body).expect("template JSON");
-        let full = format!("{OWNER}/{NAME}");
+        let (owner, name) = full.rsplit_once('/').unwrap();
         let user = |login: &str| {
             f.users
                 .iter()
@@ -1084,12 +1368,21 @@ impl FakeForge {
                 .cloned()
                 .expect("known user")
         };
+        let pr_state = |what: &Happening| match what {
+            Happening::PrOpened(n) => Some((*n, "open", "opened", "opened")),
+            Happening::PrMerged(n) => Some((*n, "merge", "merged", "closed")),
+            Happening::Pr(n, PrChange::Closed) => Some((*n, "close", "closed", "closed")),
+            Happening::Pr(n, PrChange::Reopened) => Some((*n, "reopen", "opened", "reopened")),
+            Happening::Pr(n, PrChange::Synchronized) => Some((*n, "update", "opened", "")),
+            Happening::Pr(n, PrChange::Edited) => Some((*n, "update", "opened", "edited")),
+            _ => None,
+        };
         if dialect == "gitlab" {
             set(&mut v, "/project/path_with_namespace", json!(full));
             match what {
-                Happening::PrOpened(n) | Happening::PrMerged(n) => {
-                    let p = &f.pulls[n];
-                    let merged = matches!(what, Happening::PrMerged(_));
+                Happening::PrOpened(_) | Happening::PrMerged(_) | Happening::Pr(..) => {
+                    let (n, action, state, _) = pr_state(what).unwrap();
+                    let p = &r.pulls[&n];
                     let a = "/object_attributes";
                     set(&mut v, &format!("{a}/iid"), json!(p.number));
                     set(&mut v, &format!("{a}/title"), json!(p.title));
@@ -1098,16 +1391,8 @@ impl FakeForge {
                     set(&mut v, &format!("{a}/target_branch"), json!(p.base_ref));
                     set(&mut v, &format!("{a}/last_commit/id"), json!(p.head_sha));
                     set(&mut v, &format!("{a}/author_id"), json!(p.author.0));
-                    set(
-                        &mut v,
-                        &format!("{a}/state"),
-                        json!(if merged { "merged" } else { "opened" }),
-                    );
-                    set(
-                        &mut v,
-                        &format!("{a}/action"),
-                        json!(if merged { "merge" } else { "open" }),
-                    );
+                    set(&mut v, &format!("{a}/state"), json!(state));
+                    set(&mut v, &format!("{a}/action"), json!(action));
                     set(&mut v, &format!("{a}/merge_commit_sha"), json!(p.merge_sha));
                 }
                 Happening::Status { sha, success, .. } => {
@@ -1133,20 +1418,32 @@ impl FakeForge {
                     set(&mut v, "/user/id", json!(u.0));
                     set(&mut v, "/user/username", json!(u.1));
                 }
+                Happening::Push { before, after } => {
+                    set(&mut v, "/before", json!(before));
+                    set(&mut v, "/after", json!(after));
+                    set(&mut v, "/checkout_sha", json!(after));
+                    set(
+                        &mut v,
+                        "/ref",
+                        json!(format!("refs/heads/{}", r.default_branch())),
+                    );
+                }
             }
         } else {
             set(&mut v, "/repository/full_name", json!(full));
-            set(&mut v, "/repository/name", json!(NAME));
-            set(&mut v, "/repository/owner/login", json!(OWNER));
+            set(&mut v, "/repository/name", json!(name));
+            set(&mut v, "/repository/owner/login", json!(owner));
             match what {
-                Happening::PrOpened(n) | Happening::PrMerged(n) => {
-                    let p = &f.pulls[n];
+                Happening::PrOpened(_) | Happening::PrMerged(_) | Happening::Pr(..) => {
+                    let (n, _, _, action) = pr_state(what).unwrap();
+                    let p = &r.pulls[&n];
                     let merged = matches!(what, Happening::PrMerged(_));
-                    set(
-                        &mut v,
-                        "/action",
-                        json!(if merged { "closed" } else { "opened" }),
-                    );
+                    let action = match (what, dialect) {
+                        (Happening::Pr(_, PrChange::Synchronized), "github") => "synchronize",
+                        (Happening::Pr(_, PrChange::Synchronized), _) => "synchronized",
+                        _ => action,
+                    };
+                    set(&mut v, "/action", json!(action));
                     set(&mut v, "/number", json!(p.number));
                     let pr = "/pull_request";
                     set(&mut v, &format!("{pr}/number"), json!(p.number));
@@ -1156,6 +1453,11 @@ impl FakeForge {
                     set(&mut v, &format!("{pr}/head/ref"), json!(p.head_ref));
                     set(&mut v, &format!("{pr}/base/ref"), json!(p.base_ref));
                     set(&mut v, &format!("{pr}/merged"), json!(merged));
+                    set(
+                        &mut v,
+                        &format!("{pr}/state"),
+                        json!(if p.open { "open" } else { "closed" }),
+                    );
                     set(
                         &mut v,
                         &format!("{pr}/merge_commit_sha"),
@@ -1201,6 +1503,15 @@ impl FakeForge {
                     set(&mut v, "/comment/user/login", json!(u.1));
                     set(&mut v, "/sender/id", json!(u.0));
                     set(&mut v, "/sender/login", json!(u.1));
+                }
+                Happening::Push { before, after } => {
+                    set(&mut v, "/before", json!(before));
+                    set(&mut v, "/after", json!(after));
+                    set(
+                        &mut v,
+                        "/ref",
+                        json!(format!("refs/heads/{}", r.default_branch())),
+                    );
                 }
             }
         }
