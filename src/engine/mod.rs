@@ -536,7 +536,7 @@ impl Engine {
             if let Some(l) = landed.as_mut() {
                 self.time_out(repo, l, policy.ci.timeout_mins).await?;
             }
-            let issues = link::issues_for(task, &pr);
+            let issues = link::issues_for(task, &pr, self.forge.kind());
             let d = decide::decide_with(task, &pr, &head, landed.as_ref(), &issues, &now, gave_up);
             for (key, effect) in &d.effects {
                 let key = format!("{repo}:{key}");
