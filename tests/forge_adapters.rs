@@ -278,13 +278,68 @@ async fn the_sticky_comment_is_edited_not_duplicated_across_three_updates() {
 async fn issues_close_and_reopen() {
     for kind in KINDS {
         let s = setup(kind).await;
+        assert!(s.forge.issue_open(&s.repo, 3).await.unwrap(), "{kind}");
         s.forge.set_issue_open(&s.repo, 3, false).await.unwrap();
         assert!(!s.fake.state.lock().unwrap().issues[&3], "{kind}");
+        assert!(!s.forge.issue_open(&s.repo, 3).await.unwrap(), "{kind}");
         s.forge.set_issue_open(&s.repo, 3, true).await.unwrap();
         assert!(s.fake.state.lock().unwrap().issues[&3], "{kind}");
         let e = s.forge.set_issue_open(&s.repo, 4, false).await.unwrap_err();
         assert_eq!(e.status(), Some(404), "{kind}");
+        assert!(e.is_permanent(), "{kind}");
+        let e = s.forge.issue_open(&s.repo, 4).await.unwrap_err();
+        assert_eq!(e.status(), Some(404), "{kind}");
     }
+}
+
+#[tokio::test]
+async fn default_branch_and_the_contexts_the_forge_requires() {
+    for kind in KINDS {
+        let s = setup(kind).await;
+        assert_eq!(
+            s.forge.default_branch(&s.repo).await.unwrap(),
+            "main",
+            "{kind}"
+        );
+        assert!(
+            s.forge
+                .required_contexts(&s.repo, "main")
+                .await
+                .unwrap()
+                .is_empty(),
+            "{kind}: nothing required"
+        );
+    }
+    let s = setup("github").await;
+    {
+        let mut f = s.fake.state.lock().unwrap();
+        f.protection = Some(serde_json::json!({
+            "required_status_checks": { "strict": false, "contexts": ["ci/build"] },
+        }));
+        f.rules = vec![
+            serde_json::json!({ "type": "deletion" }),
+            serde_json::json!({
+                "type": "required_status_checks",
+                "parameters": {
+                    "strict_required_status_checks_policy": true,
+                    "required_status_checks": [{ "context": "ci/e2e" }, { "context": "ci/build" }]
+                }
+            }),
+        ];
+    }
+    let required = s.forge.required_contexts(&s.repo, "main").await.unwrap();
+    let got: Vec<(&str, &str)> = required
+        .iter()
+        .map(|r| (r.context.as_str(), r.source))
+        .collect();
+    assert_eq!(
+        got,
+        [("ci/build", "branch protection"), ("ci/e2e", "ruleset")]
+    );
+    // A token that may not read protection (404 or 403) still learns the rulesets.
+    s.fake.fail("GET", "/protection", 403, &[], 1);
+    let required = s.forge.required_contexts(&s.repo, "main").await.unwrap();
+    assert_eq!(required.len(), 2);
 }
 
 #[tokio::test]

@@ -295,6 +295,31 @@ impl Forge for Gitea {
             .map(drop)
     }
 
+    async fn issue_open(&self, repo: &RepoRef, issue: u64) -> Result<bool, ForgeError> {
+        #[derive(Deserialize)]
+        struct I {
+            state: String,
+        }
+        let path = format!("{}/issues/{issue}", Self::repo_path(repo));
+        let i: I = self
+            .rest
+            .json("get issue", Method::GET, &path, None)
+            .await?;
+        Ok(i.state == "open")
+    }
+
+    async fn default_branch(&self, repo: &RepoRef) -> Result<String, ForgeError> {
+        #[derive(Deserialize)]
+        struct R {
+            default_branch: String,
+        }
+        let r: R = self
+            .rest
+            .json("get repository", Method::GET, &Self::repo_path(repo), None)
+            .await?;
+        Ok(r.default_branch)
+    }
+
     async fn set_status(
         &self,
         repo: &RepoRef,

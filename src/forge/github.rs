@@ -350,6 +350,113 @@ impl Forge for Github {
             .map(drop)
     }
 
+    async fn issue_open(&self, repo: &RepoRef, issue: u64) -> Result<bool, ForgeError> {
+        #[derive(Deserialize)]
+        struct I {
+            state: String,
+        }
+        let path = format!("{}/issues/{issue}", Self::repo_path(repo));
+        let i: I = self.json("get issue", Method::GET, &path, None).await?;
+        Ok(i.state == "open")
+    }
+
+    async fn default_branch(&self, repo: &RepoRef) -> Result<String, ForgeError> {
+        #[derive(Deserialize)]
+        struct R {
+            default_branch: String,
+        }
+        let r: R = self
+            .json("get repository", Method::GET, &Self::repo_path(repo), None)
+            .await?;
+        Ok(r.default_branch)
+    }
+
+    /// Classic branch protection and the rules of every ruleset that applies to the branch;
+    /// either may be unreadable (404 without admin rights, or none set), which adds nothing.
+    async fn required_contexts(
+        &self,
+        repo: &RepoRef,
+        branch: &str,
+    ) -> Result<Vec<super::Required>, ForgeError> {
+        #[derive(Deserialize)]
+        struct Checks {
+            #[serde(default)]
+            contexts: Vec<String>,
+        }
+        #[derive(Deserialize)]
+        struct P {
+            required_status_checks: Option<Checks>,
+        }
+        #[derive(Deserialize)]
+        struct Check {
+            context: String,
+        }
+        #[derive(Deserialize, Default)]
+        struct Params {
+            #[serde(default)]
+            required_status_checks: Vec<Check>,
+        }
+        #[derive(Deserialize)]
+        struct Rule {
+            #[serde(rename = "type")]
+            kind: String,
+            #[serde(default)]
+            parameters: Option<Params>,
+        }
+        let unreadable = |e: &ForgeError| matches!(e.status(), Some(403 | 404));
+        let mut out = Vec::new();
+        let path = format!(
+            "{}/branches/{}/protection",
+            Self::repo_path(repo),
+            segment(branch)
+        );
+        match self
+            .json::<P>("get branch protection", Method::GET, &path, None)
+            .await
+        {
+            Ok(p) => out.extend(
+                p.required_status_checks
+                    .map(|c| c.contexts)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|context| super::Required {
+                        context,
+                        source: "branch protection",
+                    }),
+            ),
+            Err(e) if unreadable(&e) => {}
+            Err(e) => return Err(e),
+        }
+        let path = format!(
+            "{}/rules/branches/{}?per_page=100",
+            Self::repo_path(repo),
+            segment(branch)
+        );
+        match self
+            .json::<Vec<Rule>>("get rules for a branch", Method::GET, &path, None)
+            .await
+        {
+            Ok(rules) => {
+                for r in rules
+                    .into_iter()
+                    .filter(|r| r.kind == "required_status_checks")
+                {
+                    for c in r.parameters.unwrap_or_default().required_status_checks {
+                        if !out.iter().any(|x: &super::Required| x.context == c.context) {
+                            out.push(super::Required {
+                                context: c.context,
+                                source: "ruleset",
+                            });
+                        }
+                    }
+                }
+            }
+            Err(e) if unreadable(&e) => {}
+            Err(e) => return Err(e),
+        }
+        Ok(out)
+    }
+
     async fn set_status(
         &self,
         repo: &RepoRef,

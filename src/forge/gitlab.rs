@@ -271,6 +271,41 @@ impl Forge for Gitlab {
             .map(drop)
     }
 
+    async fn issue_open(&self, repo: &RepoRef, issue: u64) -> Result<bool, ForgeError> {
+        #[derive(Deserialize)]
+        struct I {
+            state: String,
+        }
+        let path = Self::thread_path(repo, Thread::Issue(issue));
+        let i: I = self
+            .rest
+            .json("get issue", Method::GET, &path, None)
+            .await?;
+        Ok(i.state == "opened")
+    }
+
+    async fn default_branch(&self, repo: &RepoRef) -> Result<String, ForgeError> {
+        #[derive(Deserialize)]
+        struct P {
+            default_branch: String,
+        }
+        let p: P = self
+            .rest
+            .json("get project", Method::GET, &Self::project(repo), None)
+            .await?;
+        Ok(p.default_branch)
+    }
+
+    /// GitLab requires no single contexts outside its paid external status checks: "pipelines
+    /// must succeed" is the whole pipeline, which every reported context already covers.
+    async fn required_contexts(
+        &self,
+        _repo: &RepoRef,
+        _branch: &str,
+    ) -> Result<Vec<super::Required>, ForgeError> {
+        Ok(Vec::new())
+    }
+
     async fn set_status(
         &self,
         repo: &RepoRef,

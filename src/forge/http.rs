@@ -125,6 +125,21 @@ impl ForgeError {
             _ => None,
         }
     }
+
+    /// Whether asking again soon cannot help: the forge refused the call itself (no
+    /// permission, no such thing, a state it will not change in), as opposed to a timeout, a
+    /// rate limit, a conflict or a failing forge.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            ForgeError::Status { status, .. } => {
+                (400..500).contains(status) && !matches!(status, 408 | 409 | 425 | 429)
+            }
+            ForgeError::Unsupported { .. } | ForgeError::HeadMoved { .. } => true,
+            ForgeError::RateLimited { .. }
+            | ForgeError::Transport { .. }
+            | ForgeError::Decode { .. } => false,
+        }
+    }
 }
 
 fn hint(status: u16) -> &'static str {

@@ -260,6 +260,14 @@ pub struct Protection {
     pub push_allowlist: Vec<String>,
 }
 
+/// A status context the forge requires before a merge, and where it is required.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Required {
+    pub context: String,
+    /// `branch protection`, `ruleset`, …
+    pub source: &'static str,
+}
+
 /// The talking points of the engine with a forge.
 #[async_trait::async_trait]
 pub trait Forge: Send + Sync {
@@ -291,6 +299,32 @@ pub trait Forge: Send + Sync {
         issue: u64,
         open: bool,
     ) -> Result<(), ForgeError>;
+
+    /// Whether an issue is open (read before closing or reopening it, so neither is sent for
+    /// nothing and a reply never says "reopened" of an issue that was open).
+    async fn issue_open(&self, repo: &RepoRef, issue: u64) -> Result<bool, ForgeError>;
+
+    /// The repository's default branch.
+    async fn default_branch(&self, repo: &RepoRef) -> Result<String, ForgeError>;
+
+    /// The status contexts the forge requires on `branch` before a merge, each with where the
+    /// forge says so. Only branch protection by default; GitHub adds its rulesets.
+    async fn required_contexts(
+        &self,
+        repo: &RepoRef,
+        branch: &str,
+    ) -> Result<Vec<Required>, ForgeError> {
+        let s = self.settings(repo, branch).await?;
+        Ok(s.protection
+            .map(|p| p.required_contexts)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|context| Required {
+                context,
+                source: "branch protection",
+            })
+            .collect())
+    }
 
     /// Sets a commit status.
     async fn set_status(
