@@ -126,6 +126,8 @@ pub struct RuleModes {
     pub tasks_lint: Mode,
     #[serde(default)]
     pub message: Mode,
+    #[serde(default)]
+    pub closing_keywords: Mode,
 }
 
 /// The bot's identity: the only writer of the task table and the only pusher to the trunk.
@@ -167,27 +169,52 @@ fn default_bot_login() -> String {
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct TrunkPolicy {
-    /// Branch name without `refs/heads/`.
-    #[serde(default = "default_trunk")]
-    pub branch: String,
+    /// Branch name without `refs/heads/`; unset, the trunk is the repository's default branch.
+    #[serde(default)]
+    pub branch: Option<String>,
     /// Accept a squash merge the hosting forge performs for a PR (Gitea's `GITEA_PR_ID`) from
     /// whoever pressed the button; the squash-only and secrets rules still apply.
     #[serde(default = "yes")]
     pub allow_forge_merges: bool,
+    /// The repository's default branch as the reader of the policy found it (the remote's
+    /// `HEAD`, the bare repository's `HEAD`, the forge's setting); never read from the file.
+    #[serde(skip)]
+    pub default_branch: Option<String>,
 }
 
 impl Default for TrunkPolicy {
     fn default() -> Self {
         TrunkPolicy {
-            branch: default_trunk(),
+            branch: None,
             allow_forge_merges: true,
+            default_branch: None,
         }
     }
 }
 
-fn default_trunk() -> String {
-    "main".into()
+impl TrunkPolicy {
+    /// The trunk: the configured branch, else the repository's default branch, else `main`
+    /// (what `git init` and the forges create).
+    pub fn name(&self) -> &str {
+        self.branch
+            .as_deref()
+            .or(self.default_branch.as_deref())
+            .unwrap_or(FALLBACK_TRUNK)
+    }
+
+    /// Where the trunk's name came from, for messages that explain it.
+    pub fn source(&self) -> &'static str {
+        match (&self.branch, &self.default_branch) {
+            (Some(_), _) => "`[trunk] branch` of .trunkwarden.toml",
+            (None, Some(_)) => "the repository's default branch",
+            (None, None) => "the default name, as no default branch is known",
+        }
+    }
 }
+
+/// The trunk when neither the policy nor the repository names one.
+pub const FALLBACK_TRUNK: &str = "main";
+
 fn yes() -> bool {
     true
 }
@@ -238,6 +265,7 @@ impl RuleModes {
             Rule::SingleWriter => self.single_writer,
             Rule::TasksLint => self.tasks_lint,
             Rule::Message => self.message,
+            Rule::ClosingKeywords => self.closing_keywords,
         }
     }
 
@@ -251,6 +279,7 @@ impl RuleModes {
             Rule::SingleWriter => &mut self.single_writer,
             Rule::TasksLint => &mut self.tasks_lint,
             Rule::Message => &mut self.message,
+            Rule::ClosingKeywords => &mut self.closing_keywords,
         };
         *slot = mode;
     }
@@ -311,7 +340,9 @@ impl RepoPolicy {
                 });
             }
         }
-        if policy.trunk.branch.is_empty() || policy.trunk.branch.starts_with("refs/") {
+        if let Some(b) = &policy.trunk.branch
+            && (b.is_empty() || b.starts_with("refs/") || b.contains(char::is_whitespace))
+        {
             return Err(ConfigError::Parse {
                 path: origin.to_owned(),
                 message: "trunk.branch must be a branch name such as `main`, without `refs/heads/`"

@@ -192,8 +192,22 @@ async fn doctor_says_what_is_wrong_and_how_to_fix_it() {
         .unwrap()
         .permissions
         .insert("trunkwarden".into(), "admin".into());
+    fake.state.lock().unwrap().rules = vec![serde_json::json!({
+        "type": "required_status_checks",
+        "parameters": {
+            "strict_required_status_checks_policy": false,
+            "required_status_checks": [{ "context": "ci/e2e" }, { "context": "trunkwarden/policy" }]
+        }
+    })];
     let out = run(&sb, &fake, &args).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        stdout(&out).contains(
+            "ok   github: acme/app: the trunk is `main` (the forge's default branch); green on it means ci/e2e (ruleset)"
+        ),
+        "{}",
+        text(&out)
+    );
     // A wrong token is named, with the hint, and never printed.
     let mut c = sb.command(BIN, sb.dir.path());
     c.args(args)

@@ -546,3 +546,29 @@ fn a_large_index_is_read_by_git_with_the_same_result() {
         &["commit", "-q", "--allow-empty", "-m", "feat: clean"],
     );
 }
+
+#[test]
+fn pre_push_guards_the_default_branch_the_clone_knows() {
+    let sb = Sandbox::new();
+    let repo = pushing(&sb);
+    // The remote's default branch is `master` (origin/HEAD, as `git clone` sets it): that is
+    // the trunk, and `main` is an ordinary branch.
+    sb.ok(&repo, &["push", "-q", "origin", "main:master"]);
+    sb.ok(&repo, &["fetch", "-q", "origin"]);
+    sb.ok(
+        &repo,
+        &[
+            "symbolic-ref",
+            "refs/remotes/origin/HEAD",
+            "refs/remotes/origin/master",
+        ],
+    );
+    let out = sb.git(&repo, &["push", "origin", "topic:master"]);
+    refused(&out, "direct push to `master`");
+    let out = sb.git(&repo, &["push", "origin", "topic:main"]);
+    assert!(out.status.success(), "{}", text(&out));
+    // The policy's `[trunk] branch` wins over what the clone knows.
+    write(&repo, ".trunkwarden.toml", "[trunk]\nbranch = \"main\"\n");
+    let out = sb.git(&repo, &["push", "origin", "+topic~1:main"]);
+    refused(&out, "`main`");
+}

@@ -337,9 +337,20 @@ fn gitlab_messages_carry_the_prefix() {
     let err = stderr(&out);
     assert!(err.lines().all(|l| l.starts_with("GL-HOOK-ERR: ")), "{err}");
     assert!(err.contains("direct push to `main` by dev"), "{err}");
-    // A merge request merged in GitLab arrives over `web`: the trunk rule defers to GitLab.
+    // `web` alone is no merge: GitLab's web editor and API commits arrive over it too.
+    let out = run("web");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        stderr(&out).contains("direct push to `main` by dev"),
+        "{}",
+        text(&out)
+    );
+    // A merge request merged in GitLab: one commit with the tree of the merge request's head.
+    s.sb.ok(&s.bare, &["update-ref", "refs/merge-requests/1/head", &new]);
     let out = run("web");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = run("ssh");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
 }
 
 #[test]
@@ -349,4 +360,15 @@ fn a_broken_policy_on_main_falls_back_to_enforcing_everything() {
     let out = s.push(&["HEAD:main"], &DEV);
     refused(&out, "note: HEAD:.trunkwarden.toml");
     refused(&out, "[trunk]");
+}
+
+#[test]
+fn the_trunk_is_the_bare_repositorys_default_branch() {
+    let s = Server::new("bare", BARE_POLICY);
+    // The server's HEAD names `trunk`; `main` is an ordinary branch there.
+    s.sb.ok(&s.bare, &["branch", "trunk", "main"]);
+    s.sb.ok(&s.bare, &["symbolic-ref", "HEAD", "refs/heads/trunk"]);
+    s.commit("src.rs", "fn main() {}\n", "feat: code", &[]);
+    refused(&s.push(&["HEAD:trunk"], &DEV), "direct push to `trunk`");
+    accepted(&s.push(&["HEAD:main"], &DEV));
 }

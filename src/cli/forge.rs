@@ -43,9 +43,10 @@ pub struct ProtectArgs {
     /// OWNER/NAME (GitLab: GROUP/SUBGROUP/NAME).
     #[arg(long)]
     repo: String,
-    /// The trunk branch.
-    #[arg(long, default_value = "main")]
-    branch: String,
+    /// The trunk branch [default: `[trunk] branch` of .trunkwarden.toml in the current
+    /// repository, else the forge's default branch].
+    #[arg(long)]
+    branch: Option<String>,
     /// A CI context to require besides trunkwarden/policy and trunkwarden/secrets (repeatable;
     /// `[ci] required` of .trunkwarden.toml in the current repository is added too).
     #[arg(long = "context", value_name = "CONTEXT")]
@@ -223,12 +224,14 @@ fn diff(now: &Settings, want: &Settings) -> Vec<String> {
 pub fn run_protect(a: ProtectArgs) -> anyhow::Result<Outcome> {
     let repo = repo_ref(&a.repo)?;
     let mut contexts = a.contexts.clone();
+    let mut configured = None;
     if let Some(root) = std::env::current_dir()
         .ok()
         .and_then(|d| trunkwarden::config::find_repo_root(&d))
     {
         let policy = trunkwarden::config::RepoPolicy::load(&root)?;
         contexts.extend(policy.ci.required);
+        configured = policy.trunk.branch;
     }
     contexts.extend([
         "trunkwarden/policy".to_owned(),
@@ -239,7 +242,11 @@ pub fn run_protect(a: ProtectArgs) -> anyhow::Result<Outcome> {
     runtime()?.block_on(async {
         let forge = forge::from_env(a.forge, &env).map_err(|e| anyhow!(e))?;
         let bot = forge.me().await?;
-        let now = forge.settings(&repo, &a.branch).await?;
+        let branch = match a.branch.clone().or(configured) {
+            Some(b) => b,
+            None => forge.default_branch(&repo).await?,
+        };
+        let now = forge.settings(&repo, &branch).await?;
         let (want, notes) = desired(a.forge, contexts, &bot);
         let changes = diff(&now, &want);
         let mut out = String::new();
@@ -248,8 +255,7 @@ pub fn run_protect(a: ProtectArgs) -> anyhow::Result<Outcome> {
         }
         if changes.is_empty() {
             out.push_str(&format!(
-                "{repo} `{}` already squash-only and protected; no changes\n",
-                a.branch
+                "{repo} `{branch}` already squash-only and protected; no changes\n"
             ));
             super::emit(&out)?;
             return Ok(Outcome::Clean);
@@ -261,7 +267,7 @@ pub fn run_protect(a: ProtectArgs) -> anyhow::Result<Outcome> {
             ));
         }
         if !a.dry_run {
-            forge.apply_settings(&repo, &a.branch, &want).await?;
+            forge.apply_settings(&repo, &branch, &want).await?;
             out.push_str(&format!(
                 "applied {} change{} to {repo}\n",
                 changes.len(),
@@ -294,13 +300,17 @@ pub struct DoctorArgs {
 pub fn run_doctor(a: DoctorArgs) -> anyhow::Result<Outcome> {
     let mut lines: Vec<(bool, String)> = Vec::new();
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let mut local_policy = None;
     // Repository policy.
     if let Some(root) = trunkwarden::config::find_repo_root(&cwd) {
         match trunkwarden::config::RepoPolicy::load(&root) {
-            Ok(_) => lines.push((
-                true,
-                format!("{} parses", root.join(".trunkwarden.toml").display()),
-            )),
+            Ok(p) => {
+                local_policy = Some(p);
+                lines.push((
+                    true,
+                    format!("{} parses", root.join(".trunkwarden.toml").display()),
+                ));
+            }
             Err(e) => lines.push((
                 false,
                 format!("{e} — fix: correct the file; unknown keys are errors"),
@@ -371,6 +381,47 @@ pub fn run_doctor(a: DoctorArgs) -> anyhow::Result<Outcome> {
                 Some(r) => Some((r.clone(), forge.permission(&repo_ref(r)?, &me).await?)),
                 None => None,
             };
+            // The trunk and what green waits for on it, as the engine will see them.
+            let green = match &a.repo {
+                Some(r) => {
+                    let repo = repo_ref(r)?;
+                    let configured = local_policy.as_ref().and_then(|p| p.trunk.branch.clone());
+                    let (trunk, from) = match configured {
+                        Some(b) => (b, "`[trunk] branch` of .trunkwarden.toml"),
+                        None => (
+                            forge.default_branch(&repo).await?,
+                            "the forge's default branch",
+                        ),
+                    };
+                    let required = local_policy
+                        .as_ref()
+                        .map(|p| p.ci.required.clone())
+                        .filter(|r| !r.is_empty());
+                    let waits = match required {
+                        Some(r) => {
+                            format!("{} (`[ci] required` of .trunkwarden.toml)", r.join(", "))
+                        }
+                        None => {
+                            let list: Vec<String> = forge
+                                .required_contexts(&repo, &trunk)
+                                .await?
+                                .into_iter()
+                                .filter(|q| !q.context.starts_with("trunkwarden/"))
+                                .map(|q| format!("{} ({})", q.context, q.source))
+                                .collect();
+                            if list.is_empty() {
+                                "every context reported (the forge requires none)".to_owned()
+                            } else {
+                                list.join(", ")
+                            }
+                        }
+                    };
+                    Some(format!(
+                        "{r}: the trunk is `{trunk}` ({from}); green on it means {waits}"
+                    ))
+                }
+                None => None,
+            };
             let target = match (&a.org, &a.repo) {
                 (Some(o), _) => Some(HookTarget::Org(o.clone())),
                 (None, Some(r)) => Some(HookTarget::Repo(repo_ref(r)?)),
@@ -380,10 +431,13 @@ pub fn run_doctor(a: DoctorArgs) -> anyhow::Result<Outcome> {
                 (Some(t), Some(url)) => Some((t.clone(), forge.webhook_health(&t, url).await)),
                 _ => None,
             };
-            anyhow::Ok((me, access, hook))
+            anyhow::Ok((me, access, hook, green))
         });
         match probe {
-            Ok((me, access, hook)) => {
+            Ok((me, access, hook, green)) => {
+                if let Some(g) = green {
+                    lines.push((true, format!("{kind}: {g}")));
+                }
                 if let Some((target, health)) = hook {
                     let url = a.url.as_deref().unwrap_or_default();
                     lines.push(match health {

@@ -409,11 +409,12 @@ impl Engine {
                 if pr.state != PrState::Open {
                     return Ok(("this pull request is not open".into(), false));
                 }
-                if pr.base_ref != t.policy.trunk.branch {
+                if pr.base_ref != t.policy.trunk.name() {
                     return Ok((
                         format!(
                             "this pull request targets `{}`; the bot merges only into `{}`",
-                            pr.base_ref, t.policy.trunk.branch
+                            pr.base_ref,
+                            t.policy.trunk.name()
                         ),
                         false,
                     ));

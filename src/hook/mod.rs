@@ -366,10 +366,28 @@ fn oid(s: &str, what: &'static str, line: usize) -> Result<git2::Oid, HookError>
 
 /// The policy in force for a working repository: `.trunkwarden.toml` in its work tree.
 fn local_policy(repo: &Repository) -> Result<RepoPolicy, HookError> {
-    match repo.workdir() {
-        Some(dir) => Ok(RepoPolicy::load(dir)?),
-        None => Ok(RepoPolicy::default()),
-    }
+    let mut policy = match repo.workdir() {
+        Some(dir) => RepoPolicy::load(dir)?,
+        None => RepoPolicy::default(),
+    };
+    policy.trunk.default_branch = local_default_branch(repo);
+    Ok(policy)
+}
+
+/// The default branch as a clone knows it: what `origin/HEAD` points at (set by `git clone`
+/// and `git remote set-head`), else `init.defaultBranch`.
+fn local_default_branch(repo: &Repository) -> Option<String> {
+    let from_remote = repo
+        .find_reference("refs/remotes/origin/HEAD")
+        .ok()
+        .and_then(|r| r.symbolic_target().ok().flatten().map(str::to_owned))
+        .and_then(|t| t.strip_prefix("refs/remotes/origin/").map(str::to_owned));
+    from_remote.or_else(|| {
+        repo.config()
+            .ok()
+            .and_then(|c| c.get_string("init.defaultBranch").ok())
+            .filter(|b| !b.is_empty())
+    })
 }
 
 /// Opens the repository a hook runs in: `GIT_DIR` when git exported it, else discovered from

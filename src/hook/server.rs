@@ -20,8 +20,8 @@ pub enum Host {
     Bare,
     /// Gitea or Forgejo: `GITEA_PUSHER_NAME`, and `GITEA_PR_ID` for the forge's own merges.
     Gitea,
-    /// GitLab (Gitaly custom hooks): `GL_USERNAME`, and `GL_PROTOCOL=web` for merge requests
-    /// merged in GitLab; messages carry `GL-HOOK-ERR: `.
+    /// GitLab (Gitaly custom hooks): `GL_USERNAME`, and `GL_PROTOCOL=web` with a merge
+    /// request's tree for merges made in GitLab; messages carry `GL-HOOK-ERR: `.
     Gitlab,
 }
 
@@ -59,18 +59,41 @@ fn pusher_login(host: Host, policy: &RepoPolicy) -> Option<String> {
     from_host.or_else(|| policy.hooks.pusher_env.as_deref().and_then(var))
 }
 
-/// Whether the host reports this push as its own merge of a pull request. Gitea sets
-/// `GITEA_PR_ID` for its merges; GitLab runs merges with `GL_PROTOCOL=web`, which also covers
-/// Web IDE commits — those are GitLab's protected-branch settings to refuse (`protect` sets
-/// them), so squash-only and secrets still apply here but the trunk rule defers to the forge.
-fn forge_merge(host: Host) -> bool {
+/// Whether the host reports this ref update as its own merge of a pull request.
+///
+/// Gitea sets `GITEA_PR_ID` for its merges. GitLab runs every change made in its web UI with
+/// `GL_PROTOCOL=web` — merge request merges, but also web-editor and API commits — so a `web`
+/// update counts as a merge only when it is one: a fast-forward by one single-parent commit
+/// whose tree is the tree of a merge request's head (`refs/merge-requests/N/head`), which is
+/// what GitLab's squash (and fast-forward) merge writes. A web-editor commit on the trunk has no
+/// merge request behind it and is judged as the direct push it is.
+fn forge_merge(host: Host, repo: &Repository, old: git2::Oid, new: git2::Oid) -> bool {
     match host {
         Host::Gitea => var("GITEA_PR_ID")
             .and_then(|v| v.parse::<i64>().ok())
             .is_some_and(|id| id > 0),
-        Host::Gitlab => var("GL_PROTOCOL").is_some_and(|p| p == "web"),
+        Host::Gitlab => {
+            var("GL_PROTOCOL").is_some_and(|p| p == "web") && merge_request_squash(repo, old, new)
+        }
         Host::Bare => false,
     }
+}
+
+/// `new` is one commit on top of `old` with the tree of a merge request's head.
+fn merge_request_squash(repo: &Repository, old: git2::Oid, new: git2::Oid) -> bool {
+    let Ok(commit) = repo.find_commit(new) else {
+        return false;
+    };
+    if commit.parent_count() != 1 || commit.parent_id(0).ok() != Some(old) {
+        return false;
+    }
+    let tree = commit.tree_id();
+    let Ok(refs) = repo.references_glob("refs/merge-requests/*/head") else {
+        return false;
+    };
+    refs.flatten()
+        .filter_map(|r| r.peel_to_commit().ok())
+        .any(|c| c.tree_id() == tree)
 }
 
 /// Makes quarantined objects readable: git receives a push into a temporary object directory
@@ -133,11 +156,14 @@ pub fn pre_receive(host: Host, input: impl BufRead) -> Result<Report, HookError>
     const WHAT: &str = "pre-receive input";
     let repo = open_repo()?;
     add_object_dirs(&repo)?;
-    let (policy, note) = server_policy(&repo);
-    let pusher = Pusher::Server {
-        login: pusher_login(host, &policy),
-        forge_merge: forge_merge(host),
-    };
+    let (mut policy, note) = server_policy(&repo);
+    // The bare repository's HEAD names its default branch (forges keep it so).
+    policy.trunk.default_branch = repo
+        .find_reference("HEAD")
+        .ok()
+        .and_then(|r| r.symbolic_target().ok().flatten().map(str::to_owned))
+        .and_then(|t| t.strip_prefix("refs/heads/").map(str::to_owned));
+    let login = pusher_login(host, &policy);
     // Before the push is accepted, the refs are what the server already has.
     let known = git::ref_tips(&repo, None).ctx(|| "cannot list refs".into())?;
     let head_tree = repo.head().and_then(|h| h.peel_to_tree()).ok();
@@ -187,6 +213,10 @@ pub fn pre_receive(host: Host, input: impl BufRead) -> Result<Report, HookError>
             refname: refname.clone(),
             change,
             commits: facts,
+        };
+        let pusher = Pusher::Server {
+            login: login.clone(),
+            forge_merge: forge_merge(host, &repo, old, new),
         };
         violations.extend(policy::check_ref_update(&policy, &update, &pusher));
     }

@@ -25,17 +25,21 @@ pub enum Rule {
     TasksLint,
     /// Commit messages follow `type(scope): summary`.
     Message,
+    /// A task's pull request never lets the forge close an issue at merge, before CI on the
+    /// trunk has run (`Closes #N`); it names issues with `Refs #N` and the bot closes them.
+    ClosingKeywords,
 }
 
 impl Rule {
     /// Every rule, in report order.
-    pub const ALL: [Rule; 6] = [
+    pub const ALL: [Rule; 7] = [
         Rule::Trunk,
         Rule::SquashOnly,
         Rule::Secrets,
         Rule::SingleWriter,
         Rule::TasksLint,
         Rule::Message,
+        Rule::ClosingKeywords,
     ];
 
     /// The configuration and report name.
@@ -47,6 +51,7 @@ impl Rule {
             Rule::SingleWriter => "single-writer",
             Rule::TasksLint => "tasks-lint",
             Rule::Message => "message",
+            Rule::ClosingKeywords => "closing-keywords",
         }
     }
 
@@ -130,6 +135,43 @@ pub enum Pusher {
     },
 }
 
+/// Where a pull request names an issue with a forge closing keyword.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Naming {
+    /// The pull request's title or description.
+    Description,
+    /// A commit's message (its full id), which the squash commit may carry.
+    Commit(String),
+}
+
+/// Violations of the closing-keywords rule: each issue named with a closing keyword of `forge`
+/// lets the forge close it as soon as the pull request merges, before CI on the squash commit.
+pub fn closing_keywords(forge: &str, named: &[(Naming, u64)]) -> Vec<Violation> {
+    named
+        .iter()
+        .map(|(at, issue)| {
+            let v = Violation::new(
+                Rule::ClosingKeywords,
+                match at {
+                    Naming::Description => format!(
+                        "the description names #{issue} with a closing keyword: {forge} would close it at merge, before CI on the trunk"
+                    ),
+                    Naming::Commit(_) => format!(
+                        "a commit message names #{issue} with a closing keyword: {forge} would close it at merge, before CI on the trunk"
+                    ),
+                },
+                format!(
+                    "write `Refs #{issue}` instead; trunkwarden closes #{issue} once CI on the squash commit is green"
+                ),
+            );
+            match at {
+                Naming::Commit(id) => v.in_commit(id),
+                Naming::Description => v,
+            }
+        })
+        .collect()
+}
+
 /// Violations of the ref-level rules (trunk, squash-only, single-writer) by one ref update.
 /// Rules whose mode is `off` are not evaluated.
 pub fn check_ref_update(
@@ -138,7 +180,7 @@ pub fn check_ref_update(
     pusher: &Pusher,
 ) -> Vec<Violation> {
     let mut out = Vec::new();
-    let trunk = &policy.trunk.branch;
+    let trunk = policy.trunk.name();
     let on_trunk = update.refname == format!("refs/heads/{trunk}");
     let tasks = path_bytes(&policy.tasks.path);
     let learnings = path_bytes(&policy.tasks.learnings);
