@@ -98,6 +98,8 @@ async fn claim_needs_write_access_and_respects_dependencies() {
 async fn merge_waits_for_green_then_squash_merges() {
     for kind in KINDS {
         let s = story(kind).await;
+        s.fake.state.lock().unwrap().pulls.get_mut(&9).unwrap().body =
+            "Adds the misc module.\n\nRefs #4".into();
         let head = s.sb.ok(&s.origin, &["rev-parse", "misc"]);
         s.send(&comment(
             9,
@@ -135,6 +137,18 @@ async fn merge_waits_for_green_then_squash_merges() {
             .clone()
             .unwrap();
         assert_eq!(s.sb.ok(&s.origin, &["rev-parse", "main"]), merge, "{kind}");
+        // The squash commit says what the forge's button would: title, description, and the
+        // other authors of the pull request's commits.
+        let message = s.sb.ok(&s.origin, &["log", "-1", "--format=%B", "main"]);
+        assert!(
+            message.starts_with("Miscellaneous (#9)"),
+            "{kind}: {message}"
+        );
+        assert!(
+            message.contains("Adds the misc module.\n\nRefs #4")
+                && message.contains("Co-authored-by: Dev <dev@example.test>"),
+            "{kind}: {message}"
+        );
         s.server.unwrap().shutdown().await;
     }
 }

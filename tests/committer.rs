@@ -42,6 +42,7 @@ fn set(id: &str, cells: &[(&str, &str)]) -> RowChange {
             .iter()
             .map(|(k, v)| ((*k).into(), (*v).into()))
             .collect(),
+        expect: Vec::new(),
     }
 }
 

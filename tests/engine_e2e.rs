@@ -644,7 +644,7 @@ async fn a_required_context_that_never_reports_times_out() {
     s.send(&Happening::PrMerged(7)).await;
     s.until("waiting", |s| s.row("T-1").contains("waiting for CI"))
         .await;
-    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    s.clock.advance(std::time::Duration::from_millis(800));
     s.send(&Happening::Status {
         sha: merge.clone(),
         context: "ci/build".into(),

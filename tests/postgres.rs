@@ -287,3 +287,131 @@ async fn a_ledger_from_before_the_body_table_keeps_every_body() {
         .unwrap();
     assert_eq!(left, 0, "the old columns are gone");
 }
+
+/// Requests of the fake forge made with one replica's token.
+fn by_token(s: &Story, token: &str) -> usize {
+    s.fake
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.ends_with(token))
+        })
+        .count()
+}
+
+fn closes(s: &Story) -> (usize, usize) {
+    let patches = s
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.method == "PATCH"
+                && r.path.ends_with("/issues/3")
+                && r.body.as_ref().is_some_and(|b| b["state"] == "closed")
+        })
+        .count();
+    let done = s
+        .fake
+        .state
+        .lock()
+        .unwrap()
+        .comments
+        .iter()
+        .filter(|c| c.thread == (false, 3) && c.body.contains("Done: T-1"))
+        .count();
+    (patches, done)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_dispatching_replica_resyncs_and_acts() {
+    let url = fresh_schema().await;
+    let tick = Duration::from_millis(150);
+    let s = Story::build(
+        "github",
+        Some(url.clone()),
+        support::story::Layout {
+            tick: Some(tick),
+            ..Default::default()
+        },
+    )
+    .await;
+    // Let the story's replica take the dispatcher lock before the standby starts.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let standby_engine = Arc::new(s.engine_again("standby-token").await);
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = support::settings(dir.path(), Some(url.clone()), support::story::SECRET);
+    if let Some(w) = settings.workers.as_mut() {
+        w.tick = Some(tick);
+    }
+    let standby = start(settings, standby_engine).await.unwrap();
+    s.fake.add_pull(
+        7,
+        "alice",
+        "t-1-oidc",
+        "feat(T-1): check the issuer",
+        "Refs #3",
+    );
+    s.send(&Happening::PrOpened(7)).await;
+    s.until("in progress", |s| s.row("T-1").contains("in-progress"))
+        .await;
+    // Merged and green without a single delivery: the resync repairs it.
+    let head = s.sb.ok(&s.origin, &["rev-parse", "t-1-oidc"]);
+    s.ci(&head, "ci/build", "success");
+    let merge = s.merge().await;
+    s.ci(&merge, "ci/build", "success");
+    s.until("done by the resync", |s| {
+        s.row("T-1").contains("| done ") && !s.issue_open(3)
+    })
+    .await;
+    // Several more ticks: nothing more happens, and the standby never called the forge.
+    tokio::time::sleep(tick * 6).await;
+    assert_eq!(closes(&s), (1, 1));
+    assert_eq!(by_token(&s, "standby-token"), 0, "the standby acted");
+    // The leader goes away; the standby takes over the resync and finds nothing to do.
+    let mut s = s;
+    s.server.take().unwrap().shutdown().await;
+    for _ in 0..100 {
+        if by_token(&s, "standby-token") > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        by_token(&s, "standby-token") > 0,
+        "the standby took over the resync"
+    );
+    tokio::time::sleep(tick * 4).await;
+    assert_eq!(closes(&s), (1, 1));
+    standby.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_reconciling_at_once_close_an_issue_once() {
+    let url = fresh_schema().await;
+    let s = Story::with_db("github", Some(url.clone())).await;
+    let a = s.engine_again("replica-a").await;
+    let b = s.engine_again("replica-b").await;
+    s.fake.add_pull(
+        7,
+        "alice",
+        "t-1-oidc",
+        "feat(T-1): check the issuer",
+        "Refs #3",
+    );
+    let head = s.sb.ok(&s.origin, &["rev-parse", "t-1-oidc"]);
+    s.ci(&head, "ci/build", "success");
+    let merge = s.merge().await;
+    s.ci(&merge, "ci/build", "success");
+    let repo = RepoRef::parse("acme/app").unwrap();
+    let (ra, rb) = tokio::join!(a.reconcile(&repo, &[7], &[]), b.reconcile(&repo, &[7], &[]));
+    ra.unwrap();
+    rb.unwrap();
+    // Whichever came second may have found the claim taken; a later pass settles the row.
+    a.reconcile(&repo, &[7], &[]).await.unwrap();
+    assert_eq!(closes(&s), (1, 1));
+    assert!(s.row("T-1").contains("| done "), "{}", s.row("T-1"));
+    s.server.unwrap().shutdown().await;
+}

@@ -69,6 +69,14 @@ fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
         .collect();
     verifier.gitlab_tolerance_secs = file.webhook.gitlab_timestamp_tolerance_secs.unwrap_or(300);
     let db = trunkwarden::queue::database_url(args.db, std::env::var("TRUNKWARDEN_DB").ok())?;
+    let resync = std::env::var("TRUNKWARDEN_RESYNC_SECS")
+        .ok()
+        .map(|v| {
+            v.parse::<u64>()
+                .context("TRUNKWARDEN_RESYNC_SECS must be a number of seconds")
+        })
+        .transpose()?
+        .unwrap_or(300);
     Ok(Settings {
         listen,
         db,
@@ -81,6 +89,8 @@ fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
         workers: (workers > 0).then_some(WorkerConfig {
             concurrency: workers,
             retry,
+            // The resync runs in the dispatcher, so only the replica that dispatches acts.
+            tick: (resync > 0).then(|| Duration::from_secs(resync)),
         }),
         sync: args.sync.or(q.sync).unwrap_or(Sync::Full),
         verifier,
@@ -140,18 +150,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
         } else {
             tracing::info!(forges = ?engines.forges(), "task engine on");
         }
-        let resync = std::env::var("TRUNKWARDEN_RESYNC_SECS")
-            .ok()
-            .map(|v| v.parse::<u64>().context("TRUNKWARDEN_RESYNC_SECS must be a number of seconds"))
-            .transpose()?
-            .unwrap_or(300);
-        let timer = (resync > 0).then(|| engines.spawn_resync(std::time::Duration::from_secs(resync)));
         let running = server::start(settings, engines).await?;
         println!("listening on http://{}", running.addr);
         stop_signal().await;
-        if let Some(t) = timer {
-            t.abort();
-        }
         tracing::info!("stopping: finishing in-flight requests and jobs");
         running.shutdown().await;
         Ok(Outcome::Clean)

@@ -43,15 +43,26 @@ fn describe(v: &Verdict, clean: &str) -> (bool, String) {
     (v.refused.is_empty(), text.chars().take(140).collect())
 }
 
-/// Runs both checks over the commits `head` adds to `base`, by `author`, on `branch`.
+/// What the checks know of the pull request besides its commits.
+#[derive(Debug, Clone, Copy)]
+pub struct PullFacts<'a> {
+    pub branch: &'a str,
+    pub author: &'a str,
+    /// The task it is linked to, if any.
+    pub task: Option<&'a str>,
+    /// Title and description.
+    pub text: &'a str,
+    /// Whose closing keywords to look for.
+    pub forge: crate::forge::Kind,
+}
+
+/// Runs both checks over the commits `head` adds to `base`.
 pub fn run(
     repo: &Repository,
     policy: &RepoPolicy,
     base: Oid,
     head: Oid,
-    branch: &str,
-    author: &str,
-    task: Option<&str>,
+    pr: &PullFacts<'_>,
 ) -> Result<Vec<Check>, String> {
     let ids = crate::hook::git::new_commits(repo, head, [base]).map_err(|e| e.to_string())?;
     let base_tree = repo.find_commit(base).and_then(|c| c.tree()).ok();
@@ -76,22 +87,48 @@ pub fn run(
     let mut rules = policy::check_ref_update(
         policy,
         &RefUpdate {
-            refname: format!("refs/heads/{branch}"),
+            refname: format!("refs/heads/{}", pr.branch),
             change: Change::Update { fast_forward: true },
             commits: facts,
         },
         &Pusher::Server {
-            login: Some(author.to_owned()),
+            login: Some(pr.author.to_owned()),
             forge_merge: false,
         },
     );
+    let mut named = Vec::new();
+    if pr.task.is_some() {
+        let closing = |text: &str| -> Vec<u64> {
+            crate::engine::link::mentions(text, pr.forge)
+                .into_iter()
+                .filter(|m| m.forge_closes)
+                .map(|m| m.issue)
+                .collect()
+        };
+        named.extend(
+            closing(pr.text)
+                .into_iter()
+                .map(|i| (policy::Naming::Description, i)),
+        );
+        for id in &ids {
+            if let Ok(c) = repo.find_commit(*id) {
+                let text = String::from_utf8_lossy(c.message_bytes());
+                named.extend(
+                    closing(&text)
+                        .into_iter()
+                        .map(|i| (policy::Naming::Commit(id.to_string()), i)),
+                );
+            }
+        }
+    }
+    rules.extend(policy::closing_keywords(pr.forge.name(), &named));
     if policy.rules.get(Rule::Message) != crate::config::Mode::Off {
         for id in &ids {
             let Ok(c) = repo.find_commit(*id) else {
                 continue;
             };
             let text = message::stored(c.message_bytes(), "#", message::Cleanup::Verbatim);
-            if let Some(mut v) = message::check(&text, &policy.message.types, task) {
+            if let Some(mut v) = message::check(&text, &policy.message.types, pr.task) {
                 v.commit = Some(id.to_string());
                 rules.push(v);
             }

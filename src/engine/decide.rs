@@ -83,12 +83,33 @@ pub struct Landed {
     pub ci: Verdict,
 }
 
+/// A linked issue as the forge has it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IssueFact {
+    pub number: u64,
+    /// `None` when the state was not read (nothing to do with it).
+    pub open: Option<bool>,
+    /// Named with the forge's own closing keyword: the forge closes it at merge.
+    pub forge_closes: bool,
+}
+
 /// Something owed to the forge, with the key that makes it happen once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
-    CloseIssue { issue: u64, comment: String },
-    ReopenIssue { issue: u64, comment: String },
-    PullComment { marker: String, body: String },
+    /// Close an issue (when `open`; a closed one only gets the comment).
+    CloseIssue {
+        issue: u64,
+        open: bool,
+        comment: String,
+    },
+    ReopenIssue {
+        issue: u64,
+        comment: String,
+    },
+    PullComment {
+        marker: String,
+        body: String,
+    },
 }
 
 /// The decision for one task.
@@ -98,10 +119,34 @@ pub struct Decision {
     pub cells: Vec<(String, String)>,
     /// Effects, each with its idempotency key.
     pub effects: Vec<(String, Effect)>,
+    /// The cells hold only once every effect is performed (a task is done only once its
+    /// issues are closed); otherwise the caller writes why not instead.
+    pub gated: bool,
     /// One phrase for the commit message, when the row changes in a way worth saying.
     pub summary: Option<String>,
     /// A learning to record: the task finished beyond ±50% of its estimate.
     pub learning: Option<serde_json::Value>,
+}
+
+/// Everything [`decide`] reads about one task and its pull request.
+#[derive(Debug, Clone, Copy)]
+pub struct Facts<'a> {
+    pub task: &'a Task,
+    pub pr: &'a PullRequest,
+    /// The trunk's branch name.
+    pub trunk: &'a str,
+    /// CI on the pull request's head.
+    pub head: &'a Verdict,
+    /// The merge commit, when the pull request merged and the commit is on the trunk.
+    pub landed: Option<&'a Landed>,
+    /// The issues the task's completion closes.
+    pub issues: &'a [IssueFact],
+    /// Heads CI failed on, once that reached `[ci] fail-after`.
+    pub gave_up: Option<usize>,
+    /// What the worker reported it used (a `Used:` trailer), if anything.
+    pub used: Option<Tokens>,
+    /// RFC 3339.
+    pub now: &'a str,
 }
 
 /// A commit id as people read it.
@@ -113,9 +158,12 @@ fn list(items: &[String]) -> String {
     items.join(", ")
 }
 
-/// A learning entry when `used` is beyond ±50% of `estimate`, as the protocol asks.
-fn learning(task: &Task, now: &str) -> Option<serde_json::Value> {
-    learning_entry(&task.id, task.estimate?, task.used?, now)
+fn issue_list(issues: &[u64]) -> String {
+    issues
+        .iter()
+        .map(|i| format!("#{i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The learnings-file entry for a task that used `used` against `estimate`, when the variance
@@ -138,6 +186,27 @@ pub(crate) fn learning_entry(
     })
 }
 
+/// The pull request a task's notes name first (`PR #7 …`): the one it tracks now.
+pub fn current_pr(task: &Task) -> Option<u64> {
+    let at = task.notes.find("PR #")?;
+    let digits: String = task.notes[at + 4..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+/// The value of a `Used: 12.5K` trailer line in a commit message or pull request body.
+pub fn used_trailer(text: &str) -> Option<Tokens> {
+    text.lines().rev().find_map(|l| {
+        let (key, value) = l.trim().split_once(':')?;
+        key.trim()
+            .eq_ignore_ascii_case("used")
+            .then(|| value.trim().parse::<Tokens>().ok())
+            .flatten()
+    })
+}
+
 /// The cells a pull request claims on its task: who works on it, since when, on which branch.
 fn claim(d: &mut Decision, task: &Task, pr: &PullRequest, now: &str) {
     if task.agent.is_empty() {
@@ -151,48 +220,21 @@ fn claim(d: &mut Decision, task: &Task, pr: &PullRequest, now: &str) {
     }
 }
 
-/// Decides a task's row and effects. `now` is an RFC 3339 timestamp; `issues` are the forge
-/// issues the task closes.
-pub fn decide(
-    task: &Task,
-    pr: &PullRequest,
-    head: &Verdict,
-    landed: Option<&Landed>,
-    issues: &[u64],
-    now: &str,
-) -> Decision {
-    decide_with(task, pr, head, landed, issues, now, None)
-}
-
-/// [`decide`], where `gave_up` is the number of heads CI failed on once it reached
-/// `[ci] fail-after`: the task is then `failed` rather than still in progress.
-pub fn decide_with(
-    task: &Task,
-    pr: &PullRequest,
-    head: &Verdict,
-    landed: Option<&Landed>,
-    issues: &[u64],
-    now: &str,
-    gave_up: Option<usize>,
-) -> Decision {
+/// Decides a task's row and the effects owed to the forge.
+pub fn decide(f: &Facts<'_>) -> Decision {
+    let (task, pr, head, now) = (f.task, f.pr, f.head, f.now);
     let mut d = Decision::default();
     let n = pr.number;
     let status = task.status;
     let set = |d: &mut Decision, k: &str, v: String| d.cells.push((k.to_owned(), v));
-    let internal = match &task.issue {
-        Some(IssueRef::Internal(r)) => Some(format!("TASKS:{r}")),
-        _ => None,
-    };
-    let issue_list = |issues: &[u64]| {
-        issues
-            .iter()
-            .map(|i| format!("#{i}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    // A pull request the task no longer tracks (it moved on to another one) changes nothing.
+    let elsewhere = current_pr(task).is_some_and(|m| m != n);
     match pr.state {
         PrState::Open => {
-            if task.is_done() {
+            if task.is_done() || status == Some(Status::Deferred) {
+                return d;
+            }
+            if elsewhere && status == Some(Status::InProgress) {
                 return d;
             }
             if matches!(status, None | Some(Status::NotStarted | Status::Blocked)) {
@@ -208,7 +250,7 @@ pub fn decide_with(
                 ),
                 _ => format!("PR #{n}"),
             };
-            if let (Verdict::Red(ctx), Some(k)) = (head, gave_up) {
+            if let (Verdict::Red(ctx), Some(k)) = (head, f.gave_up) {
                 let note = format!(
                     "PR #{n}: CI failed on {k} pushes, last on {}: {}",
                     short(&pr.head_sha),
@@ -233,159 +275,238 @@ pub fn decide_with(
             }
         }
         PrState::Closed => {
-            if !task.is_done() && status != Some(Status::NotStarted) {
+            if task.is_done() || elsewhere || status == Some(Status::Deferred) {
+                return d;
+            }
+            // The claim goes with the pull request: who, since when and where.
+            let claimed =
+                !task.agent.is_empty() || task.started_at.is_some() || task.branch == pr.head_ref;
+            if status != Some(Status::NotStarted) || claimed {
                 set(&mut d, "status", Status::NotStarted.as_str().into());
                 set(&mut d, "notes", format!("PR #{n} closed without merging"));
+                for c in ["agent", "started_at"] {
+                    set(&mut d, c, String::new());
+                }
+                if task.branch == pr.head_ref {
+                    set(&mut d, "branch", String::new());
+                }
                 d.summary = Some(format!(
                     "{} not-started — PR #{n} closed without merging",
                     task.id
                 ));
             }
         }
-        PrState::Merged => {
-            let Some(l) = landed else {
-                if status != Some(Status::NeedsQa) {
-                    set(&mut d, "status", Status::NeedsQa.as_str().into());
-                    set(
-                        &mut d,
-                        "notes",
-                        format!("PR #{n} merged, but its merge commit is not on the trunk"),
-                    );
-                    d.summary = Some(format!(
-                        "{} needs-qa — PR #{n} merge commit not found",
-                        task.id
-                    ));
-                }
-                return d;
-            };
-            // A task whose opening was missed still gets its agent, start and branch.
-            if !task.is_done() {
-                claim(&mut d, task, pr, now);
-            }
-            let s = short(&l.sha);
-            let reopen = |d: &mut Decision, why: &str| {
-                for i in issues {
-                    d.effects.push((
-                        format!("reopen:{i}:{}", l.sha),
-                        Effect::ReopenIssue {
-                            issue: *i,
-                            comment: format!("Reopened: {} is not done — {why}.", task.id),
-                        },
-                    ));
-                }
-            };
-            if l.parents > 1 {
-                let note = format!(
-                    "PR #{n} merged with a merge commit {s} ({} parents); the trunk is squash-only",
-                    l.parents
-                );
-                if task.notes != note {
-                    set(&mut d, "status", Status::NeedsQa.as_str().into());
-                    set(&mut d, "notes", note.clone());
-                    d.summary = Some(format!(
-                        "{} needs-qa — PR #{n} merged with a merge commit",
-                        task.id
-                    ));
-                }
-                d.effects.push((
-                    format!("squash-only:{n}:{}", l.sha),
-                    Effect::PullComment {
-                        marker: "squash-only".into(),
-                        body: format!("This pull request reached `{}` as the merge commit {s}, not as one squash commit. The trunk is squash-only, so {} needs QA before it can be done.", pr.base_ref, task.id),
-                    },
-                ));
-                return d;
-            }
-            if let Some(rev) = &l.reverted_by {
-                let note = format!(
-                    "PR #{n} squash-merged as {s}, reverted on the trunk by {}",
-                    short(rev)
-                );
-                if task.notes != note {
-                    set(&mut d, "status", Status::Failed.as_str().into());
-                    set(&mut d, "notes", note);
-                    d.summary = Some(format!("{} failed — {s} reverted", task.id));
-                }
-                reopen(
-                    &mut d,
-                    &format!("its merge commit {s} was reverted by {}", short(rev)),
-                );
-                return d;
-            }
-            match &l.ci {
-                Verdict::Green(ctx) => {
-                    for i in issues {
-                        d.effects.push((
-                            format!("close:{i}:{}", l.sha),
-                            Effect::CloseIssue {
-                                issue: *i,
-                                comment: format!(
-                                    "Done: {} — PR #{n} squash-merged as {s}; CI on the merge commit is green ({}).",
-                                    task.id,
-                                    list(ctx)
-                                ),
-                            },
-                        ));
-                    }
-                    if !task.is_done() {
-                        set(&mut d, "status", Status::Done.as_str().into());
-                        if task.completed_at.is_none() {
-                            set(&mut d, "completed_at", now.to_owned());
-                        }
-                        let mut note =
-                            format!("PR #{n} squash-merged as {s}; CI green ({})", list(ctx));
-                        if !issues.is_empty() {
-                            note.push_str(&format!("; closed {}", issue_list(issues)));
-                        }
-                        if let Some(r) = &internal {
-                            note.push_str(&format!("; {r} closed"));
-                        }
-                        set(&mut d, "notes", note);
-                        let closed = if issues.is_empty() {
-                            String::new()
-                        } else {
-                            format!(", {} closed", issue_list(issues))
-                        };
-                        d.summary = Some(format!(
-                            "{} done — PR #{n} squash-merged as {s}, CI green{closed}",
-                            task.id
-                        ));
-                        d.learning = learning(task, now);
-                    }
-                }
-                Verdict::Pending(_) => {
-                    let note = format!("PR #{n} squash-merged as {s}; waiting for CI on the trunk");
-                    if !task.is_done() && task.notes != note {
-                        set(&mut d, "notes", note);
-                        d.summary = Some(format!(
-                            "{} — PR #{n} squash-merged as {s}, CI pending",
-                            task.id
-                        ));
-                    }
-                }
-                Verdict::Red(ctx) => {
-                    let note = format!(
-                        "PR #{n} squash-merged as {s}; CI on the trunk failed: {}",
-                        list(ctx)
-                    );
-                    if task.notes != note {
-                        set(&mut d, "status", Status::Failed.as_str().into());
-                        set(&mut d, "notes", note);
-                        d.summary = Some(format!(
-                            "{} failed — CI on {s} failed ({})",
-                            task.id,
-                            list(ctx)
-                        ));
-                    }
-                    reopen(
-                        &mut d,
-                        &format!("CI on its merge commit {s} failed ({})", list(ctx)),
-                    );
-                }
-            }
-        }
+        PrState::Merged => merged(f, &mut d),
     }
     d
+}
+
+/// A merged pull request: done only after green on its squash commit on the trunk.
+fn merged(f: &Facts<'_>, d: &mut Decision) {
+    let (task, pr, now) = (f.task, f.pr, f.now);
+    let n = pr.number;
+    let status = task.status;
+    let set = |d: &mut Decision, k: &str, v: String| d.cells.push((k.to_owned(), v));
+    let note_only = |d: &mut Decision, note: String| {
+        if !task.is_done() && task.notes != note {
+            d.cells.push(("notes".to_owned(), note));
+        }
+    };
+    if pr.base_ref != f.trunk {
+        return note_only(
+            d,
+            format!(
+                "PR #{n} merged into `{}`, not the trunk `{}`",
+                pr.base_ref, f.trunk
+            ),
+        );
+    }
+    let Some(l) = f.landed else {
+        // Read after the pull request, a missing commit is one not fetched yet (or a forge
+        // that names none), never evidence of a violation.
+        let note = match &pr.merge_commit_sha {
+            Some(sha) => format!(
+                "PR #{n} merged as {}; waiting for it on the trunk `{}`",
+                short(sha),
+                f.trunk
+            ),
+            None => format!("PR #{n} merged; the forge names no merge commit yet"),
+        };
+        return note_only(d, note);
+    };
+    // A task whose opening was missed still gets its agent, start and branch.
+    if !task.is_done() {
+        claim(d, task, pr, now);
+    }
+    let s = short(&l.sha);
+    let closed: Vec<u64> = f
+        .issues
+        .iter()
+        .filter(|i| i.open == Some(false))
+        .map(|i| i.number)
+        .collect();
+    let still_open: Vec<u64> = f
+        .issues
+        .iter()
+        .filter(|i| i.open == Some(true))
+        .map(|i| i.number)
+        .collect();
+    let reopen = |d: &mut Decision, why: &str| {
+        for i in &closed {
+            d.effects.push((
+                format!("reopen:{i}:{}", l.sha),
+                Effect::ReopenIssue {
+                    issue: *i,
+                    comment: format!("Reopened: {} is not done — {why}.", task.id),
+                },
+            ));
+        }
+    };
+    let stays_open = if still_open.is_empty() {
+        String::new()
+    } else {
+        format!("; {} stays open", issue_list(&still_open))
+    };
+    if l.parents > 1 {
+        let note = format!(
+            "PR #{n} merged with a merge commit {s} ({} parents); the trunk is squash-only",
+            l.parents
+        );
+        if task.notes != note || status != Some(Status::NeedsQa) {
+            set(d, "status", Status::NeedsQa.as_str().into());
+            set(d, "notes", note);
+            d.summary = Some(format!(
+                "{} needs-qa — PR #{n} merged with a merge commit",
+                task.id
+            ));
+        }
+        d.effects.push((
+            format!("squash-only:{n}:{}", l.sha),
+            Effect::PullComment {
+                marker: "squash-only".into(),
+                body: format!("This pull request reached `{}` as the merge commit {s}, not as one squash commit. The trunk is squash-only, so {} needs QA before it can be done.", pr.base_ref, task.id),
+            },
+        ));
+        return;
+    }
+    if let Some(rev) = &l.reverted_by {
+        let note = format!(
+            "PR #{n} squash-merged as {s}, reverted on the trunk by {}{stays_open}",
+            short(rev)
+        );
+        if task.notes != note || status != Some(Status::Failed) {
+            set(d, "status", Status::Failed.as_str().into());
+            set(d, "notes", note);
+            d.summary = Some(format!("{} failed — {s} reverted", task.id));
+        }
+        reopen(
+            d,
+            &format!("its merge commit {s} was reverted by {}", short(rev)),
+        );
+        return;
+    }
+    match &l.ci {
+        Verdict::Green(ctx) => {
+            let all: Vec<u64> = f.issues.iter().map(|i| i.number).collect();
+            for i in f.issues {
+                d.effects.push((
+                    format!("close:{}:{}", i.number, l.sha),
+                    Effect::CloseIssue {
+                        issue: i.number,
+                        open: i.open != Some(false),
+                        comment: format!(
+                            "Done: {} — PR #{n} squash-merged as {s}; CI on the merge commit is green ({}).",
+                            task.id,
+                            list(ctx)
+                        ),
+                    },
+                ));
+            }
+            if task.is_done() {
+                return;
+            }
+            d.gated = true;
+            set(d, "status", Status::Done.as_str().into());
+            if task.completed_at.is_none() {
+                set(d, "completed_at", now.to_owned());
+            }
+            let mut note = format!("PR #{n} squash-merged as {s}; CI green ({})", list(ctx));
+            if !all.is_empty() {
+                note.push_str(&format!("; closed {}", issue_list(&all)));
+            }
+            if let Some(IssueRef::Internal(r)) = &task.issue {
+                note.push_str(&format!("; TASKS:{r} closed"));
+            }
+            set(d, "notes", note);
+            let closed_text = if all.is_empty() {
+                String::new()
+            } else {
+                format!(", {} closed", issue_list(&all))
+            };
+            d.summary = Some(format!(
+                "{} done — PR #{n} squash-merged as {s}, CI green{closed_text}",
+                task.id
+            ));
+            // What the worker reported wins over an earlier `used` command.
+            let used = f.used.or(task.used);
+            if let Some(u) = f.used
+                && task.used != Some(u)
+            {
+                set(d, "used", u.to_string());
+            }
+            d.learning = match (task.estimate, used) {
+                (Some(e), Some(u)) => learning_entry(&task.id, e, u, now),
+                _ => None,
+            };
+        }
+        Verdict::Pending(_) => {
+            // The forge closed what its keywords named at merge time, before CI on the trunk:
+            // open it again until green.
+            for i in f
+                .issues
+                .iter()
+                .filter(|i| i.open == Some(false) && i.forge_closes)
+            {
+                d.effects.push((
+                    format!("reopen-early:{}:{}", i.number, l.sha),
+                    Effect::ReopenIssue {
+                        issue: i.number,
+                        comment: format!(
+                            "Reopened: the forge closed #{} when PR #{n} merged, before CI on its squash commit {s} finished. trunkwarden closes it once CI on the trunk is green ({} is not done yet).",
+                            i.number, task.id
+                        ),
+                    },
+                ));
+            }
+            // A rerun after red: in progress again until it is terminal.
+            if status == Some(Status::Failed) {
+                set(d, "status", Status::InProgress.as_str().into());
+            }
+            note_only(
+                d,
+                format!("PR #{n} squash-merged as {s}; waiting for CI on the trunk"),
+            );
+        }
+        Verdict::Red(ctx) => {
+            let note = format!(
+                "PR #{n} squash-merged as {s}; CI on the trunk failed: {}{stays_open}",
+                list(ctx)
+            );
+            if task.notes != note || status != Some(Status::Failed) {
+                set(d, "status", Status::Failed.as_str().into());
+                set(d, "notes", note);
+                d.summary = Some(format!(
+                    "{} failed — CI on {s} failed ({})",
+                    task.id,
+                    list(ctx)
+                ));
+            }
+            reopen(
+                d,
+                &format!("CI on its merge commit {s} failed ({})", list(ctx)),
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -429,6 +550,48 @@ mod tests {
             merge_commit_sha: None,
             labels: vec![],
         }
+    }
+
+    /// Decides with issue #5 open, named with `Refs`.
+    fn decide(
+        t: &Task,
+        p: &PullRequest,
+        head: &Verdict,
+        landed: Option<&Landed>,
+        issues: &[u64],
+        now: &str,
+    ) -> Decision {
+        decide_with(t, p, head, landed, issues, now, None)
+    }
+
+    fn decide_with(
+        t: &Task,
+        p: &PullRequest,
+        head: &Verdict,
+        landed: Option<&Landed>,
+        issues: &[u64],
+        now: &str,
+        gave_up: Option<usize>,
+    ) -> Decision {
+        let facts: Vec<IssueFact> = issues
+            .iter()
+            .map(|&number| IssueFact {
+                number,
+                open: Some(true),
+                forge_closes: false,
+            })
+            .collect();
+        super::decide(&Facts {
+            task: t,
+            pr: p,
+            trunk: "main",
+            head,
+            landed,
+            issues: &facts,
+            gave_up,
+            used: None,
+            now,
+        })
     }
 
     fn cell<'a>(d: &'a Decision, k: &str) -> Option<&'a str> {
@@ -557,10 +720,161 @@ mod tests {
             NOW,
         );
         assert_eq!(cell(&red, "status"), Some("failed"));
+        // #5 was never closed: nothing to reopen, and the notes say it stays open.
+        assert!(red.effects.is_empty(), "{:?}", red.effects);
+        assert_eq!(
+            cell(&red, "notes"),
+            Some("PR #7 squash-merged as bbbbbbb; CI on the trunk failed: e2e; #5 stays open")
+        );
+        let t = task("done", "x");
+        let p = pr(PrState::Merged);
+        let l = landed(Verdict::Red(vec!["e2e".into()]));
+        let red = with_issues(
+            &t,
+            &p,
+            Some(&l),
+            &[IssueFact {
+                number: 5,
+                open: Some(false),
+                forge_closes: false,
+            }],
+        );
         assert!(matches!(
             &red.effects[..],
             [(_, Effect::ReopenIssue { issue: 5, .. })]
         ));
+    }
+
+    fn with_issues(
+        t: &Task,
+        p: &PullRequest,
+        landed: Option<&Landed>,
+        issues: &[IssueFact],
+    ) -> Decision {
+        super::decide(&Facts {
+            task: t,
+            pr: p,
+            trunk: "main",
+            head: &Verdict::Green(vec![]),
+            landed,
+            issues,
+            gave_up: None,
+            used: None,
+            now: NOW,
+        })
+    }
+
+    #[test]
+    fn an_issue_the_forge_closed_at_merge_is_reopened_until_green() {
+        let t = task("in-progress", "PR #7");
+        let p = pr(PrState::Merged);
+        let l = Landed {
+            sha: "b".repeat(40),
+            parents: 1,
+            reverted_by: None,
+            ci: Verdict::Pending(vec!["ci".into()]),
+        };
+        let issues = [
+            IssueFact {
+                number: 5,
+                open: Some(false),
+                forge_closes: true,
+            },
+            IssueFact {
+                number: 6,
+                open: Some(false),
+                forge_closes: false,
+            },
+        ];
+        let d = with_issues(&t, &p, Some(&l), &issues);
+        // Only what the forge's keyword closed; a person may have closed #6 on purpose.
+        assert!(
+            matches!(&d.effects[..], [(k, Effect::ReopenIssue { issue: 5, .. })] if k.starts_with("reopen-early:5:")),
+            "{:?}",
+            d.effects
+        );
+        assert_eq!(cell(&d, "status"), None);
+        // Green: closed again by the bot — #5 and #6 are already closed, so only commented.
+        let green = Landed {
+            ci: Verdict::Green(vec!["ci".into()]),
+            ..l
+        };
+        let d = with_issues(&t, &p, Some(&green), &issues);
+        assert!(d.gated);
+        assert!(
+            d.effects
+                .iter()
+                .all(|(_, e)| matches!(e, Effect::CloseIssue { open: false, .. }))
+        );
+    }
+
+    #[test]
+    fn a_merge_commit_not_fetched_yet_is_no_violation() {
+        let t = task("in-progress", "PR #7");
+        let mut p = pr(PrState::Merged);
+        p.merge_commit_sha = Some("c".repeat(40));
+        let d = with_issues(&t, &p, None, &[]);
+        assert_eq!(cell(&d, "status"), None);
+        assert_eq!(
+            cell(&d, "notes"),
+            Some("PR #7 merged as ccccccc; waiting for it on the trunk `main`")
+        );
+        p.base_ref = "release".into();
+        let d = with_issues(&t, &p, None, &[]);
+        assert_eq!(
+            cell(&d, "notes"),
+            Some("PR #7 merged into `release`, not the trunk `main`")
+        );
+    }
+
+    #[test]
+    fn closing_unmerged_takes_the_claim_back_unless_another_pull_request_has_it() {
+        let text = "# Tasks\n\n| id | status | description | depends_on | blocks | branch | agent | started_at | notes |\n|---|---|---|---|---|---|---|---|---|\n| T-1 | in-progress | a | | | feature | alice | 2026-11-22T05:00:00Z | PR #7 |\n| T-2 | in-progress | b | | | feature | bob | 2026-11-22T05:00:00Z | PR #9 |\n";
+        let tasks = crate::tasks::read_tasks(&crate::tasks::TaskTable::parse(text).unwrap()).0;
+        let p = pr(PrState::Closed);
+        let d = with_issues(&tasks[0], &p, None, &[]);
+        assert_eq!(cell(&d, "status"), Some("not-started"));
+        assert_eq!(cell(&d, "agent"), Some(""));
+        assert_eq!(cell(&d, "started_at"), Some(""));
+        assert_eq!(cell(&d, "branch"), Some(""));
+        // PR #7 closing says nothing about a task PR #9 works on now.
+        assert_eq!(with_issues(&tasks[1], &p, None, &[]), Decision::default());
+    }
+
+    #[test]
+    fn used_is_what_the_worker_reported() {
+        assert_eq!(
+            used_trailer("feat(T-1): x\n\nbody\n\nUsed: 12.5K\nCo-authored-by: a <a@b>"),
+            Some(Tokens(12_500))
+        );
+        assert_eq!(used_trailer("nothing used here"), None);
+        let text = "# Tasks\n\n| id | status | description | depends_on | blocks | estimate | used | notes |\n|---|---|---|---|---|---|---|---|\n| T-1 | in-progress | a | | | 8K | 9K | |\n";
+        let t = crate::tasks::read_tasks(&crate::tasks::TaskTable::parse(text).unwrap())
+            .0
+            .remove(0);
+        let p = pr(PrState::Merged);
+        let l = Landed {
+            sha: "b".repeat(40),
+            parents: 1,
+            reverted_by: None,
+            ci: Verdict::Green(vec!["ci".into()]),
+        };
+        let d = super::decide(&Facts {
+            task: &t,
+            pr: &p,
+            trunk: "main",
+            head: &Verdict::Green(vec![]),
+            landed: Some(&l),
+            issues: &[],
+            gave_up: None,
+            used: Some(Tokens(20_000)),
+            now: NOW,
+        });
+        assert_eq!(cell(&d, "used"), Some("20K"));
+        assert_eq!(
+            d.learning.as_ref().and_then(|l| l["actual"].as_u64()),
+            Some(20_000)
+        );
     }
 
     #[test]

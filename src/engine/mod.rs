@@ -8,23 +8,27 @@
 pub mod checks;
 mod commands;
 pub mod decide;
+pub mod ledger;
 pub mod link;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use sqlx::ConnectOptions as _;
 use sqlx::sqlite::SqliteConnectOptions;
 
 use crate::config::{POLICY_FILE, RepoPolicy};
-use crate::forge::{Forge, ForgeError, PrState, RepoRef, Thread};
+use crate::forge::{Forge, ForgeError, PrState, PullRequest, RepoRef, Thread};
 use crate::git::{CommitError, Identity, Mirror, RowChange};
 use crate::queue::Delivery;
 use crate::queue::worker::{Handler, HandlerError};
 use crate::tasks::{Status, Task, TaskTable};
 use crate::webhook::Event;
-use decide::{Effect, Landed, Verdict};
+use decide::{Effect, IssueFact, Landed, Verdict};
+use ledger::{Claim, Ledger};
+pub use ledger::{Clock, SystemClock};
 
 /// Why a reconcile did not finish; all of it is worth retrying later.
 #[derive(Debug, thiserror::Error)]
@@ -46,22 +50,27 @@ struct Trunk {
     policy: RepoPolicy,
     tasks_path: String,
     tasks: Vec<Task>,
-    columns: Vec<String>,
+    table: TaskTable,
 }
 
-/// The engine's two once-only records: effects on the forge, and head commits checked.
-#[derive(Debug, Clone, Copy)]
-enum Ledger {
-    Effects,
-    Checked,
-}
+impl Trunk {
+    /// The trunk's branch name.
+    fn name(&self) -> &str {
+        self.policy.trunk.name()
+    }
 
-impl Ledger {
-    fn name(self) -> &'static str {
-        match self {
-            Ledger::Effects => "effects",
-            Ledger::Checked => "checked",
-        }
+    /// A task's row cells as read: what a change decided on them expects to find.
+    fn row_cells(&self, task: &Task) -> Vec<(String, String)> {
+        self.table
+            .columns()
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.clone(), self.table.get(task.row, i).into_owned()))
+            .collect()
+    }
+
+    fn has_column(&self, c: &str) -> bool {
+        self.table.column(c).is_some()
     }
 }
 
@@ -76,6 +85,8 @@ pub struct EngineConfig {
     pub git_token: Option<crate::forge::Token>,
     /// Push attempts before giving up on a moving trunk.
     pub push_attempts: u32,
+    /// The time timestamps, timeouts, claims and backoffs are read from.
+    pub clock: Arc<dyn Clock>,
 }
 
 /// What a reconcile looked at and did.
@@ -86,20 +97,30 @@ pub struct Report {
     pub effects: Vec<String>,
 }
 
+/// A cached answer and when it was read.
+type Cached<T> = std::sync::Mutex<HashMap<String, (Instant, T)>>;
+
+/// The contexts green waits for, and where they were learned.
+#[derive(Debug, Clone, Default)]
+struct Required {
+    contexts: Vec<String>,
+    source: String,
+}
+
 /// The engine for the repositories of one forge.
 pub struct Engine {
     forge: Arc<dyn Forge>,
     config: EngineConfig,
-    effects: sqlx::AnyPool,
-    /// Table-name prefix: per forge on a shared PostgreSQL, none in a forge's own SQLite file.
-    prefix: String,
+    ledger: Ledger,
     /// Repositories seen, for the periodic resync.
     known: std::sync::Mutex<BTreeSet<String>>,
     /// Head and merge commits seen, to the pull request they belong to: a CI event names only
     /// a sha.
     shas: std::sync::Mutex<HashMap<(String, String), u64>>,
-    /// Required contexts from branch protection, per repository, with when they were read.
-    protection: std::sync::Mutex<HashMap<String, (std::time::Instant, Vec<String>)>>,
+    /// Required contexts the forge names for the trunk, per repository.
+    required: Cached<Required>,
+    /// Default branches, per repository.
+    defaults: Cached<String>,
     /// Permissions by (repository, user id), with when they were read.
     permissions:
         std::sync::Mutex<HashMap<(String, u64), (std::time::Instant, crate::forge::Permission)>>,
@@ -108,13 +129,15 @@ pub struct Engine {
 }
 
 /// The engine's tables, which `ledger_sql` prefixes.
-const TABLES: [&str; 9] = [
+const TABLES: [&str; 11] = [
     "effects",
+    "effect_claims",
     "checked",
     "claims",
     "merges",
     "blocked",
     "comments",
+    "command_lines",
     "red_heads",
     "pending_since",
     "repos",
@@ -137,10 +160,6 @@ fn ledger_sql(sql: &str, prefix: &str) -> String {
     crate::queue::numbered(&out)
 }
 
-fn now_rfc3339() -> String {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
 fn pr_numbers(notes: &str) -> Vec<u64> {
     notes
         .match_indices("PR #")
@@ -154,13 +173,36 @@ fn pr_numbers(notes: &str) -> Vec<u64> {
         .collect()
 }
 
+/// How an owed effect went this time.
+enum Performed {
+    /// Performed now.
+    Now,
+    /// Performed before.
+    Before,
+    /// Another replica is performing it; it decides the row.
+    Elsewhere,
+    /// The forge refused it: why, and when it is tried again.
+    NotYet(String),
+}
+
+/// One task's decision, waiting for the commit and the sticky comment.
+struct Decided {
+    pr: PullRequest,
+    task: Task,
+    cells: Vec<(String, String)>,
+    head: Verdict,
+    landed: Option<Landed>,
+    /// Effects that could not be performed, and why.
+    blocked: Vec<String>,
+}
+
 impl Engine {
     /// Opens the engine's effects ledger under `config.data_dir`.
     pub async fn open(forge: Arc<dyn Forge>, config: EngineConfig) -> Result<Engine, EngineError> {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| EngineError::Other(format!("{}: {e}", config.data_dir.display())))?;
         sqlx::any::install_default_drivers();
-        let (effects, prefix) = match &config.db {
+        let (pool, prefix) = match &config.db {
             Some(url) => {
                 let pool = sqlx::any::AnyPoolOptions::new()
                     .max_connections(4)
@@ -190,43 +232,50 @@ impl Engine {
         };
         for ddl in [
             "CREATE TABLE IF NOT EXISTS effects (key TEXT PRIMARY KEY, done_at TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS effect_claims (key TEXT PRIMARY KEY, owner TEXT NOT NULL, claimed_at BIGINT NOT NULL, attempts BIGINT NOT NULL, retry_at BIGINT NOT NULL, last_error TEXT)",
             "CREATE TABLE IF NOT EXISTS checked (key TEXT PRIMARY KEY, done_at TEXT NOT NULL)",
             "CREATE TABLE IF NOT EXISTS claims (repo TEXT NOT NULL, pr BIGINT NOT NULL, task TEXT NOT NULL, PRIMARY KEY (repo, pr))",
             "CREATE TABLE IF NOT EXISTS merges (repo TEXT NOT NULL, pr BIGINT NOT NULL, head TEXT NOT NULL, requested_by TEXT NOT NULL, PRIMARY KEY (repo, pr))",
             "CREATE TABLE IF NOT EXISTS blocked (repo TEXT NOT NULL, task TEXT NOT NULL, previous TEXT NOT NULL, PRIMARY KEY (repo, task))",
             "CREATE TABLE IF NOT EXISTS comments (repo TEXT NOT NULL, id BIGINT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (repo, id))",
+            "CREATE TABLE IF NOT EXISTS command_lines (repo TEXT NOT NULL, key TEXT NOT NULL, plan TEXT NOT NULL, done BIGINT NOT NULL, PRIMARY KEY (repo, key))",
             "CREATE TABLE IF NOT EXISTS red_heads (repo TEXT NOT NULL, pr BIGINT NOT NULL, sha TEXT NOT NULL, PRIMARY KEY (repo, pr, sha))",
             "CREATE TABLE IF NOT EXISTS pending_since (repo TEXT NOT NULL, sha TEXT NOT NULL, since BIGINT NOT NULL, PRIMARY KEY (repo, sha))",
             "CREATE TABLE IF NOT EXISTS repos (name TEXT PRIMARY KEY)",
         ] {
             sqlx::query(sqlx::AssertSqlSafe(ledger_sql(ddl, &prefix)))
-                .execute(&effects)
+                .execute(&pool)
                 .await?;
         }
-        let names: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(ledger_sql(
-            "SELECT name FROM repos",
-            &prefix,
-        )))
-        .fetch_all(&effects)
-        .await?;
+        let shared = config.db.is_some();
+        let ledger = Ledger::new(pool, prefix, shared, config.clock.clone());
+        let names = ledger.repos().await?;
         Ok(Engine {
             forge,
             config,
-            effects,
-            prefix,
+            ledger,
             known: std::sync::Mutex::new(names.into_iter().collect()),
             shas: Default::default(),
-            protection: Default::default(),
+            required: Default::default(),
+            defaults: Default::default(),
             permissions: Default::default(),
             locks: Default::default(),
         })
     }
 
-    /// How many effects have been performed (each exactly once).
+    /// How many effects on issues and pull requests have been performed (each exactly once);
+    /// the bot's own commit statuses are not counted.
     pub async fn effects_done(&self) -> Result<i64, EngineError> {
-        Ok(sqlx::query_scalar(self.q("SELECT COUNT(*) FROM effects"))
-            .fetch_one(&self.effects)
-            .await?)
+        Ok(sqlx::query_scalar(
+            self.q("SELECT COUNT(*) FROM effects WHERE key NOT LIKE '%:checks:%'"),
+        )
+        .fetch_one(&self.ledger.pool)
+        .await?)
+    }
+
+    /// Now as RFC 3339, by the engine's clock.
+    fn now(&self) -> String {
+        ledger::rfc3339(self.ledger.now_ms())
     }
 
     fn mirror(&self, repo: &RepoRef, branch: &str) -> Result<Mirror, EngineError> {
@@ -245,19 +294,24 @@ impl Engine {
         )?)
     }
 
+    /// The per-repository lock every reconcile and command takes.
+    async fn lock(&self, repo: &RepoRef) -> Arc<tokio::sync::Mutex<()>> {
+        self.locks
+            .lock()
+            .await
+            .entry(repo.to_string())
+            .or_default()
+            .clone()
+    }
+
     /// Runs a comment's commands under the repository's lock.
     pub async fn command(
         &self,
         repo: &RepoRef,
         c: &crate::webhook::event::Comment,
     ) -> Result<Report, EngineError> {
-        let lock = self
-            .locks
-            .lock()
-            .await
-            .entry(repo.to_string())
-            .or_default()
-            .clone();
+        self.remember(repo).await?;
+        let lock = self.lock(repo).await;
         let _held = lock.lock().await;
         self.on_comment(repo, c).await?;
         Ok(Report::default())
@@ -268,7 +322,7 @@ impl Engine {
     async fn failures(
         &self,
         repo: &RepoRef,
-        pr: &crate::forge::PullRequest,
+        pr: &PullRequest,
         head: &Verdict,
         fail_after: u32,
     ) -> Result<Option<usize>, EngineError> {
@@ -281,13 +335,13 @@ impl Engine {
         .bind(repo.to_string())
         .bind(pr.number as i64)
         .bind(&pr.head_sha)
-        .execute(&self.effects)
+        .execute(&self.ledger.pool)
         .await?;
         let n: i64 =
             sqlx::query_scalar(self.q("SELECT COUNT(*) FROM red_heads WHERE repo = ? AND pr = ?"))
                 .bind(repo.to_string())
                 .bind(pr.number as i64)
-                .fetch_one(&self.effects)
+                .fetch_one(&self.ledger.pool)
                 .await?;
         Ok((n >= i64::from(fail_after)).then_some(n as usize))
     }
@@ -306,21 +360,21 @@ impl Engine {
         if timeout_mins <= 0.0 {
             return Ok(());
         }
-        let now = chrono::Utc::now().timestamp_millis();
+        let now = self.ledger.now_ms();
         sqlx::query(self.q(
             "INSERT INTO pending_since (repo, sha, since) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
         ))
         .bind(repo.to_string())
         .bind(&l.sha)
         .bind(now)
-        .execute(&self.effects)
+        .execute(&self.ledger.pool)
         .await?;
         let since: i64 = sqlx::query_scalar(
             self.q("SELECT since FROM pending_since WHERE repo = ? AND sha = ?"),
         )
         .bind(repo.to_string())
         .bind(&l.sha)
-        .fetch_one(&self.effects)
+        .fetch_one(&self.ledger.pool)
         .await?;
         if (now - since) as f64 >= timeout_mins * 60_000.0 {
             l.ci = Verdict::Red(
@@ -333,18 +387,57 @@ impl Engine {
         Ok(())
     }
 
-    /// Fetches the trunk and reads its policy and task table; `None` without a task table.
-    async fn load(&self, repo: &RepoRef, trunk: &str) -> Result<Option<Trunk>, EngineError> {
-        let mirror = self.mirror(repo, trunk)?;
-        let tip = tokio::task::block_in_place(|| mirror.fetch())?;
-        let policy = match tokio::task::block_in_place(|| mirror.read(POLICY_FILE))? {
+    /// The repository's default branch as its remote `HEAD` names it, kept for five minutes.
+    async fn default_branch(&self, repo: &RepoRef, mirror: &Mirror) -> Result<String, EngineError> {
+        let key = repo.to_string();
+        if let Ok(cache) = self.defaults.lock()
+            && let Some((at, b)) = cache.get(&key)
+            && at.elapsed() < Duration::from_secs(300)
+        {
+            return Ok(b.clone());
+        }
+        let found = tokio::task::block_in_place(|| mirror.default_branch())?;
+        let branch = match found {
+            Some(b) => b,
+            // A remote that does not say (an empty repository): ask the forge.
+            None => self.forge.default_branch(repo).await?,
+        };
+        if let Ok(mut cache) = self.defaults.lock() {
+            cache.insert(key, (Instant::now(), branch.clone()));
+        }
+        Ok(branch)
+    }
+
+    /// Reads the policy on a fetched branch.
+    fn policy_on(mirror: &Mirror) -> Result<RepoPolicy, EngineError> {
+        match mirror.read(POLICY_FILE)? {
             Some(bytes) => RepoPolicy::parse(
                 &String::from_utf8_lossy(&bytes),
                 std::path::Path::new(POLICY_FILE),
             )
-            .map_err(|e| EngineError::Other(e.to_string()))?,
-            None => RepoPolicy::default(),
-        };
+            .map_err(|e| EngineError::Other(e.to_string())),
+            None => Ok(RepoPolicy::default()),
+        }
+    }
+
+    /// Fetches the trunk — `[trunk] branch` of the policy on the default branch, else the
+    /// default branch — and reads its policy and task table; `None` without a task table.
+    async fn load(&self, repo: &RepoRef) -> Result<Option<Trunk>, EngineError> {
+        let probe = self.mirror(repo, "HEAD")?;
+        let default = self.default_branch(repo, &probe).await?;
+        let mut mirror = self.mirror(repo, &default)?;
+        let mut tip = tokio::task::block_in_place(|| mirror.fetch())?;
+        let mut policy = tokio::task::block_in_place(|| Self::policy_on(&mirror))?;
+        if let Some(configured) = policy.trunk.branch.clone()
+            && configured != default
+        {
+            // The policy that governs is the one on the trunk itself.
+            mirror = self.mirror(repo, &configured)?;
+            tip = tokio::task::block_in_place(|| mirror.fetch())?;
+            policy = tokio::task::block_in_place(|| Self::policy_on(&mirror))?;
+            policy.trunk.branch = Some(configured);
+        }
+        policy.trunk.default_branch = Some(default);
         let tasks_path = crate::policy::path_string(&policy.tasks.path);
         let Some(table_bytes) = tokio::task::block_in_place(|| mirror.read(&tasks_path))? else {
             return Ok(None);
@@ -352,14 +445,13 @@ impl Engine {
         let table = TaskTable::parse_bytes(&table_bytes)
             .map_err(|e| EngineError::Other(format!("{tasks_path}: {e}")))?;
         let (tasks, _) = crate::tasks::read_tasks(&table);
-        let columns: Vec<String> = table.columns().to_vec();
         Ok(Some(Trunk {
             mirror,
             tip,
             policy,
             tasks_path,
             tasks,
-            columns,
+            table,
         }))
     }
 
@@ -370,13 +462,36 @@ impl Engine {
         }
     }
 
-    /// Reconciles every repository seen so far (the periodic resync).
+    /// Remembers a repository across restarts (and for every replica), so the resync covers
+    /// it before its next event.
+    async fn remember(&self, repo: &RepoRef) -> Result<(), EngineError> {
+        let key = repo.to_string();
+        let new = self
+            .known
+            .lock()
+            .map(|mut k| k.insert(key.clone()))
+            .unwrap_or(false);
+        if new {
+            sqlx::query(self.q("INSERT INTO repos (name) VALUES (?) ON CONFLICT DO NOTHING"))
+                .bind(&key)
+                .execute(&self.ledger.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Reconciles every repository seen so far, by this process or any replica (the periodic
+    /// resync).
     pub async fn resync(&self) -> Vec<(String, Result<Report, EngineError>)> {
-        let repos: Vec<String> = self
+        let mut repos: BTreeSet<String> = self
             .known
             .lock()
             .map(|k| k.iter().cloned().collect())
             .unwrap_or_default();
+        match self.ledger.repos().await {
+            Ok(names) => repos.extend(names),
+            Err(e) => tracing::warn!(error = %e, "cannot list the known repositories"),
+        }
         let mut out = Vec::new();
         for r in repos {
             if let Some(repo) = RepoRef::parse(&r) {
@@ -395,20 +510,8 @@ impl Engine {
         pulls: &[u64],
         shas: &[String],
     ) -> Result<Report, EngineError> {
-        let key = repo.to_string();
-        let new = self
-            .known
-            .lock()
-            .map(|mut k| k.insert(key.clone()))
-            .unwrap_or(false);
-        if new {
-            // Remembered across restarts, so the resync covers it before its next event.
-            sqlx::query(self.q("INSERT INTO repos (name) VALUES (?) ON CONFLICT DO NOTHING"))
-                .bind(&key)
-                .execute(&self.effects)
-                .await?;
-        }
-        let lock = self.locks.lock().await.entry(key).or_default().clone();
+        self.remember(repo).await?;
+        let lock = self.lock(repo).await;
         let _held = lock.lock().await;
         use tracing::Instrument;
         let span = tracing::info_span!("reconcile", repo = %repo);
@@ -417,28 +520,36 @@ impl Engine {
             .await
     }
 
+    /// A reconcile whose commit found a row moved by another writer decides again on the
+    /// table as it is now.
     async fn reconcile_locked(
         &self,
         repo: &RepoRef,
         pulls: &[u64],
         shas: &[String],
     ) -> Result<Report, EngineError> {
-        let trunk = "main";
-        let Some(Trunk {
-            mirror,
-            tip,
-            policy,
-            tasks_path,
-            tasks,
-            columns,
-        }) = self.load(repo, trunk).await?
-        else {
-            return Ok(Report::default());
-        };
+        let mut attempt = 0;
+        loop {
+            match self.reconcile_once(repo, pulls, shas).await {
+                Err(EngineError::Commit(CommitError::Stale(id))) if attempt < 4 => {
+                    tracing::debug!(task = %id, "a row moved under the reconcile; deciding again");
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
 
-        // Which pull requests to look at: the hinted ones, those whose head or merge commit a
-        // hinted sha is; and every one a live task tracks when there is no hint (the resync)
-        // or a sha this process has not seen.
+    /// Which pull requests to look at: the hinted ones, those whose head or merge commit a
+    /// hinted sha is; and every one a live task tracks when there is no hint (the resync) or
+    /// a sha this process has not seen.
+    fn pulls_to_read(
+        &self,
+        repo: &RepoRef,
+        tasks: &[Task],
+        pulls: &[u64],
+        shas: &[String],
+    ) -> BTreeSet<u64> {
         let mut numbers: BTreeSet<u64> = pulls.iter().copied().collect();
         let mut unknown_sha = false;
         if let Ok(seen) = self.shas.lock() {
@@ -452,7 +563,7 @@ impl Engine {
             }
         }
         if (pulls.is_empty() && shas.is_empty()) || unknown_sha {
-            for t in &tasks {
+            for t in tasks {
                 let live = !t.is_done()
                     || shas
                         .iter()
@@ -462,44 +573,63 @@ impl Engine {
                 }
             }
         }
+        numbers
+    }
+
+    async fn reconcile_once(
+        &self,
+        repo: &RepoRef,
+        pulls: &[u64],
+        shas: &[String],
+    ) -> Result<Report, EngineError> {
+        let Some(mut t) = self.load(repo).await? else {
+            return Ok(Report::default());
+        };
+        let numbers = self.pulls_to_read(repo, &t.tasks, pulls, shas);
         let bot = self.forge.me().await?;
-        let mut policy = policy;
-        if policy.ci.required.is_empty() {
-            policy.ci.required = self.protected_contexts(repo, trunk).await;
+        let required = self.required_contexts(repo, &t.policy).await;
+        t.policy.ci.required = required.contexts.clone();
+        // Pull requests first, the trunk's commits after: a merge that happens while this
+        // reconcile runs is then either not seen at all, or seen with its commit fetched.
+        let mut prs = Vec::new();
+        for n in numbers {
+            match self.forge.pull_request(repo, n).await {
+                Ok(pr) => prs.push(pr),
+                Err(e) if e.status() == Some(404) => continue,
+                Err(e) => return Err(e.into()),
+            }
         }
-        let now = now_rfc3339();
+        let unfetched = prs.iter().any(|p| {
+            p.state == PrState::Merged
+                && p.merge_commit_sha
+                    .as_ref()
+                    .is_some_and(|sha| !t.mirror.has_commit(sha))
+        });
+        if unfetched {
+            t.tip = tokio::task::block_in_place(|| t.mirror.fetch())?;
+        }
+        let now = self.now();
         let mut changes: Vec<RowChange> = Vec::new();
         let mut summaries = Vec::new();
         let mut learnings = Vec::new();
         let mut report = Report::default();
         let mut done_now: Vec<String> = Vec::new();
-        let mut stickies = Vec::new();
-        for n in numbers {
-            let pr = match self.forge.pull_request(repo, n).await {
-                Ok(pr) => pr,
-                Err(e) if e.status() == Some(404) => continue,
-                Err(e) => return Err(e.into()),
-            };
+        let mut decided = Vec::new();
+        for pr in prs {
+            let n = pr.number;
             if let Ok(mut seen) = self.shas.lock() {
                 for sha in std::iter::once(&pr.head_sha).chain(pr.merge_commit_sha.as_ref()) {
                     seen.insert((repo.to_string(), sha.clone()), n);
                 }
             }
             let task = match self.claimed(repo, n).await? {
-                Some(id) => tasks.iter().find(|t| t.id == id && !id.is_empty()),
-                None => link::task_for_pull(&tasks, &pr),
+                Some(id) => t.tasks.iter().find(|x| x.id == id && !id.is_empty()),
+                None => link::task_for_pull(&t.tasks, &pr),
             };
             if pr.state == PrState::Open {
-                self.pending_merge(repo, &pr, &policy, &bot.login).await?;
-                self.post_checks(
-                    repo,
-                    &mirror,
-                    tip,
-                    &policy,
-                    &pr,
-                    task.map(|t| t.id.as_str()),
-                )
-                .await?;
+                self.pending_merge(repo, &t, &pr, &bot.login).await?;
+                self.post_checks(repo, &t, &pr, task.map(|x| x.id.as_str()))
+                    .await?;
             }
             let Some(task) = task else {
                 continue;
@@ -507,67 +637,116 @@ impl Engine {
             report.pulls.push(n);
             let head = decide::verdict(
                 &self.forge.ci_results(repo, &pr.head_sha).await?,
-                &policy.ci,
+                &t.policy.ci,
                 &bot.login,
             );
-            let landed = match (&pr.state, &pr.merge_commit_sha) {
-                (PrState::Merged, Some(sha)) => {
-                    let facts = tokio::task::block_in_place(|| landed_facts(&mirror, tip, sha));
-                    match facts {
-                        Some((parents, reverted_by)) => Some(Landed {
-                            sha: sha.clone(),
-                            parents,
-                            reverted_by,
-                            ci: decide::verdict(
+            let (mut landed, message) = match (&pr.state, &pr.merge_commit_sha) {
+                (PrState::Merged, Some(sha)) if pr.base_ref == t.name() => {
+                    match tokio::task::block_in_place(|| landed_facts(&t.mirror, t.tip, sha)) {
+                        Some(f) => {
+                            let ci = decide::verdict(
                                 &self.forge.ci_results(repo, sha).await?,
-                                &policy.ci,
+                                &t.policy.ci,
                                 &bot.login,
-                            ),
-                        }),
-                        None => None,
+                            );
+                            (
+                                Some(Landed {
+                                    sha: sha.clone(),
+                                    parents: f.parents,
+                                    reverted_by: f.reverted_by,
+                                    ci,
+                                }),
+                                f.message,
+                            )
+                        }
+                        None => (None, String::new()),
                     }
                 }
-                _ => None,
+                _ => (None, String::new()),
             };
             let gave_up = self
-                .failures(repo, &pr, &head, policy.ci.fail_after)
+                .failures(repo, &pr, &head, t.policy.ci.fail_after)
                 .await?;
-            let mut landed = landed;
             if let Some(l) = landed.as_mut() {
-                self.time_out(repo, l, policy.ci.timeout_mins).await?;
+                self.time_out(repo, l, t.policy.ci.timeout_mins).await?;
             }
-            let issues = link::issues_for(task, &pr, self.forge.kind());
-            let d = decide::decide_with(task, &pr, &head, landed.as_ref(), &issues, &now, gave_up);
+            let issues = self
+                .issue_facts(repo, task, &pr, &message, landed.is_some())
+                .await?;
+            let used = decide::used_trailer(&message).or_else(|| decide::used_trailer(&pr.body));
+            let d = decide::decide(&decide::Facts {
+                task,
+                pr: &pr,
+                trunk: t.name(),
+                head: &head,
+                landed: landed.as_ref(),
+                issues: &issues,
+                gave_up,
+                used,
+                now: &now,
+            });
+            let mut blocked = Vec::new();
+            let mut elsewhere = false;
             for (key, effect) in &d.effects {
-                let key = format!("{repo}:{key}");
-                if self.perform(repo, pr.number, &key, effect).await? {
-                    report.effects.push(key);
+                match self.perform(repo, n, key, effect).await? {
+                    Performed::Now => report.effects.push(format!("{repo}:{key}")),
+                    Performed::Before => {}
+                    Performed::Elsewhere => elsewhere = true,
+                    Performed::NotYet(why) => blocked.push(why),
                 }
             }
-            let cells: Vec<(String, String)> = d
-                .cells
-                .into_iter()
-                .filter(|(c, _)| columns.contains(c))
-                .collect();
-            if d.summary.is_some() && cells.iter().any(|(c, v)| c == "status" && v == "done") {
+            let mut cells = d.cells;
+            let mut summary = d.summary;
+            let mut learning = d.learning;
+            if d.gated && elsewhere {
+                // The replica performing the effects writes the row.
+                cells.clear();
+            } else if d.gated && !blocked.is_empty() {
+                // Not done while an issue it closes is still open: say why instead.
+                let note = format!(
+                    "PR #{n}: CI green on the trunk, but not done: {}",
+                    blocked.join("; ")
+                );
+                cells = if task.notes == note {
+                    Vec::new()
+                } else {
+                    vec![("notes".into(), note)]
+                };
+                summary = None;
+                learning = None;
+            }
+            cells.retain(|(c, _)| t.has_column(c));
+            if summary.is_some() && cells.iter().any(|(c, v)| c == "status" && v == "done") {
                 done_now.push(task.id.clone());
             }
-            summaries.extend(d.summary);
-            if let Some(entry) = d.learning {
-                learnings.push(crate::git::Learning {
-                    path: crate::policy::path_string(&policy.tasks.learnings),
-                    entry,
-                });
-            }
             if !cells.is_empty() {
+                summaries.extend(summary);
+                if let Some(entry) = learning {
+                    learnings.push(crate::git::Learning {
+                        path: crate::policy::path_string(&t.policy.tasks.learnings),
+                        entry,
+                    });
+                }
                 changes.push(RowChange {
                     id: task.id.clone(),
                     cells: cells.clone(),
+                    expect: t.row_cells(task),
                 });
             }
             // The sticky comment is refreshed where something changed or an event pointed.
-            if !cells.is_empty() || !d.effects.is_empty() || pulls.contains(&n) {
-                stickies.push((pr, task.clone(), cells, head, landed));
+            if !cells.is_empty()
+                || !d.effects.is_empty()
+                || !blocked.is_empty()
+                || pulls.contains(&n)
+            {
+                decided.push(Decided {
+                    pr,
+                    task: task.clone(),
+                    cells,
+                    head,
+                    landed,
+                    blocked,
+                });
             }
         }
         if !changes.is_empty() {
@@ -577,92 +756,174 @@ impl Engine {
                 format!("chore(tasks): {}", summaries.join("; "))
             };
             let who = Identity {
-                name: policy.bot.name.clone(),
-                email: policy.bot.email.clone(),
+                name: t.policy.bot.name.clone(),
+                email: t.policy.bot.email.clone(),
             };
             let attempts = self.config.push_attempts;
             report.commit = tokio::task::block_in_place(|| {
-                mirror.update(&tasks_path, &changes, &learnings, &message, &who, attempts)
+                t.mirror.update(
+                    &t.tasks_path,
+                    &changes,
+                    &learnings,
+                    &message,
+                    &who,
+                    attempts,
+                )
             })?;
         }
-        for (pr, task, cells, head, landed) in stickies {
-            let body = sticky(
-                &task,
-                &cells,
-                &pr,
-                &head,
-                landed.as_ref(),
-                &tasks,
-                &done_now,
-            );
+        for x in decided {
+            let body = sticky(&Sticky {
+                task: &x.task,
+                cells: &x.cells,
+                pr: &x.pr,
+                head: &x.head,
+                landed: x.landed.as_ref(),
+                tasks: &t.tasks,
+                done_now: &done_now,
+                required: &required,
+                blocked: &x.blocked,
+                trunk: t.name(),
+            });
             self.forge
-                .upsert_comment(repo, Thread::Pull(pr.number), "task", &body)
+                .upsert_comment(repo, Thread::Pull(x.pr.number), "task", &body)
                 .await?;
         }
         Ok(report)
     }
 
-    /// The trunk's required status contexts from branch protection (the bot's own excluded),
-    /// cached for five minutes; none when the forge will not say.
-    async fn protected_contexts(&self, repo: &RepoRef, branch: &str) -> Vec<String> {
-        let key = repo.to_string();
-        if let Ok(cache) = self.protection.lock()
-            && let Some((at, contexts)) = cache.get(&key)
-            && at.elapsed() < std::time::Duration::from_secs(300)
-        {
-            return contexts.clone();
+    /// The issues a task's completion closes, with their state read where a decision needs it
+    /// (the pull request merged onto the trunk), and which of them the forge's own keywords
+    /// name (in the pull request or its squash commit).
+    async fn issue_facts(
+        &self,
+        repo: &RepoRef,
+        task: &Task,
+        pr: &PullRequest,
+        squash_message: &str,
+        landed: bool,
+    ) -> Result<Vec<IssueFact>, EngineError> {
+        let kind = self.forge.kind();
+        let mut forge_closes: Vec<u64> = link::mentions(&pr.title, kind)
+            .into_iter()
+            .chain(link::mentions(&pr.body, kind))
+            .chain(link::mentions(squash_message, kind))
+            .filter(|m| m.forge_closes)
+            .map(|m| m.issue)
+            .collect();
+        forge_closes.dedup();
+        let mut out = Vec::new();
+        for number in link::issues_for(task, pr, kind) {
+            let open = if landed {
+                match self.forge.issue_open(repo, number).await {
+                    Ok(open) => Some(open),
+                    // An issue that is gone (or a pull request number) has nothing to close.
+                    Err(e) if e.status() == Some(404) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            } else {
+                None
+            };
+            out.push(IssueFact {
+                number,
+                open,
+                forge_closes: forge_closes.contains(&number),
+            });
         }
-        let contexts: Vec<String> = match self.forge.settings(repo, branch).await {
-            Ok(s) => s
-                .protection
-                .map(|p| p.required_contexts)
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|c| !c.starts_with("trunkwarden/"))
-                .collect(),
+        Ok(out)
+    }
+
+    /// The contexts green waits for: `[ci] required` of the policy, else what the forge
+    /// requires on the trunk (branch protection, GitHub rulesets; the bot's own excluded),
+    /// kept for five minutes; else every context reported.
+    async fn required_contexts(&self, repo: &RepoRef, policy: &RepoPolicy) -> Required {
+        if !policy.ci.required.is_empty() {
+            return Required {
+                contexts: policy.ci.required.clone(),
+                source: "`[ci] required` of .trunkwarden.toml".into(),
+            };
+        }
+        let trunk = policy.trunk.name();
+        let key = format!("{repo}:{trunk}");
+        if let Ok(cache) = self.required.lock()
+            && let Some((at, r)) = cache.get(&key)
+            && at.elapsed() < Duration::from_secs(300)
+        {
+            return r.clone();
+        }
+        let required = match self.forge.required_contexts(repo, trunk).await {
+            Ok(list) => {
+                let list: Vec<_> = list
+                    .into_iter()
+                    .filter(|r| !r.context.starts_with("trunkwarden/"))
+                    .collect();
+                let mut sources: Vec<&str> = list.iter().map(|r| r.source).collect();
+                sources.dedup();
+                Required {
+                    contexts: list.into_iter().map(|r| r.context).collect(),
+                    source: if sources.is_empty() {
+                        "every context reported: the forge requires none on the trunk".into()
+                    } else {
+                        format!("the forge's {}", sources.join(" and "))
+                    },
+                }
+            }
             Err(e) => {
-                tracing::debug!(repo = %repo, error = %e, "branch protection not readable; every reported context counts");
-                Vec::new()
+                tracing::debug!(repo = %repo, error = %e, "required contexts not readable; every reported context counts");
+                Required {
+                    contexts: Vec::new(),
+                    source: format!("every context reported: the forge did not say ({e})"),
+                }
             }
         };
-        if let Ok(mut cache) = self.protection.lock() {
-            cache.insert(key, (std::time::Instant::now(), contexts.clone()));
+        if let Ok(mut cache) = self.required.lock() {
+            cache.insert(key, (Instant::now(), required.clone()));
         }
-        contexts
+        required
     }
 
     /// Posts `trunkwarden/policy` and `trunkwarden/secrets` on a pull request's head, once
-    /// per head commit.
+    /// per head commit and pull request text (the text may name issues the forge would close
+    /// at merge).
     async fn post_checks(
         &self,
         repo: &RepoRef,
-        mirror: &Mirror,
-        tip: git2::Oid,
-        policy: &RepoPolicy,
-        pr: &crate::forge::PullRequest,
+        t: &Trunk,
+        pr: &PullRequest,
         task: Option<&str>,
     ) -> Result<(), EngineError> {
-        let key = format!("{repo}:checks:{}", pr.head_sha);
-        if self.recorded(Ledger::Checked, &key).await? {
+        let key = checks_key(repo, pr);
+        if !matches!(self.ledger.claim(&key).await?, Claim::Mine) {
             return Ok(());
         }
+        let kind = self.forge.kind();
         let checks = tokio::task::block_in_place(|| -> Result<Vec<checks::Check>, EngineError> {
-            let head = mirror.fetch_ref(
+            let head = t.mirror.fetch_ref(
                 &format!("refs/heads/{}", pr.head_ref),
                 &format!("pr/{}", pr.number),
             )?;
-            let git = mirror.repository()?;
+            let git = t.mirror.repository()?;
             checks::run(
                 &git,
-                policy,
-                tip,
+                &t.policy,
+                t.tip,
                 head,
-                &pr.head_ref,
-                &pr.author.login,
-                task,
+                &checks::PullFacts {
+                    branch: &pr.head_ref,
+                    author: &pr.author.login,
+                    task,
+                    text: &format!("{}\n\n{}", pr.title, pr.body),
+                    forge: kind,
+                },
             )
             .map_err(EngineError::Other)
-        })?;
+        });
+        let checks = match checks {
+            Ok(c) => c,
+            Err(e) => {
+                self.ledger.release(&key).await?;
+                return Err(e);
+            }
+        };
         for c in checks {
             let status = crate::forge::StatusSpec {
                 context: c.context.to_owned(),
@@ -674,64 +935,97 @@ impl Engine {
                 description: c.description,
                 target_url: None,
             };
-            self.forge.set_status(repo, &pr.head_sha, &status).await?;
+            if let Err(e) = self.forge.set_status(repo, &pr.head_sha, &status).await {
+                self.ledger.release(&key).await?;
+                return Err(e.into());
+            }
         }
-        self.record(Ledger::Checked, &key).await
+        self.ledger.done(&key).await?;
+        Ok(())
     }
 
     /// A ledger statement as this engine's database takes it: tables carry the engine's prefix,
     /// `?` placeholders become `$1, $2, …` (which SQLite reads too).
     fn q(&self, sql: &str) -> sqlx::AssertSqlSafe<String> {
-        sqlx::AssertSqlSafe(ledger_sql(sql, &self.prefix))
+        self.ledger.q(sql)
     }
 
-    /// Whether `key` is in `table` (`effects` or `checked`).
-    async fn recorded(&self, table: Ledger, key: &str) -> Result<bool, EngineError> {
-        let q = format!("SELECT key FROM {} WHERE key = ?", table.name());
-        let seen: Option<String> = sqlx::query_scalar(self.q(&q))
-            .bind(key)
-            .fetch_optional(&self.effects)
-            .await?;
-        Ok(seen.is_some())
-    }
-
-    async fn record(&self, table: Ledger, key: &str) -> Result<(), EngineError> {
-        let q = format!(
-            "INSERT INTO {} (key, done_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
-            table.name()
-        );
-        sqlx::query(self.q(&q))
-            .bind(key)
-            .bind(now_rfc3339())
-            .execute(&self.effects)
-            .await?;
-        Ok(())
-    }
-
-    /// Performs one effect unless its key is recorded; returns whether it ran now.
+    /// Performs one effect unless it was performed before, claiming its key first so no other
+    /// replica performs it too. A refusal by the forge is backed off and reported, not retried
+    /// at every delivery.
     async fn perform(
         &self,
         repo: &RepoRef,
         pull: u64,
         key: &str,
         effect: &Effect,
-    ) -> Result<bool, EngineError> {
-        if self.recorded(Ledger::Effects, key).await? {
-            return Ok(false);
+    ) -> Result<Performed, EngineError> {
+        let key = format!("{repo}:{key}");
+        match self.ledger.claim(&key).await? {
+            Claim::Done => return Ok(Performed::Before),
+            Claim::Busy => return Ok(Performed::Elsewhere),
+            Claim::Deferred { retry_at, error } => {
+                return Ok(Performed::NotYet(format!(
+                    "{error} (next attempt {})",
+                    ledger::rfc3339(retry_at)
+                )));
+            }
+            Claim::Mine => {}
         }
+        match self.apply(repo, pull, &key, effect).await {
+            Ok(()) => {
+                self.ledger.done(&key).await?;
+                tracing::info!(effect = key, "effect performed");
+                Ok(Performed::Now)
+            }
+            Err(e) if e.is_permanent() => {
+                let what = match effect {
+                    Effect::CloseIssue { issue, .. } => format!("cannot close #{issue}: {e}"),
+                    Effect::ReopenIssue { issue, .. } => format!("cannot reopen #{issue}: {e}"),
+                    Effect::PullComment { .. } => format!("cannot comment: {e}"),
+                };
+                let retry_at = self.ledger.refused(&key, &what).await?;
+                tracing::warn!(effect = key, error = %e, retry_at = %ledger::rfc3339(retry_at), "the forge refused an effect; backing off");
+                Ok(Performed::NotYet(what))
+            }
+            Err(e) => {
+                self.ledger.release(&key).await?;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The forge calls of one effect. Each is safe to repeat after a crash: the state is read
+    /// before it is changed, and comments are found again by their marker.
+    async fn apply(
+        &self,
+        repo: &RepoRef,
+        pull: u64,
+        key: &str,
+        effect: &Effect,
+    ) -> Result<(), ForgeError> {
         match effect {
-            Effect::CloseIssue { issue, comment } => {
-                let marker = format!("done-{key}");
+            Effect::CloseIssue {
+                issue,
+                open,
+                comment,
+            } => {
+                if *open {
+                    self.forge.set_issue_open(repo, *issue, false).await?;
+                }
                 self.forge
-                    .upsert_comment(repo, Thread::Issue(*issue), &marker, comment)
+                    .upsert_comment(repo, Thread::Issue(*issue), &format!("done-{key}"), comment)
                     .await?;
-                self.forge.set_issue_open(repo, *issue, false).await?;
             }
             Effect::ReopenIssue { issue, comment } => {
                 self.forge.set_issue_open(repo, *issue, true).await?;
-                let marker = format!("reopen-{key}");
                 self.forge
-                    .upsert_comment(repo, Thread::Issue(*issue), &marker, comment)
+                    .upsert_comment(
+                        repo,
+                        Thread::Issue(*issue),
+                        &format!("reopen-{key}"),
+                        comment,
+                    )
                     .await?;
             }
             Effect::PullComment { marker, body } => {
@@ -740,15 +1034,28 @@ impl Engine {
                     .await?;
             }
         }
-        self.record(Ledger::Effects, key).await?;
-        tracing::info!(effect = key, "effect performed");
-        Ok(true)
+        Ok(())
     }
 }
 
-/// Parents of a merge commit on the trunk, and a later trunk commit that reverts it; `None`
-/// when the commit is not on the trunk.
-fn landed_facts(mirror: &Mirror, tip: git2::Oid, sha: &str) -> Option<(usize, Option<String>)> {
+/// The once-only key of the bot's checks on a pull request: its head and its text.
+fn checks_key(repo: &RepoRef, pr: &PullRequest) -> String {
+    use sha2::Digest;
+    let text = sha2::Sha256::digest(format!("{}\n{}", pr.title, pr.body).as_bytes());
+    format!("{repo}:checks:{}:{}", pr.head_sha, &hex::encode(text)[..16])
+}
+
+/// What the trunk says of a merge commit.
+struct LandedFacts {
+    parents: usize,
+    /// A later trunk commit that reverts it.
+    reverted_by: Option<String>,
+    message: String,
+}
+
+/// Parents and message of a merge commit on the trunk, and a later trunk commit that reverts
+/// it; `None` when the commit is not on the trunk.
+fn landed_facts(mirror: &Mirror, tip: git2::Oid, sha: &str) -> Option<LandedFacts> {
     let repo = mirror.repository().ok()?;
     let oid = git2::Oid::from_str(sha).ok()?;
     let commit = repo.find_commit(oid).ok()?;
@@ -769,26 +1076,39 @@ fn landed_facts(mirror: &Mirror, tip: git2::Oid, sha: &str) -> Option<(usize, Op
             })
         })
         .map(|id| id.to_string());
-    Some((commit.parent_count(), reverted_by))
+    Some(LandedFacts {
+        parents: commit.parent_count(),
+        reverted_by,
+        message: String::from_utf8_lossy(commit.message_bytes()).into_owned(),
+    })
+}
+
+/// What the sticky comment on a task's pull request shows.
+struct Sticky<'a> {
+    task: &'a Task,
+    /// The cells this reconcile set.
+    cells: &'a [(String, String)],
+    pr: &'a PullRequest,
+    head: &'a Verdict,
+    landed: Option<&'a Landed>,
+    tasks: &'a [Task],
+    done_now: &'a [String],
+    required: &'a Required,
+    /// Effects the forge refused (or another replica holds), with why.
+    blocked: &'a [String],
+    trunk: &'a str,
 }
 
 /// The sticky comment on a task's pull request.
-fn sticky(
-    task: &Task,
-    cells: &[(String, String)],
-    pr: &crate::forge::PullRequest,
-    head: &Verdict,
-    landed: Option<&Landed>,
-    tasks: &[Task],
-    done_now: &[String],
-) -> String {
+fn sticky(s: &Sticky<'_>) -> String {
     let get = |k: &str, old: String| {
-        cells
+        s.cells
             .iter()
             .find(|(c, _)| c == k)
             .map(|(_, v)| v.clone())
             .unwrap_or(old)
     };
+    let task = s.task;
     let status = get(
         "status",
         task.status.map_or("?".into(), |s| s.as_str().to_owned()),
@@ -800,37 +1120,52 @@ fn sticky(
     );
     out.push_str(&format!(
         "- CI on the head `{}`: {}\n",
-        pr.head_sha.get(..7).unwrap_or(&pr.head_sha),
-        head
+        decide::short(&s.pr.head_sha),
+        s.head
     ));
-    if let Some(l) = landed {
+    if let Some(l) = s.landed {
         out.push_str(&format!(
             "- CI on the merge commit `{}`: {}\n",
-            l.sha.get(..7).unwrap_or(&l.sha),
+            decide::short(&l.sha),
             l.ci
         ));
     }
-    let missing = match (pr.state, landed.map(|l| &l.ci)) {
+    let waits = if s.required.contexts.is_empty() {
+        String::new()
+    } else {
+        format!("{}, from ", s.required.contexts.join(", "))
+    };
+    out.push_str(&format!("- Green means: {waits}{}\n", s.required.source));
+    let missing = match (s.pr.state, s.landed.map(|l| &l.ci)) {
         _ if status == Status::Done.as_str() => None,
-        (PrState::Open, _) => {
-            Some("squash-merge into the trunk, then CI green on the merge commit")
+        (PrState::Open, _) => Some(format!(
+            "squash-merge into `{}`, then CI green on the merge commit",
+            s.trunk
+        )),
+        (PrState::Merged, Some(Verdict::Pending(_))) => Some("CI green on the merge commit".into()),
+        (PrState::Merged, Some(Verdict::Red(_))) => {
+            Some("a fix: CI on the merge commit failed".into())
         }
-        (PrState::Merged, Some(Verdict::Pending(_))) => Some("CI green on the merge commit"),
-        (PrState::Merged, Some(Verdict::Red(_))) => Some("a fix: CI on the merge commit failed"),
-        (PrState::Closed, _) => Some("a merged pull request"),
+        (PrState::Merged, None) => Some(format!("the merge commit on `{}`", s.trunk)),
+        (PrState::Closed, _) => Some("a merged pull request".into()),
         _ => None,
     };
     if let Some(m) = missing {
         out.push_str(&format!("- Missing before done: {m}\n"));
     }
+    for b in s.blocked {
+        out.push_str(&format!("- Not done yet: {b}\n"));
+    }
     if status == Status::Done.as_str() {
-        let done: BTreeSet<&str> = tasks
+        let done: BTreeSet<&str> = s
+            .tasks
             .iter()
             .filter(|t| t.is_done())
             .map(|t| t.id.as_str())
-            .chain(done_now.iter().map(String::as_str))
+            .chain(s.done_now.iter().map(String::as_str))
             .collect();
-        let ready: Vec<&str> = tasks
+        let ready: Vec<&str> = s
+            .tasks
             .iter()
             .filter(|t| t.status == Some(Status::NotStarted) && t.depends_on.contains(&task.id))
             .filter(|t| t.depends_on.iter().all(|d| done.contains(d.as_str())))
@@ -840,6 +1175,10 @@ fn sticky(
             out.push_str(&format!("- Ready to start now: {}\n", ready.join(", ")));
         }
     }
+    out.push_str(&format!(
+        "\n<sub>Write `Refs #N` for the task's issues: trunkwarden closes them once CI on the squash commit on `{}` is green. A closing keyword (`Closes #N`) would let the forge close them at merge, before CI has run.</sub>\n",
+        s.trunk
+    ));
     out
 }
 
@@ -865,13 +1204,18 @@ impl Handler for Engine {
                 tracing::info!(repo = %repo, pulls = ?r.pulls, commit = ?r.commit, effects = r.effects.len(), "reconciled");
                 Ok(())
             }
-            Err(EngineError::Forge(e))
-                if e.status()
-                    .is_some_and(|s| (400..500).contains(&s) && s != 429 && s != 409) =>
-            {
+            Err(EngineError::Forge(e)) if e.is_permanent() => {
                 Err(HandlerError::Permanent(e.to_string()))
             }
             Err(e) => Err(HandlerError::Transient(e.to_string())),
+        }
+    }
+
+    async fn tick(&self) {
+        for (repo, result) in self.resync().await {
+            if let Err(e) = result {
+                tracing::warn!(forge = %self.forge.kind(), repo, error = %e, "resync failed");
+            }
         }
     }
 }
@@ -904,23 +1248,18 @@ impl Engines {
             let clone_var = format!("TRUNKWARDEN_{upper}_CLONE_URL");
             let template = match env(&clone_var).filter(|t| !t.is_empty()) {
                 Some(t) => t,
-                None if kind == Kind::Github => "https://github.com/{repo}.git".to_owned(),
                 None => {
-                    let base = env(&format!("TRUNKWARDEN_{upper}_URL")).unwrap_or_default();
-                    format!("{}/{{repo}}.git", base.trim_end_matches('/'))
+                    let api = env(&format!("TRUNKWARDEN_{upper}_URL")).unwrap_or_default();
+                    default_clone_template(kind, &api)
                 }
             };
-            if !template.contains("{repo}") {
-                return Err(format!(
-                    "{clone_var} must contain {{repo}}, e.g. https://git.example/{{repo}}.git"
-                ));
-            }
             let config = EngineConfig {
                 data_dir: data_dir.join("engine").join(kind.name()),
                 db: db.map(str::to_owned),
                 clone_url: Box::new(move |r| template.replace("{repo}", &r.to_string())),
                 git_token: token,
                 push_attempts: 16,
+                clock: Arc::new(SystemClock),
             };
             let engine = Engine::open(forge, config)
                 .await
@@ -936,29 +1275,6 @@ impl Engines {
         v.sort();
         v
     }
-
-    /// Reconciles every known repository of every forge every `every`, so missed deliveries
-    /// are repaired.
-    pub fn spawn_resync(
-        self: &Arc<Self>,
-        every: std::time::Duration,
-    ) -> tokio::task::JoinHandle<()> {
-        let me = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                for (forge, engine) in &me.by_forge {
-                    for (repo, result) in engine.resync().await {
-                        if let Err(e) = result {
-                            tracing::warn!(forge, repo, error = %e, "resync failed");
-                        }
-                    }
-                }
-            }
-        })
-    }
 }
 
 impl Handler for Engines {
@@ -971,11 +1287,60 @@ impl Handler for Engines {
             }
         }
     }
+
+    /// The periodic resync of every forge's repositories; the dispatcher runs it only while
+    /// it holds the dispatch lock, so standby replicas never act.
+    async fn tick(&self) {
+        for engine in self.by_forge.values() {
+            engine.tick().await;
+        }
+    }
+}
+
+/// The clone URL template of a forge whose API is at `api` (empty: the default):
+/// `https://github.com/{repo}.git`, a GitHub Enterprise Server's host for its
+/// `https://ghe.example/api/v3`, else the forge URL followed by `/{repo}.git`.
+fn default_clone_template(kind: crate::forge::Kind, api: &str) -> String {
+    let api = api.trim_end_matches('/');
+    if kind == crate::forge::Kind::Github {
+        let host = api
+            .strip_suffix("/api/v3")
+            .filter(|_| !api.is_empty())
+            .unwrap_or("https://github.com");
+        let host = if host == "https://api.github.com" {
+            "https://github.com"
+        } else {
+            host
+        };
+        return format!("{host}/{{repo}}.git");
+    }
+    format!("{api}/{{repo}}.git")
 }
 
 #[cfg(test)]
 mod tests {
-    use super::ledger_sql;
+    use super::{default_clone_template, ledger_sql};
+    use crate::forge::Kind;
+
+    #[test]
+    fn clone_urls_follow_the_api_url() {
+        assert_eq!(
+            default_clone_template(Kind::Github, ""),
+            "https://github.com/{repo}.git"
+        );
+        assert_eq!(
+            default_clone_template(Kind::Github, "https://api.github.com"),
+            "https://github.com/{repo}.git"
+        );
+        assert_eq!(
+            default_clone_template(Kind::Github, "https://ghe.example/api/v3/"),
+            "https://ghe.example/{repo}.git"
+        );
+        assert_eq!(
+            default_clone_template(Kind::Gitea, "https://git.example/"),
+            "https://git.example/{repo}.git"
+        );
+    }
 
     #[test]
     fn ledger_statements_get_prefixes_and_numbered_placeholders() {

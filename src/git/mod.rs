@@ -29,6 +29,8 @@ pub enum CommitError {
     UnknownTask(String),
     #[error("the trunk kept moving: {0} attempts to push the task table were overtaken")]
     Overtaken(u32),
+    #[error("task {0}'s row changed since it was read; the change is decided again")]
+    Stale(String),
 }
 
 fn git_err(context: impl Into<String>) -> impl FnOnce(git2::Error) -> CommitError {
@@ -40,10 +42,15 @@ fn git_err(context: impl Into<String>) -> impl FnOnce(git2::Error) -> CommitErro
 }
 
 /// Cells to set on one task row.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RowChange {
     pub id: String,
     pub cells: Vec<(String, String)>,
+    /// The row's cells as the change was decided on; if the row no longer has them when the
+    /// change is applied (another writer moved it), the change is stale and nothing is
+    /// written. Empty: applies whatever the row says (a person's explicit command).
+    #[serde(default)]
+    pub expect: Vec<(String, String)>,
 }
 
 /// Author and committer of the bot's commits.
@@ -54,7 +61,7 @@ pub struct Identity {
 }
 
 /// An append to the learnings file (a JSON array), made in the same commit.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Learning {
     pub path: String,
     pub entry: serde_json::Value,
@@ -137,6 +144,28 @@ impl Mirror {
             .refname_to_id(&format!("refs/heads/{}", self.branch))
             .map_err(git_err("the fetched trunk"))?;
         Ok(r)
+    }
+
+    /// The remote's default branch: what its `HEAD` points at (`git ls-remote --symref`),
+    /// which every forge keeps as the repository's default branch.
+    pub fn default_branch(&self) -> Result<Option<String>, CommitError> {
+        let out = self.git(&["ls-remote", "--symref", &self.url, "HEAD"])?;
+        if !out.status.success() {
+            return Err(self.failed("ls-remote", &out));
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        Ok(text.lines().find_map(|l| {
+            let target = l.strip_prefix("ref:")?.split_whitespace().next()?;
+            target.strip_prefix("refs/heads/").map(str::to_owned)
+        }))
+    }
+
+    /// Whether the mirror holds a commit (as fetched so far).
+    pub fn has_commit(&self, sha: &str) -> bool {
+        let Ok(oid) = Oid::from_str(sha) else {
+            return false;
+        };
+        self.repo().is_ok_and(|r| r.find_commit(oid).is_ok())
     }
 
     /// Fetches one remote ref (a pull request's branch) into `refs/trunkwarden/<name>`;
@@ -256,6 +285,14 @@ impl Mirror {
             let row = table
                 .find(&ch.id)
                 .ok_or_else(|| CommitError::UnknownTask(ch.id.clone()))?;
+            let moved = ch.expect.iter().any(|(column, value)| {
+                table
+                    .column(column)
+                    .is_some_and(|c| table.get(row, c) != value.as_str())
+            });
+            if moved {
+                return Err(CommitError::Stale(ch.id.clone()));
+            }
             for (column, value) in &ch.cells {
                 table.set(row, column, value).map_err(table_err)?;
             }

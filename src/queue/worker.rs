@@ -40,6 +40,12 @@ pub trait Handler: Send + Sync + 'static {
         delivery: &Delivery,
         event: &Event,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+
+    /// Periodic work (the engine's resync), run every [`WorkerConfig::tick`] by the
+    /// dispatcher only: with several replicas, only the one holding the dispatch lock.
+    fn tick(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 /// A shared handler is a handler, so callers can keep a reference to its state.
@@ -50,6 +56,10 @@ impl<H: Handler> Handler for Arc<H> {
         event: &Event,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send {
         (**self).handle(delivery, event)
+    }
+
+    fn tick(&self) -> impl Future<Output = ()> + Send {
+        (**self).tick()
     }
 }
 
@@ -100,6 +110,8 @@ pub struct WorkerConfig {
     /// Deliveries processed at the same time (across lanes).
     pub concurrency: usize,
     pub retry: RetryPolicy,
+    /// How often the dispatcher runs [`Handler::tick`]; `None` never.
+    pub tick: Option<Duration>,
 }
 
 /// Liveness of the dispatcher, read by `/readyz`: the last time (Unix ms) its loop turned.
@@ -263,11 +275,22 @@ async fn dispatch<H: Handler>(
     let fed = store.subscribe();
     let mut catching_up = true;
     let mut stopped = true;
+    // The periodic tick: one at a time, started only while this process leads.
+    let mut ticking: Option<tokio::task::JoinHandle<()>> = None;
+    let mut next_tick = config.tick.map(|every| tokio::time::Instant::now() + every);
 
     loop {
         heartbeat.beat();
         if *stop.borrow() {
             break;
+        }
+        if let (Some(every), Some(at)) = (config.tick, next_tick)
+            && at <= tokio::time::Instant::now()
+            && ticking.as_ref().is_none_or(|t| t.is_finished())
+        {
+            let h = handler.clone();
+            ticking = Some(tokio::spawn(async move { h.tick().await }));
+            next_tick = Some(tokio::time::Instant::now() + every);
         }
         if last_check.elapsed() > Duration::from_secs(5) {
             last_check = Instant::now();
@@ -348,14 +371,26 @@ async fn dispatch<H: Handler>(
         if full {
             continue;
         }
-        let wake = outcomes
+        let mut wake = outcomes
             .due()
             .unwrap_or_else(|| tokio::time::Instant::now() + idle);
+        if let Some(at) = next_tick {
+            wake = wake.min(at);
+        }
         tokio::select! {
             _ = new_work.notified() => {}
             Some(o) = done_rx.recv() => outcomes.add(o),
             _ = tokio::time::sleep_until(wake) => {}
             _ = stop.changed() => {}
+        }
+    }
+    // A tick in progress finishes on a graceful stop, and stops with a lost lead: a standby
+    // never acts.
+    if let Some(t) = ticking.take() {
+        if stopped {
+            let _ = t.await;
+        } else {
+            t.abort();
         }
     }
     // Lanes finish the delivery they are on; their outcomes are recorded before returning.

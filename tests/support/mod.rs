@@ -33,6 +33,7 @@ pub fn settings(data_dir: &std::path::Path, db: Option<String>, secret: &str) ->
                 base: Duration::from_millis(10),
                 max: Duration::from_millis(40),
             },
+            tick: None,
         }),
         sync: Sync::Full,
         verifier: Verifier {
@@ -43,6 +44,68 @@ pub fn settings(data_dir: &std::path::Path, db: Option<String>, secret: &str) ->
             ..Default::default()
         },
     }
+}
+
+/// A clock a test moves by hand (it starts at the wall clock's now).
+pub struct ManualClock(std::sync::atomic::AtomicI64);
+
+impl ManualClock {
+    pub fn now() -> ManualClock {
+        ManualClock(std::sync::atomic::AtomicI64::new(
+            chrono::Utc::now().timestamp_millis(),
+        ))
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, by: Duration) {
+        self.0
+            .fetch_add(by.as_millis() as i64, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl trunkwarden::engine::Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// A signed fixture as the worker hands it to a handler: the stored delivery and its event.
+pub fn delivery_of(
+    fx: &fixture::Fixture,
+) -> (trunkwarden::queue::Delivery, trunkwarden::webhook::Event) {
+    let forge = Forge::detect(&fx.headers).expect("a forge's delivery");
+    let header = |n: &str| {
+        fx.headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let event = header("x-github-event")
+        .or_else(|| header("x-gitea-event"))
+        .or_else(|| header("x-gitlab-event"))
+        .expect("an event header");
+    let normalized =
+        trunkwarden::webhook::normalize(forge, &event, header("content-type").as_deref(), &fx.body)
+            .expect("the delivery normalizes")
+            .expect("an event the bot acts on");
+    let d = trunkwarden::queue::Delivery {
+        id: 1,
+        forge: forge.as_str().to_owned(),
+        hook_id: "1".into(),
+        delivery_id: header("x-github-delivery").unwrap_or_default(),
+        event,
+        headers: serde_json::json!({}),
+        body: fx.body.clone().into(),
+        received_at: 0,
+        state: "queued".into(),
+        attempts: 0,
+        next_attempt_at: 0,
+        last_error: None,
+        lane: None,
+        result: None,
+        finished_at: None,
+    };
+    (d, normalized)
 }
 
 /// The secret the test servers are configured with.

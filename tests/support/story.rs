@@ -10,6 +10,7 @@ use super::fake_forge::{Ci, FakeForge, Happening};
 use super::git::{Sandbox, write};
 use trunkwarden::engine::{Engine, EngineConfig};
 use trunkwarden::forge::{self, Forge, Retry, Token};
+use trunkwarden::queue::worker::Handler as _;
 use trunkwarden::queue::worker::{RetryPolicy, WorkerConfig};
 use trunkwarden::server::{self, Running, Settings};
 
@@ -25,6 +26,28 @@ pub const TABLE: &str = "# Tasks
 | T-3 | not-started | Audit log         |       | T-2        |        |        |       |            |              |       |
 ";
 
+/// Where a story's trunk lives: its branch, the bare repository's default branch (`HEAD`),
+/// and the policy file committed on both.
+#[derive(Debug, Clone, Copy)]
+pub struct Layout {
+    pub trunk: &'static str,
+    pub head: &'static str,
+    pub policy: Option<&'static str>,
+    /// The dispatcher's resync interval (none by default: stories drive it by hand).
+    pub tick: Option<Duration>,
+}
+
+impl Default for Layout {
+    fn default() -> Layout {
+        Layout {
+            trunk: "main",
+            head: "main",
+            policy: None,
+            tick: None,
+        }
+    }
+}
+
 pub struct Story {
     pub sb: Sandbox,
     pub origin: PathBuf,
@@ -33,6 +56,10 @@ pub struct Story {
     pub server: Option<Running>,
     pub url: String,
     pub client: reqwest::Client,
+    pub trunk: &'static str,
+    pub clock: Arc<super::ManualClock>,
+    pub db: Option<String>,
+    kind: &'static str,
 }
 
 impl Story {
@@ -42,13 +69,35 @@ impl Story {
 
     /// A story whose ledger and engine live in PostgreSQL at `db` (SQLite files for `None`).
     pub async fn with_db(kind: &'static str, db: Option<String>) -> Story {
+        Story::build(kind, db, Layout::default()).await
+    }
+
+    /// A story on another trunk layout.
+    pub async fn build(kind: &'static str, db: Option<String>, layout: Layout) -> Story {
         let sb = Sandbox::new();
         let work = sb.repo("w");
         write(&work, "docs/TASKS.md", TABLE);
+        if let Some(p) = layout.policy {
+            write(&work, ".trunkwarden.toml", p);
+        }
         sb.ok(&work, &["add", "-A"]);
         sb.ok(&work, &["commit", "-q", "-m", "chore: tasks"]);
         let origin = sb.bare("origin.git");
-        sb.ok(&work, &["push", "-q", origin.to_str().unwrap(), "main"]);
+        let o = origin.to_str().unwrap();
+        for branch in [layout.trunk, layout.head] {
+            sb.ok(
+                &work,
+                &["push", "-q", o, &format!("HEAD:refs/heads/{branch}")],
+            );
+        }
+        sb.ok(
+            &origin,
+            &[
+                "symbolic-ref",
+                "HEAD",
+                &format!("refs/heads/{}", layout.head),
+            ],
+        );
         sb.ok(&work, &["checkout", "-q", "-b", "t-1-oidc"]);
         write(&work, "src/oidc.rs", "pub fn issuer() {}\n");
         sb.ok(&work, &["add", "-A"]);
@@ -56,44 +105,16 @@ impl Story {
             &work,
             &["commit", "-q", "-m", "feat(T-1): check the issuer"],
         );
-        sb.ok(&work, &["push", "-q", origin.to_str().unwrap(), "t-1-oidc"]);
+        sb.ok(&work, &["push", "-q", o, "t-1-oidc"]);
         let fake = FakeForge::start(kind, TOKEN, origin.clone()).await;
         {
             let mut f = fake.state.lock().unwrap();
             f.issues.insert(3, true);
             f.issues.insert(4, true);
         }
-        let adapter: Arc<dyn Forge> = match kind {
-            "github" => Arc::new(
-                forge::github::Github::new(&fake.url, Token::new(TOKEN), Retry::default()).unwrap(),
-            ),
-            "gitlab" => Arc::new(
-                forge::gitlab::Gitlab::new(&fake.url, Token::new(TOKEN), Retry::default()).unwrap(),
-            ),
-            _ => Arc::new(
-                forge::gitea::Gitea::new(
-                    forge::Kind::Gitea,
-                    &fake.url,
-                    Token::new(TOKEN),
-                    Retry::default(),
-                )
-                .unwrap(),
-            ),
-        };
-        let origin_url = origin.to_str().unwrap().to_owned();
+        let clock = Arc::new(super::ManualClock::now());
         let engine = Arc::new(
-            Engine::open(
-                adapter,
-                EngineConfig {
-                    db: db.clone(),
-                    data_dir: sb.path("engine"),
-                    clone_url: Box::new(move |_| origin_url.clone()),
-                    git_token: None,
-                    push_attempts: 16,
-                },
-            )
-            .await
-            .unwrap(),
+            open_engine_with(kind, &fake, &sb, &origin, db.clone(), clock.clone(), TOKEN).await,
         );
         let settings = Settings {
             workers: Some(WorkerConfig {
@@ -103,8 +124,9 @@ impl Story {
                     base: Duration::from_millis(20),
                     max: Duration::from_millis(200),
                 },
+                tick: layout.tick,
             }),
-            ..super::settings(&sb.path("ledger"), db, SECRET)
+            ..super::settings(&sb.path("ledger"), db.clone(), SECRET)
         };
         let running = server::start(settings, engine.clone()).await.unwrap();
         let url = format!("http://{}/webhook", running.addr);
@@ -116,7 +138,53 @@ impl Story {
             server: Some(running),
             url,
             client: super::client(),
+            trunk: layout.trunk,
+            clock,
+            db,
+            kind,
         }
+    }
+
+    /// Another engine on this story's ledger and mirrors: the bot after a restart, or a
+    /// replica beside it (with `token`, so the fake tells their requests apart).
+    pub async fn engine_again(&self, token: &str) -> Engine {
+        if token != TOKEN {
+            self.fake.accept_token(token);
+        }
+        open_engine_with(
+            self.kind,
+            &self.fake,
+            &self.sb,
+            &self.origin,
+            self.db.clone(),
+            self.clock.clone(),
+            token,
+        )
+        .await
+    }
+
+    /// Adds pull request `n` into the trunk.
+    pub fn open_pull(&self, n: u64, author: &str, head: &str, title: &str, body: &str) {
+        self.fake.add_pull(n, author, head, title, body);
+        self.fake
+            .state
+            .lock()
+            .unwrap()
+            .pulls
+            .get_mut(&n)
+            .unwrap()
+            .base_ref = self.trunk.to_owned();
+    }
+
+    /// Hands `what` to `engine` as the queue would: the real delivery, normalized.
+    pub async fn handle(
+        &self,
+        engine: &Engine,
+        what: &Happening,
+    ) -> Result<(), trunkwarden::queue::worker::HandlerError> {
+        let fx = self.fake.delivery(what, SECRET);
+        let (d, event) = super::delivery_of(&fx);
+        engine.handle(&d, &event).await
     }
 
     pub async fn send(&self, what: &Happening) {
@@ -126,7 +194,10 @@ impl Story {
     }
 
     pub fn table(&self) -> String {
-        self.sb.ok(&self.origin, &["show", "main:docs/TASKS.md"])
+        self.sb.ok(
+            &self.origin,
+            &["show", &format!("{}:docs/TASKS.md", self.trunk)],
+        )
     }
 
     pub fn row(&self, id: &str) -> String {
@@ -199,9 +270,59 @@ impl Story {
     }
 
     pub fn bot_commits(&self) -> usize {
-        let log = self.sb.ok(&self.origin, &["log", "--format=%ae", "main"]);
+        let log = self
+            .sb
+            .ok(&self.origin, &["log", "--format=%ae", self.trunk]);
         log.lines()
             .filter(|l| *l == "trunkwarden@users.noreply.invalid")
             .count()
     }
+}
+
+/// An engine talking to the story's fake forge with `token`; a token other than the story's
+/// is another replica, with a data directory of its own.
+async fn open_engine_with(
+    kind: &'static str,
+    fake: &FakeForge,
+    sb: &Sandbox,
+    origin: &std::path::Path,
+    db: Option<String>,
+    clock: Arc<super::ManualClock>,
+    token: &str,
+) -> Engine {
+    let adapter: Arc<dyn Forge> = match kind {
+        "github" => Arc::new(
+            forge::github::Github::new(&fake.url, Token::new(token), Retry::default()).unwrap(),
+        ),
+        "gitlab" => Arc::new(
+            forge::gitlab::Gitlab::new(&fake.url, Token::new(token), Retry::default()).unwrap(),
+        ),
+        _ => Arc::new(
+            forge::gitea::Gitea::new(
+                forge::Kind::Gitea,
+                &fake.url,
+                Token::new(token),
+                Retry::default(),
+            )
+            .unwrap(),
+        ),
+    };
+    let origin_url = origin.to_str().unwrap().to_owned();
+    Engine::open(
+        adapter,
+        EngineConfig {
+            db,
+            data_dir: if token == TOKEN {
+                sb.path("engine")
+            } else {
+                sb.path(&format!("engine-{token}"))
+            },
+            clone_url: Box::new(move |_| origin_url.clone()),
+            git_token: None,
+            push_attempts: 16,
+            clock,
+        },
+    )
+    .await
+    .unwrap()
 }
