@@ -249,9 +249,9 @@ async fn help_unknown_commands_and_row_edits() {
         ))
         .await;
         s.until("help", |s| {
-            replies(s)
-                .iter()
-                .any(|r| r.contains("| `claim ID` | write access |"))
+            replies(s).iter().any(|r| {
+                r.contains("| `claim ID` | write access |") && r.contains("with `Refs #N`")
+            })
         })
         .await;
         s.until("did you mean", |s| {

@@ -343,6 +343,45 @@ async fn default_branch_and_the_contexts_the_forge_requires() {
 }
 
 #[tokio::test]
+async fn two_writers_creating_one_sticky_comment_leave_one() {
+    for kind in KINDS {
+        let s = setup(kind).await;
+        // Another writer (a stalled replica) posts the same sticky comment between this
+        // writer's look and its post.
+        let t = if kind == "gitlab" {
+            (true, 7)
+        } else {
+            (false, 7)
+        };
+        let raced = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let once = raced.clone();
+        s.fake.on_request(move |f, r| {
+            let posting = r.method == "POST"
+                && (r.path.ends_with("/issues/7/comments") || r.path.ends_with("/notes"));
+            if posting && !once.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                f.comments.push(support::fake_forge::Comment {
+                    id: 50,
+                    thread: t,
+                    body: format!("{}\nfrom the other writer", forge::marker_line("task")),
+                    author: (1, "trunkwarden".into()),
+                });
+            }
+            support::fake_forge::Act::Proceed
+        });
+        let out = s
+            .forge
+            .upsert_comment(&s.repo, thread(kind), "task", "from this writer")
+            .await
+            .unwrap();
+        assert_eq!((out.id, out.created), (50, false), "{kind}");
+        let f = s.fake.state.lock().unwrap();
+        let bots: Vec<_> = f.comments.iter().filter(|c| c.author.0 == 1).collect();
+        assert_eq!(bots.len(), 1, "{kind}: {bots:?}");
+        assert!(bots[0].body.ends_with("from this writer"), "{kind}");
+    }
+}
+
+#[tokio::test]
 async fn squash_merge_lands_one_real_commit_and_refuses_a_moved_head() {
     for kind in KINDS {
         let s = setup(kind).await;

@@ -77,7 +77,7 @@ pub const COMMANDS: &[Spec] = &[
         name: "merge",
         args: "[cancel]",
         write: true,
-        help: "squash-merge into main once CI on the current head is green (cancelled by a new push); `merge cancel` withdraws it",
+        help: "squash-merge into the trunk once CI on the current head is green (cancelled by a new push); `merge cancel` withdraws it",
     },
     Spec {
         name: "recheck",
@@ -405,6 +405,12 @@ pub fn help(prefix: &str) -> String {
         let who = if s.write { "write access" } else { "anyone" };
         out.push_str(&format!("| `{synopsis}` | {who} | {} |\n", s.help));
     }
+    out.push_str(
+        "\nName a task's issues with `Refs #N`: trunkwarden closes them once the pull request is \
+         squash-merged and CI on the squash commit is green. A closing keyword (`Closes #N`, \
+         `Fixes #N`) lets the forge close them at merge, before CI has run; trunkwarden/policy \
+         fails on it, and an issue closed that way is reopened until green.\n",
+    );
     out
 }
 

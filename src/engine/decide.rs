@@ -91,6 +91,15 @@ pub struct IssueFact {
     pub open: Option<bool>,
     /// Named with the forge's own closing keyword: the forge closes it at merge.
     pub forge_closes: bool,
+    /// How often the bot closed it, and reopened it, for this squash commit so far (CI can go
+    /// green, red and green again on one commit): each round is a cause of its own.
+    pub closes: u32,
+    pub reopens: u32,
+}
+
+/// The key of a round of an effect: the first round keeps the plain key.
+fn round(key: String, n: u32) -> String {
+    if n == 0 { key } else { format!("{key}:{n}") }
 }
 
 /// Something owed to the forge, with the key that makes it happen once.
@@ -339,12 +348,7 @@ fn merged(f: &Facts<'_>, d: &mut Decision) {
         claim(d, task, pr, now);
     }
     let s = short(&l.sha);
-    let closed: Vec<u64> = f
-        .issues
-        .iter()
-        .filter(|i| i.open == Some(false))
-        .map(|i| i.number)
-        .collect();
+    let closed: Vec<&IssueFact> = f.issues.iter().filter(|i| i.open == Some(false)).collect();
     let still_open: Vec<u64> = f
         .issues
         .iter()
@@ -354,9 +358,9 @@ fn merged(f: &Facts<'_>, d: &mut Decision) {
     let reopen = |d: &mut Decision, why: &str| {
         for i in &closed {
             d.effects.push((
-                format!("reopen:{i}:{}", l.sha),
+                round(format!("reopen:{}:{}", i.number, l.sha), i.closes),
                 Effect::ReopenIssue {
-                    issue: *i,
+                    issue: i.number,
                     comment: format!("Reopened: {} is not done — {why}.", task.id),
                 },
             ));
@@ -366,6 +370,29 @@ fn merged(f: &Facts<'_>, d: &mut Decision) {
         String::new()
     } else {
         format!("; {} stays open", issue_list(&still_open))
+    };
+    // What the forge's keywords closed at merge is reopened while the task is not done (and
+    // the bot never closed it itself).
+    let reopen_early = |d: &mut Decision| {
+        if task.is_done() {
+            return;
+        }
+        for i in f
+            .issues
+            .iter()
+            .filter(|i| i.open == Some(false) && i.forge_closes && i.closes == 0)
+        {
+            d.effects.push((
+                format!("reopen-early:{}:{}", i.number, l.sha),
+                Effect::ReopenIssue {
+                    issue: i.number,
+                    comment: format!(
+                        "Reopened: the forge closed #{} when PR #{n} merged, before CI on its squash commit {s} finished. trunkwarden closes it once CI on the trunk is green ({} is not done yet).",
+                        i.number, task.id
+                    ),
+                },
+            ));
+        }
     };
     if l.parents > 1 {
         let note = format!(
@@ -380,6 +407,7 @@ fn merged(f: &Facts<'_>, d: &mut Decision) {
                 task.id
             ));
         }
+        reopen_early(d);
         d.effects.push((
             format!("squash-only:{n}:{}", l.sha),
             Effect::PullComment {
@@ -410,7 +438,7 @@ fn merged(f: &Facts<'_>, d: &mut Decision) {
             let all: Vec<u64> = f.issues.iter().map(|i| i.number).collect();
             for i in f.issues {
                 d.effects.push((
-                    format!("close:{}:{}", i.number, l.sha),
+                    round(format!("close:{}:{}", i.number, l.sha), i.reopens),
                     Effect::CloseIssue {
                         issue: i.number,
                         open: i.open != Some(false),
@@ -462,25 +490,14 @@ fn merged(f: &Facts<'_>, d: &mut Decision) {
         Verdict::Pending(_) => {
             // The forge closed what its keywords named at merge time, before CI on the trunk:
             // open it again until green.
-            for i in f
-                .issues
-                .iter()
-                .filter(|i| i.open == Some(false) && i.forge_closes)
-            {
-                d.effects.push((
-                    format!("reopen-early:{}:{}", i.number, l.sha),
-                    Effect::ReopenIssue {
-                        issue: i.number,
-                        comment: format!(
-                            "Reopened: the forge closed #{} when PR #{n} merged, before CI on its squash commit {s} finished. trunkwarden closes it once CI on the trunk is green ({} is not done yet).",
-                            i.number, task.id
-                        ),
-                    },
-                ));
-            }
-            // A rerun after red: in progress again until it is terminal.
-            if status == Some(Status::Failed) {
+            reopen_early(d);
+            // Merged, not green yet: in progress (also after a rerun of red CI, or when the
+            // bot first hears of the pull request merged).
+            if status != Some(Status::InProgress) && !task.is_done() {
                 set(d, "status", Status::InProgress.as_str().into());
+                if task.completed_at.is_some() {
+                    set(d, "completed_at", String::new());
+                }
             }
             note_only(
                 d,
@@ -579,6 +596,8 @@ mod tests {
                 number,
                 open: Some(true),
                 forge_closes: false,
+                closes: 0,
+                reopens: 0,
             })
             .collect();
         super::decide(&Facts {
@@ -737,6 +756,8 @@ mod tests {
                 number: 5,
                 open: Some(false),
                 forge_closes: false,
+                closes: 0,
+                reopens: 0,
             }],
         );
         assert!(matches!(
@@ -779,11 +800,15 @@ mod tests {
                 number: 5,
                 open: Some(false),
                 forge_closes: true,
+                closes: 0,
+                reopens: 0,
             },
             IssueFact {
                 number: 6,
                 open: Some(false),
                 forge_closes: false,
+                closes: 0,
+                reopens: 0,
             },
         ];
         let d = with_issues(&t, &p, Some(&l), &issues);

@@ -210,6 +210,25 @@ impl Ledger {
         Ok(seen.is_some())
     }
 
+    /// How many rounds of an effect were performed: `key` itself and `key:N`.
+    pub async fn rounds_done(&self, key: &str) -> Result<u32, sqlx::Error> {
+        let escaped: String = key
+            .chars()
+            .flat_map(|c| match c {
+                '\\' | '%' | '_' => vec!['\\', c],
+                c => vec![c],
+            })
+            .collect();
+        let n: i64 = sqlx::query_scalar(
+            self.q("SELECT COUNT(*) FROM effects WHERE key = ? OR key LIKE ? ESCAPE '\\'"),
+        )
+        .bind(key)
+        .bind(format!("{escaped}:%"))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n.clamp(0, i64::from(u32::MAX)) as u32)
+    }
+
     /// A command line's plan, if it was made: `(plan, done)`.
     pub async fn command_line(
         &self,

@@ -546,20 +546,33 @@ impl Engine {
     fn pulls_to_read(
         &self,
         repo: &RepoRef,
-        tasks: &[Task],
+        t: &Trunk,
         pulls: &[u64],
         shas: &[String],
     ) -> BTreeSet<u64> {
+        let tasks = &t.tasks;
         let mut numbers: BTreeSet<u64> = pulls.iter().copied().collect();
-        let mut unknown_sha = false;
+        let mut unknown = Vec::new();
         if let Ok(seen) = self.shas.lock() {
             for sha in shas {
                 match seen.get(&(repo.to_string(), sha.clone())) {
                     Some(n) => {
                         numbers.insert(*n);
                     }
-                    None => unknown_sha = true,
+                    None => unknown.push(sha),
                 }
+            }
+        }
+        // A squash commit names its pull request (`Title (#7)`, GitLab's `See merge request
+        // group/project!7`): a CI event or push on it finds the pull request even when every
+        // delivery about the pull request itself was lost.
+        let unknown_sha = !unknown.is_empty();
+        for sha in unknown {
+            if let Some(n) = tokio::task::block_in_place(|| t.mirror.message(sha))
+                .as_deref()
+                .and_then(pull_named_by)
+            {
+                numbers.insert(n);
             }
         }
         if (pulls.is_empty() && shas.is_empty()) || unknown_sha {
@@ -585,7 +598,31 @@ impl Engine {
         let Some(mut t) = self.load(repo).await? else {
             return Ok(Report::default());
         };
-        let numbers = self.pulls_to_read(repo, &t.tasks, pulls, shas);
+        let mut numbers = self.pulls_to_read(repo, &t, pulls, shas);
+        if pulls.is_empty() {
+            // A push (or the resync): a revert on the trunk undoes a task that is done.
+            let reverted = tokio::task::block_in_place(|| reverted_on_trunk(&t.mirror, t.tip));
+            for task in &t.tasks {
+                if reverted
+                    .iter()
+                    .any(|sha| task.notes.contains(sha.get(..7).unwrap_or(sha)))
+                {
+                    numbers.extend(pr_numbers(&task.notes));
+                }
+            }
+        }
+        if pulls.is_empty() && shas.is_empty() {
+            // The resync also finds open pull requests of tasks whose deliveries were all lost.
+            for pr in self.forge.open_pulls(repo).await? {
+                let linked = match self.claimed(repo, pr.number).await? {
+                    Some(id) => !id.is_empty(),
+                    None => link::task_for_pull(&t.tasks, &pr).is_some_and(|x| !x.is_done()),
+                };
+                if linked {
+                    numbers.insert(pr.number);
+                }
+            }
+        }
         let bot = self.forge.me().await?;
         let required = self.required_contexts(repo, &t.policy).await;
         t.policy.ci.required = required.contexts.clone();
@@ -670,9 +707,8 @@ impl Engine {
             if let Some(l) = landed.as_mut() {
                 self.time_out(repo, l, t.policy.ci.timeout_mins).await?;
             }
-            let issues = self
-                .issue_facts(repo, task, &pr, &message, landed.is_some())
-                .await?;
+            let squash = landed.as_ref().map(|l| l.sha.as_str());
+            let issues = self.issue_facts(repo, task, &pr, &message, squash).await?;
             let used = decide::used_trailer(&message).or_else(|| decide::used_trailer(&pr.body));
             let d = decide::decide(&decide::Facts {
                 task,
@@ -800,7 +836,7 @@ impl Engine {
         task: &Task,
         pr: &PullRequest,
         squash_message: &str,
-        landed: bool,
+        landed: Option<&str>,
     ) -> Result<Vec<IssueFact>, EngineError> {
         let kind = self.forge.kind();
         let mut forge_closes: Vec<u64> = link::mentions(&pr.title, kind)
@@ -813,20 +849,25 @@ impl Engine {
         forge_closes.dedup();
         let mut out = Vec::new();
         for number in link::issues_for(task, pr, kind) {
-            let open = if landed {
-                match self.forge.issue_open(repo, number).await {
+            let (mut open, mut closes, mut reopens) = (None, 0, 0);
+            if let Some(sha) = landed {
+                open = match self.forge.issue_open(repo, number).await {
                     Ok(open) => Some(open),
                     // An issue that is gone (or a pull request number) has nothing to close.
                     Err(e) if e.status() == Some(404) => continue,
                     Err(e) => return Err(e.into()),
-                }
-            } else {
-                None
-            };
+                };
+                let rounds = |what: &str| format!("{repo}:{what}:{number}:{sha}");
+                closes = self.ledger.rounds_done(&rounds("close")).await?;
+                reopens = self.ledger.rounds_done(&rounds("reopen")).await?
+                    + self.ledger.rounds_done(&rounds("reopen-early")).await?;
+            }
             out.push(IssueFact {
                 number,
                 open,
                 forge_closes: forge_closes.contains(&number),
+                closes,
+                reopens,
             });
         }
         Ok(out)
@@ -1043,6 +1084,51 @@ fn checks_key(repo: &RepoRef, pr: &PullRequest) -> String {
     use sha2::Digest;
     let text = sha2::Sha256::digest(format!("{}\n{}", pr.title, pr.body).as_bytes());
     format!("{repo}:checks:{}:{}", pr.head_sha, &hex::encode(text)[..16])
+}
+
+/// The pull request a squash or merge commit's message names: `… (#7)` at the end of its
+/// subject (GitHub, Gitea, Forgejo), or `See merge request group/project!7` (GitLab).
+fn pull_named_by(message: &str) -> Option<u64> {
+    let subject = message.lines().next().unwrap_or("").trim_end();
+    let from_subject = subject
+        .strip_suffix(')')
+        .and_then(|s| s.rsplit_once("(#"))
+        .and_then(|(_, n)| n.parse().ok());
+    from_subject.or_else(|| {
+        message.lines().find_map(|l| {
+            let rest = l.trim().strip_prefix("See merge request ")?;
+            rest.rsplit_once('!')?.1.trim_end_matches('.').parse().ok()
+        })
+    })
+}
+
+/// The commits the last few hundred commits of the trunk revert (`This reverts commit X`).
+fn reverted_on_trunk(mirror: &Mirror, tip: git2::Oid) -> Vec<String> {
+    const DEPTH: usize = 300;
+    let Ok(repo) = mirror.repository() else {
+        return Vec::new();
+    };
+    let Ok(mut walk) = repo.revwalk() else {
+        return Vec::new();
+    };
+    if walk.push(tip).is_err() {
+        return Vec::new();
+    }
+    walk.simplify_first_parent().ok();
+    let needle = b"This reverts commit ";
+    walk.flatten()
+        .take(DEPTH)
+        .filter_map(|id| repo.find_commit(id).ok())
+        .filter_map(|c| {
+            let m = c.message_bytes();
+            let at = m.windows(needle.len()).position(|w| w == needle)?;
+            let hex = m.get(at + needle.len()..at + needle.len() + 40)?;
+            std::str::from_utf8(hex)
+                .ok()
+                .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
+                .map(str::to_owned)
+        })
+        .collect()
 }
 
 /// What the trunk says of a merge commit.
@@ -1321,6 +1407,18 @@ fn default_clone_template(kind: crate::forge::Kind, api: &str) -> String {
 mod tests {
     use super::{default_clone_template, ledger_sql};
     use crate::forge::Kind;
+
+    #[test]
+    fn squash_commits_name_their_pull_request() {
+        use super::pull_named_by;
+        assert_eq!(pull_named_by("feat(T-1): check (#7)\n\nbody"), Some(7));
+        assert_eq!(
+            pull_named_by("Merge branch 'x' into 'main'\n\nSee merge request acme/app!12"),
+            Some(12)
+        );
+        assert_eq!(pull_named_by("fix: refs #7 here"), None);
+        assert_eq!(pull_named_by("fix: (#x)"), None);
+    }
 
     #[test]
     fn clone_urls_follow_the_api_url() {

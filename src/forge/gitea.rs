@@ -194,6 +194,27 @@ fn state_name(s: CiState) -> &'static str {
     }
 }
 
+/// A pull request as the engine reads it.
+fn pull(p: ApiPull) -> PullRequest {
+    PullRequest {
+        number: p.number,
+        state: match (p.merged, p.state.as_str()) {
+            (true, _) => PrState::Merged,
+            (false, "open") => PrState::Open,
+            _ => PrState::Closed,
+        },
+        title: p.title,
+        body: p.body.unwrap_or_default(),
+        author: p.user.into(),
+        head_ref: p.head.name,
+        head_sha: p.head.sha.unwrap_or_default(),
+        base_ref: p.base.name,
+        base_sha: p.base.sha,
+        merge_commit_sha: p.merge_commit_sha.filter(|s| p.merged && !s.is_empty()),
+        labels: p.labels.into_iter().map(|l| l.name).collect(),
+    }
+}
+
 #[async_trait::async_trait]
 impl Forge for Gitea {
     fn kind(&self) -> Kind {
@@ -219,23 +240,27 @@ impl Forge for Gitea {
             .rest
             .json("get pull request", Method::GET, &path, None)
             .await?;
-        Ok(PullRequest {
-            number: p.number,
-            state: match (p.merged, p.state.as_str()) {
-                (true, _) => PrState::Merged,
-                (false, "open") => PrState::Open,
-                _ => PrState::Closed,
-            },
-            title: p.title,
-            body: p.body.unwrap_or_default(),
-            author: p.user.into(),
-            head_ref: p.head.name,
-            head_sha: p.head.sha.unwrap_or_default(),
-            base_ref: p.base.name,
-            base_sha: p.base.sha,
-            merge_commit_sha: p.merge_commit_sha.filter(|s| p.merged && !s.is_empty()),
-            labels: p.labels.into_iter().map(|l| l.name).collect(),
-        })
+        Ok(pull(p))
+    }
+
+    async fn open_pulls(&self, repo: &RepoRef) -> Result<Vec<PullRequest>, ForgeError> {
+        let mut out = Vec::new();
+        for page in 1..=20 {
+            let path = format!(
+                "{}/pulls?state=open&limit=50&page={page}",
+                Self::repo_path(repo)
+            );
+            let batch: Vec<ApiPull> = self
+                .rest
+                .json("list pull requests", Method::GET, &path, None)
+                .await?;
+            let n = batch.len();
+            out.extend(batch.into_iter().map(pull));
+            if n < 50 {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     async fn ci_results(&self, repo: &RepoRef, sha: &str) -> Result<Vec<CiResult>, ForgeError> {
@@ -642,6 +667,19 @@ impl super::Comments for Gitea {
                 &path,
                 Some(&json!({ "body": body })),
             )
+            .await
+            .map(drop)
+    }
+
+    async fn delete_comment(
+        &self,
+        repo: &RepoRef,
+        _thread: Thread,
+        id: u64,
+    ) -> Result<(), ForgeError> {
+        let path = format!("{}/issues/comments/{id}", Self::repo_path(repo));
+        self.rest
+            .send("delete comment", Method::DELETE, &path, None)
             .await
             .map(drop)
     }

@@ -238,6 +238,29 @@ fn check_state(status: &str, conclusion: Option<&str>) -> CiState {
     }
 }
 
+/// A pull request as the engine reads it.
+fn pull(p: ApiPull) -> PullRequest {
+    let merged = p.merged || p.merged_at.is_some();
+    PullRequest {
+        number: p.number,
+        state: match (merged, p.state.as_str()) {
+            (true, _) => PrState::Merged,
+            (false, "open") => PrState::Open,
+            _ => PrState::Closed,
+        },
+        title: p.title,
+        body: p.body.unwrap_or_default(),
+        author: p.user.into(),
+        head_ref: p.head.name,
+        head_sha: p.head.sha,
+        base_ref: p.base.name,
+        base_sha: Some(p.base.sha),
+        // Before a merge, GitHub fills this with a test merge commit; it means nothing then.
+        merge_commit_sha: p.merge_commit_sha.filter(|_| merged),
+        labels: p.labels.into_iter().map(|l| l.name).collect(),
+    }
+}
+
 #[async_trait::async_trait]
 impl Forge for Github {
     fn kind(&self) -> Kind {
@@ -261,25 +284,26 @@ impl Forge for Github {
         let p: ApiPull = self
             .json("get pull request", Method::GET, &path, None)
             .await?;
-        let merged = p.merged || p.merged_at.is_some();
-        Ok(PullRequest {
-            number: p.number,
-            state: match (merged, p.state.as_str()) {
-                (true, _) => PrState::Merged,
-                (false, "open") => PrState::Open,
-                _ => PrState::Closed,
-            },
-            title: p.title,
-            body: p.body.unwrap_or_default(),
-            author: p.user.into(),
-            head_ref: p.head.name,
-            head_sha: p.head.sha,
-            base_ref: p.base.name,
-            base_sha: Some(p.base.sha),
-            // Before a merge, GitHub fills this with a test merge commit; it means nothing then.
-            merge_commit_sha: p.merge_commit_sha.filter(|_| merged),
-            labels: p.labels.into_iter().map(|l| l.name).collect(),
-        })
+        Ok(pull(p))
+    }
+
+    async fn open_pulls(&self, repo: &RepoRef) -> Result<Vec<PullRequest>, ForgeError> {
+        let mut out = Vec::new();
+        for page in 1..=10 {
+            let path = format!(
+                "{}/pulls?state=open&per_page=100&page={page}",
+                Self::repo_path(repo)
+            );
+            let batch: Vec<ApiPull> = self
+                .json("list pull requests", Method::GET, &path, None)
+                .await?;
+            let n = batch.len();
+            out.extend(batch.into_iter().map(pull));
+            if n < 100 {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     async fn ci_results(&self, repo: &RepoRef, sha: &str) -> Result<Vec<CiResult>, ForgeError> {
@@ -770,5 +794,17 @@ impl super::Comments for Github {
         )
         .await
         .map(drop)
+    }
+
+    async fn delete_comment(
+        &self,
+        repo: &RepoRef,
+        _thread: Thread,
+        id: u64,
+    ) -> Result<(), ForgeError> {
+        let path = format!("{}/issues/comments/{id}", Self::repo_path(repo));
+        self.send("delete comment", Method::DELETE, &path, None)
+            .await
+            .map(drop)
     }
 }

@@ -214,6 +214,26 @@ impl Forge for Gitlab {
         Ok(mr(m))
     }
 
+    async fn open_pulls(&self, repo: &RepoRef) -> Result<Vec<PullRequest>, ForgeError> {
+        let mut out = Vec::new();
+        for page in 1..=10 {
+            let path = format!(
+                "{}/merge_requests?state=opened&per_page=100&page={page}",
+                Self::project(repo)
+            );
+            let batch: Vec<ApiMr> = self
+                .rest
+                .json("list merge requests", Method::GET, &path, None)
+                .await?;
+            let n = batch.len();
+            out.extend(batch.into_iter().map(mr));
+            if n < 100 {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     async fn ci_results(&self, repo: &RepoRef, sha: &str) -> Result<Vec<CiResult>, ForgeError> {
         let mut all = Vec::new();
         for page in 1..=10 {
@@ -639,6 +659,19 @@ impl super::Comments for Gitlab {
                 &path,
                 Some(&json!({ "body": body })),
             )
+            .await
+            .map(drop)
+    }
+
+    async fn delete_comment(
+        &self,
+        repo: &RepoRef,
+        thread: Thread,
+        id: u64,
+    ) -> Result<(), ForgeError> {
+        let path = format!("{}/notes/{id}", Self::thread_path(repo, thread));
+        self.rest
+            .send("delete note", Method::DELETE, &path, None)
             .await
             .map(drop)
     }

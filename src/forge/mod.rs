@@ -280,6 +280,10 @@ pub trait Forge: Send + Sync {
     /// A pull request by number.
     async fn pull_request(&self, repo: &RepoRef, number: u64) -> Result<PullRequest, ForgeError>;
 
+    /// The repository's open pull requests (at most a thousand), for the resync to find one
+    /// whose every delivery was lost.
+    async fn open_pulls(&self, repo: &RepoRef) -> Result<Vec<PullRequest>, ForgeError>;
+
     /// Every CI result on a commit, commit statuses and check runs combined, latest per context.
     async fn ci_results(&self, repo: &RepoRef, sha: &str) -> Result<Vec<CiResult>, ForgeError>;
 
@@ -442,6 +446,13 @@ pub(crate) trait Comments {
         thread: Thread,
         body: &str,
     ) -> Result<u64, ForgeError>;
+    /// Deletes a comment (a duplicate of the bot's own).
+    async fn delete_comment(
+        &self,
+        repo: &RepoRef,
+        thread: Thread,
+        id: u64,
+    ) -> Result<(), ForgeError>;
     /// Replaces a comment's body.
     async fn edit_comment(
         &self,
@@ -484,7 +495,34 @@ pub(crate) async fn upsert_sticky<C: Comments + Sync + ?Sized>(
         }
     }
     let id = c.create_comment(repo, thread, &text).await?;
-    Ok(CommentOutcome { id, created: true })
+    // Two writers that both found no comment (a stalled replica beside its successor) both
+    // create one: the later ones give way to the oldest, so a marker stays one comment.
+    let mut mine = Vec::new();
+    for page in 1..=30 {
+        let batch = c.comments_page(repo, thread, page).await?;
+        let n = batch.len();
+        mine.extend(
+            batch
+                .into_iter()
+                .filter(|p| p.author == Some(me.id) && p.body.contains(&line))
+                .map(|p| p.id),
+        );
+        if n < PAGE {
+            break;
+        }
+    }
+    mine.sort_unstable();
+    match mine.first() {
+        Some(&oldest) if oldest != id => {
+            c.delete_comment(repo, thread, id).await?;
+            c.edit_comment(repo, thread, oldest, &text).await?;
+            Ok(CommentOutcome {
+                id: oldest,
+                created: false,
+            })
+        }
+        _ => Ok(CommentOutcome { id, created: true }),
+    }
 }
 
 /// The hidden marker that makes a comment the bot's sticky comment of one kind.

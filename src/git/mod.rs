@@ -160,12 +160,28 @@ impl Mirror {
         }))
     }
 
+    /// A commit's message, if the mirror holds the commit.
+    pub fn message(&self, sha: &str) -> Option<String> {
+        let oid = Oid::from_str(sha).ok()?;
+        let repo = self.repo().ok()?;
+        let c = repo.find_commit(oid).ok()?;
+        Some(String::from_utf8_lossy(c.message_bytes()).into_owned())
+    }
+
     /// Whether the mirror holds a commit (as fetched so far).
     pub fn has_commit(&self, sha: &str) -> bool {
         let Ok(oid) = Oid::from_str(sha) else {
             return false;
         };
         self.repo().is_ok_and(|r| r.find_commit(oid).is_ok())
+    }
+
+    /// The trunk as last fetched, if it was.
+    fn local_tip(&self) -> Option<Oid> {
+        self.repo()
+            .ok()?
+            .refname_to_id(&format!("refs/heads/{}", self.branch))
+            .ok()
     }
 
     /// Fetches one remote ref (a pull request's branch) into `refs/trunkwarden/<name>`;
@@ -226,7 +242,12 @@ impl Mirror {
                 let ms = rand::random_range(5..(20 + 10 * attempt.min(10) as u64));
                 std::thread::sleep(std::time::Duration::from_millis(ms));
             }
-            let tip = self.fetch()?;
+            // The first attempt builds on the trunk as this reconcile fetched it; only a lost
+            // race costs another fetch.
+            let tip = match self.local_tip() {
+                Some(tip) if attempt == 0 => tip,
+                _ => self.fetch()?,
+            };
             let Some(oid) = self.commit_on(tip, path, changes, learnings, message, who)? else {
                 return Ok(None);
             };

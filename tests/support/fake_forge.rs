@@ -542,10 +542,10 @@ impl Forge {
     }
 
     fn pull_json(&self, r: &Repo, p: &Pull) -> Value {
-        let base_sha = git(
-            &r.git,
-            &["rev-parse", &format!("refs/heads/{}", p.base_ref)],
-        );
+        let base_sha = git2::Repository::open_bare(&r.git)
+            .and_then(|g| g.refname_to_id(&format!("refs/heads/{}", p.base_ref)))
+            .map(|o| o.to_string())
+            .unwrap_or_default();
         match self.kind {
             "gitlab" => json!({
                 "iid": p.number,
@@ -820,6 +820,16 @@ fn github_repo(
             }
             reply(200, r.repo.clone())
         }
+        ("GET", ["pulls"]) => {
+            let open = q.get("state").is_none_or(|s| s == "open");
+            let list: Vec<Value> = r
+                .pulls
+                .values()
+                .filter(|p| !open || p.open)
+                .map(|p| f.pull_json(r, p))
+                .collect();
+            reply(200, Value::Array(page(&list, q)))
+        }
         ("GET", ["pulls", n]) => match n.parse().ok().and_then(|n: u64| r.pulls.get(&n).cloned()) {
             Some(p) => reply(200, f.pull_json(r, &p)),
             None => not_found(),
@@ -945,6 +955,15 @@ fn github_repo(
             let json = f.comment_json(&c);
             r.comments.push(c);
             reply(201, json)
+        }
+        ("DELETE", ["issues", "comments", id]) => {
+            let id: u64 = id.parse().unwrap_or(0);
+            let before = r.comments.len();
+            r.comments.retain(|c| c.id != id);
+            if r.comments.len() == before {
+                return not_found();
+            }
+            (StatusCode::NO_CONTENT, Body::empty()).into_response()
         }
         ("PATCH", ["issues", "comments", id]) => {
             let id: u64 = id.parse().unwrap_or(0);
@@ -1085,6 +1104,16 @@ fn gitlab_project(
             }
             reply(200, r.repo.clone())
         }
+        ("GET", ["merge_requests"]) => {
+            let open = q.get("state").is_none_or(|s| s == "opened");
+            let list: Vec<Value> = r
+                .pulls
+                .values()
+                .filter(|p| !open || (p.open && !p.merged))
+                .map(|p| f.pull_json(r, p))
+                .collect();
+            reply(200, Value::Array(page(&list, q)))
+        }
         ("GET", ["merge_requests", n]) => {
             match n.parse().ok().and_then(|n: u64| r.pulls.get(&n).cloned()) {
                 Some(p) => reply(200, f.pull_json(r, &p)),
@@ -1140,6 +1169,18 @@ fn gitlab_project(
             let json = f.comment_json(&c);
             r.comments.push(c);
             reply(201, json)
+        }
+        ("DELETE", [kind @ ("merge_requests" | "issues"), n, "notes", id]) => {
+            let Some(t) = thread(kind, n) else {
+                return not_found();
+            };
+            let id: u64 = id.parse().unwrap_or(0);
+            let before = r.comments.len();
+            r.comments.retain(|c| !(c.id == id && c.thread == t));
+            if r.comments.len() == before {
+                return not_found();
+            }
+            (StatusCode::NO_CONTENT, Body::empty()).into_response()
         }
         ("PUT", [kind @ ("merge_requests" | "issues"), n, "notes", id]) => {
             let Some(t) = thread(kind, n) else {
@@ -1394,6 +1435,18 @@ impl FakeForge {
                     set(&mut v, &format!("{a}/state"), json!(state));
                     set(&mut v, &format!("{a}/action"), json!(action));
                     set(&mut v, &format!("{a}/merge_commit_sha"), json!(p.merge_sha));
+                    // GitLab's `update` says what changed: new commits (`oldrev`) or text.
+                    match what {
+                        Happening::Pr(_, PrChange::Edited) => set(
+                            &mut v,
+                            "/changes",
+                            json!({ "description": { "previous": "", "current": p.body } }),
+                        ),
+                        Happening::Pr(_, PrChange::Synchronized) => {
+                            set(&mut v, &format!("{a}/oldrev"), json!("0".repeat(40)))
+                        }
+                        _ => {}
+                    }
                 }
                 Happening::Status { sha, success, .. } => {
                     set(&mut v, "/object_attributes/sha", json!(sha));
