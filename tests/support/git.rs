@@ -26,7 +26,22 @@ impl Default for Sandbox {
 
 impl Sandbox {
     pub fn new() -> Sandbox {
-        let dir = tempfile::tempdir().unwrap();
+        Sandbox::within(&std::env::temp_dir())
+    }
+
+    /// A sandbox in memory (`/dev/shm`) where the machine has one, for tests that create and
+    /// drop many repositories: inode allocation on a busy disk filesystem dominates them.
+    pub fn in_memory() -> Sandbox {
+        let shm = std::path::Path::new("/dev/shm");
+        if shm.is_dir() {
+            Sandbox::within(shm)
+        } else {
+            Sandbox::new()
+        }
+    }
+
+    fn within(base: &Path) -> Sandbox {
+        let dir = tempfile::tempdir_in(base).unwrap();
         std::fs::create_dir(dir.path().join("home")).unwrap();
         std::fs::write(
             dir.path().join("home/.gitconfig"),

@@ -73,6 +73,13 @@ impl trunkwarden::engine::Clock for ManualClock {
 pub fn delivery_of(
     fx: &fixture::Fixture,
 ) -> (trunkwarden::queue::Delivery, trunkwarden::webhook::Event) {
+    delivery_event(fx).expect("an event the bot acts on")
+}
+
+/// [`delivery_of`], `None` for a delivery the bot does not act on.
+pub fn delivery_event(
+    fx: &fixture::Fixture,
+) -> Option<(trunkwarden::queue::Delivery, trunkwarden::webhook::Event)> {
     let forge = Forge::detect(&fx.headers).expect("a forge's delivery");
     let header = |n: &str| {
         fx.headers
@@ -86,8 +93,7 @@ pub fn delivery_of(
         .expect("an event header");
     let normalized =
         trunkwarden::webhook::normalize(forge, &event, header("content-type").as_deref(), &fx.body)
-            .expect("the delivery normalizes")
-            .expect("an event the bot acts on");
+            .expect("the delivery normalizes")?;
     let d = trunkwarden::queue::Delivery {
         id: 1,
         forge: forge.as_str().to_owned(),
@@ -105,7 +111,7 @@ pub fn delivery_of(
         result: None,
         finished_at: None,
     };
-    (d, normalized)
+    Some((d, normalized))
 }
 
 /// The secret the test servers are configured with.
