@@ -211,3 +211,32 @@ async fn bodies_are_not_padded_to_a_page_each() {
         "{N} bodies of {LEN} bytes took a {size}-byte ledger"
     );
 }
+
+#[tokio::test]
+async fn an_engine_ledger_from_before_the_forge_column_keeps_its_rows() {
+    use sqlx::Connection as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("engine.db");
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    for ddl in [
+        "CREATE TABLE effects (key TEXT PRIMARY KEY, done_at TEXT NOT NULL)",
+        "CREATE TABLE checked (key TEXT PRIMARY KEY, done_at TEXT NOT NULL)",
+        "CREATE TABLE comments (repo TEXT NOT NULL, id BIGINT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (repo, id))",
+        "INSERT INTO effects VALUES ('acme/app:close:3:abc', '2026-11-01T00:00:00Z')",
+        "INSERT INTO comments VALUES ('acme/app', 41, '@trunkwarden status')",
+    ] {
+        sqlx::query(ddl).execute(&mut conn).await.unwrap();
+    }
+    conn.close().await.unwrap();
+    let clock = std::sync::Arc::new(trunkwarden::engine::SystemClock);
+    let l = trunkwarden::engine::ledger::Ledger::open("github", None, dir.path(), clock)
+        .await
+        .unwrap();
+    assert!(l.is_done("acme/app:close:3:abc").await.unwrap());
+    assert_eq!(
+        l.seen_comment("acme/app", 41).await.unwrap().as_deref(),
+        Some("@trunkwarden status")
+    );
+    assert_eq!(l.effects_done().await.unwrap(), 1);
+}

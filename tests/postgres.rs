@@ -228,12 +228,13 @@ async fn the_task_engine_keeps_its_ledger_in_postgres() {
         s.row("T-1").contains("| done ") && !s.issue_open(3)
     })
     .await;
-    // The effects ledger is in PostgreSQL, under the forge's prefix.
+    // The effects ledger is in PostgreSQL, keyed by the forge.
     let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-    let effects: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM engine_github_effects")
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
+    let effects: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM engine_effects WHERE forge = 'github'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
     assert!(effects >= 1, "closing the issue is recorded as an effect");
     let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deliveries")
         .fetch_one(&mut conn)
@@ -414,4 +415,49 @@ async fn two_replicas_reconciling_at_once_close_an_issue_once() {
     assert_eq!(closes(&s), (1, 1));
     assert!(s.row("T-1").contains("| done "), "{}", s.row("T-1"));
     s.server.unwrap().shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_ledger_with_a_table_per_forge_moves_into_the_shared_tables() {
+    let url = fresh_schema().await;
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    for ddl in [
+        "CREATE TABLE engine_gitea_effects (key TEXT PRIMARY KEY, done_at TEXT NOT NULL)",
+        "CREATE TABLE engine_gitea_checked (key TEXT PRIMARY KEY, done_at TEXT NOT NULL)",
+        "CREATE TABLE engine_gitea_claims (repo TEXT NOT NULL, pr BIGINT NOT NULL, task TEXT NOT NULL, PRIMARY KEY (repo, pr))",
+        "CREATE TABLE engine_gitea_repos (name TEXT PRIMARY KEY)",
+        "INSERT INTO engine_gitea_effects VALUES ('acme/app:close:3:abc', '2026-11-01T00:00:00Z')",
+        "INSERT INTO engine_gitea_claims VALUES ('acme/app', 7, 'T-1')",
+        "INSERT INTO engine_gitea_repos VALUES ('acme/app')",
+    ] {
+        sqlx::query(ddl).execute(&mut conn).await.unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let clock = std::sync::Arc::new(trunkwarden::engine::SystemClock);
+    let open = || {
+        trunkwarden::engine::ledger::Ledger::open("gitea", Some(&url), dir.path(), clock.clone())
+    };
+    // Two replicas starting together move the rows once.
+    let (a, b) = tokio::join!(open(), open());
+    let (a, _b) = (a.unwrap(), b.unwrap());
+    assert!(a.is_done("acme/app:close:3:abc").await.unwrap());
+    assert_eq!(
+        a.claimed("acme/app", 7).await.unwrap().as_deref(),
+        Some("T-1")
+    );
+    assert_eq!(a.repos().await.unwrap(), ["acme/app"]);
+    let left: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name LIKE 'engine_gitea_%'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(left, 0, "the old tables are gone");
+    // Another forge's rows stay apart.
+    let other =
+        trunkwarden::engine::ledger::Ledger::open("github", Some(&url), dir.path(), clock.clone())
+            .await
+            .unwrap();
+    assert!(!other.is_done("acme/app:close:3:abc").await.unwrap());
+    assert!(other.repos().await.unwrap().is_empty());
 }

@@ -1,19 +1,36 @@
 //! Comment commands: `@trunkwarden <command> [args]`, one per line, read from the comment as
 //! Markdown so that code, quotes, links, images, HTML and headings never trigger anything.
 //!
-//! One table of declarations drives the parser, the permission check and `help`.
+//! Each command lives in a file of its own — its declaration (name, arguments, who may run it,
+//! its help line), its parser, and a pure [`plan`] from the facts the engine gathered to what
+//! it does (a reply, row changes, ledger updates) — with its tests. This file holds what they
+//! share: reading a comment, the table of declarations that drives parsing, the permission
+//! check and `help`, and the plan's vocabulary.
+
+mod block;
+mod claim;
+mod estimate;
+mod help;
+mod merge;
+mod recheck;
+mod status;
+mod unblock;
+mod unclaim;
+mod used;
 
 use std::fmt;
 
 use pulldown_cmark::{Event as Md, Options, Parser, Tag, TagEnd};
+use serde::{Deserialize, Serialize};
 
-use crate::tasks::Tokens;
+use crate::forge::{Permission, PullRequest};
+use crate::tasks::{Task, Tokens};
 
 /// The default mention that starts a command.
 pub const DEFAULT_PREFIX: &str = "@trunkwarden";
 
 /// One command's declaration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub struct Spec {
     pub name: &'static str,
     /// Argument synopsis for help and errors; empty for none.
@@ -21,70 +38,22 @@ pub struct Spec {
     /// Whether running it needs write access to the repository.
     pub write: bool,
     pub help: &'static str,
+    /// Reads the words after the name.
+    parse: fn(&Spec, &[&str]) -> Result<Command, Problem>,
 }
 
 /// Every command, in help order.
 pub const COMMANDS: &[Spec] = &[
-    Spec {
-        name: "help",
-        args: "",
-        write: false,
-        help: "this table",
-    },
-    Spec {
-        name: "status",
-        args: "",
-        write: false,
-        help: "the linked task's row, CI on the current head, what is missing before done, what may start next",
-    },
-    Spec {
-        name: "claim",
-        args: "ID",
-        write: true,
-        help: "link this pull request to task ID (not-started or blocked, dependencies done): in-progress, agent, started_at, branch",
-    },
-    Spec {
-        name: "unclaim",
-        args: "",
-        write: true,
-        help: "undo the claim: the task goes back to not-started",
-    },
-    Spec {
-        name: "block",
-        args: "REASON…",
-        write: true,
-        help: "set the task blocked, with the reason in notes",
-    },
-    Spec {
-        name: "unblock",
-        args: "",
-        write: true,
-        help: "set the task back to what it was before block",
-    },
-    Spec {
-        name: "estimate",
-        args: "TOKENS",
-        write: true,
-        help: "set estimate (e.g. 8K)",
-    },
-    Spec {
-        name: "used",
-        args: "TOKENS",
-        write: true,
-        help: "set used (e.g. 12.5K); reports the variance and records a learning beyond ±50%",
-    },
-    Spec {
-        name: "merge",
-        args: "[cancel]",
-        write: true,
-        help: "squash-merge into the trunk once CI on the current head is green (cancelled by a new push); `merge cancel` withdraws it",
-    },
-    Spec {
-        name: "recheck",
-        args: "",
-        write: true,
-        help: "rerun trunkwarden/policy and trunkwarden/secrets on the current head",
-    },
+    help::SPEC,
+    status::SPEC,
+    claim::SPEC,
+    unclaim::SPEC,
+    block::SPEC,
+    unblock::SPEC,
+    estimate::SPEC,
+    used::SPEC,
+    merge::SPEC,
+    recheck::SPEC,
 ];
 
 /// A parsed command.
@@ -106,22 +75,19 @@ pub enum Command {
 impl Command {
     /// The declaration it comes from.
     pub fn spec(&self) -> &'static Spec {
-        let name = match self {
-            Command::Help => "help",
-            Command::Status => "status",
-            Command::Claim(_) => "claim",
-            Command::Unclaim => "unclaim",
-            Command::Block(_) => "block",
-            Command::Unblock => "unblock",
-            Command::Estimate(_) => "estimate",
-            Command::Used(_) => "used",
-            Command::Merge | Command::MergeCancel => "merge",
-            Command::Recheck => "recheck",
+        let s = match self {
+            Command::Help => &help::SPEC,
+            Command::Status => &status::SPEC,
+            Command::Claim(_) => &claim::SPEC,
+            Command::Unclaim => &unclaim::SPEC,
+            Command::Block(_) => &block::SPEC,
+            Command::Unblock => &unblock::SPEC,
+            Command::Estimate(_) => &estimate::SPEC,
+            Command::Used(_) => &used::SPEC,
+            Command::Merge | Command::MergeCancel => &merge::SPEC,
+            Command::Recheck => &recheck::SPEC,
         };
-        COMMANDS
-            .iter()
-            .find(|s| s.name == name)
-            .unwrap_or(&COMMANDS[0])
+        COMMANDS.iter().find(|c| c.name == s.name).unwrap_or(s)
     }
 }
 
@@ -306,77 +272,31 @@ pub fn parse(line: &str) -> Result<Command, Problem> {
             word: word.chars().take(40).collect(),
             suggestion: suggest(&name),
         })?;
-    let none = |c: Command| match args.first() {
+    (spec.parse)(spec, &args)
+}
+
+/// For a command that takes no arguments.
+fn no_args(spec: &Spec, args: &[&str], c: Command) -> Result<Command, Problem> {
+    match args.first() {
         None => Ok(c),
         Some(extra) => Err(Problem::ExtraArgument {
             command: spec.name,
             extra: extra.chars().take(40).collect(),
         }),
-    };
-    let missing = || Problem::MissingArgument {
-        command: spec.name,
-        args: spec.args,
-    };
-    match spec.name {
-        "help" => none(Command::Help),
-        "status" => none(Command::Status),
-        "unclaim" => none(Command::Unclaim),
-        "unblock" => none(Command::Unblock),
-        "recheck" => none(Command::Recheck),
-        "claim" => {
-            let id = args.first().ok_or_else(missing)?;
-            if args.len() > 1 {
-                return Err(Problem::ExtraArgument {
-                    command: "claim",
-                    extra: args[1].chars().take(40).collect(),
-                });
-            }
-            if !crate::tasks::is_valid_id(id) {
-                return Err(Problem::BadArgument {
-                    command: "claim",
-                    message: format!(
-                        "`{}` is not a task id (like MS-SEC-001)",
-                        id.chars().take(40).collect::<String>()
-                    ),
-                });
-            }
-            Ok(Command::Claim((*id).to_owned()))
-        }
-        "block" => {
-            if args.is_empty() {
-                return Err(missing());
-            }
-            Ok(Command::Block(args.join(" ").chars().take(200).collect()))
-        }
-        "estimate" | "used" => {
-            let n = args.first().ok_or_else(missing)?;
-            if args.len() > 1 {
-                return Err(Problem::ExtraArgument {
-                    command: spec.name,
-                    extra: args[1].chars().take(40).collect(),
-                });
-            }
-            let t: Tokens = n.parse().map_err(|e: String| Problem::BadArgument {
-                command: spec.name,
-                message: e,
-            })?;
-            Ok(if spec.name == "used" {
-                Command::Used(t)
-            } else {
-                Command::Estimate(t)
-            })
-        }
-        "merge" => match args.as_slice() {
-            [] => Ok(Command::Merge),
-            [c] if c.eq_ignore_ascii_case("cancel") => Ok(Command::MergeCancel),
-            [other, ..] => Err(Problem::ExtraArgument {
-                command: "merge",
-                extra: other.chars().take(40).collect(),
-            }),
-        },
-        _ => Err(Problem::Unknown {
-            word: name,
-            suggestion: None,
+    }
+}
+
+/// For a command that takes exactly one argument.
+fn one_arg<'a>(spec: &Spec, args: &[&'a str]) -> Result<&'a str, Problem> {
+    match args {
+        [] => Err(Problem::MissingArgument {
+            command: spec.name,
+            args: spec.args,
+        }),
+        [one] => Ok(one),
+        [_, extra, ..] => Err(Problem::ExtraArgument {
+            command: spec.name,
+            extra: extra.chars().take(40).collect(),
         }),
     }
 }
@@ -393,25 +313,214 @@ fn suggest(word: &str) -> Option<&'static str> {
 
 /// The `help` reply, generated from the declarations.
 pub fn help(prefix: &str) -> String {
-    let mut out = format!(
-        "Commands, one per line, as `{prefix} <command>`:\n\n| command | who | what it does |\n|---|---|---|\n"
-    );
-    for s in COMMANDS {
-        let synopsis = if s.args.is_empty() {
-            s.name.to_owned()
-        } else {
-            format!("{} {}", s.name, s.args)
-        };
-        let who = if s.write { "write access" } else { "anyone" };
-        out.push_str(&format!("| `{synopsis}` | {who} | {} |\n", s.help));
+    help::text(prefix)
+}
+
+/// A ledger update a command makes besides the table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    /// Link a pull request to a task (an empty task: explicitly unlinked).
+    Claim { pr: u64, task: String },
+    /// Remember the status a task had before it was blocked.
+    Blocked { task: String, previous: String },
+    /// Merge once the head is green.
+    Merge { pr: u64, head: String, by: String },
+    /// Withdraw a pending merge.
+    CancelMerge { pr: u64 },
+}
+
+/// Cells to set on one task's row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowCells {
+    pub task: String,
+    pub cells: Vec<(String, String)>,
+}
+
+/// What one command line does, decided before any of it is done. It is recorded as it is and
+/// applied (and answered) afterwards, so a crash in between completes it rather than redoing
+/// or dropping it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub reply: String,
+    pub rows: Vec<RowCells>,
+    /// An entry for the learnings file.
+    pub learning: Option<serde_json::Value>,
+    /// The commit message, when rows change.
+    pub message: String,
+    pub ops: Vec<Op>,
+    /// Rerun the bot's checks on the head.
+    pub recheck: bool,
+}
+
+impl Plan {
+    /// A plan that only answers.
+    pub fn reply(text: impl Into<String>) -> Plan {
+        Plan {
+            reply: text.into(),
+            ..Plan::default()
+        }
     }
-    out.push_str(
-        "\nName a task's issues with `Refs #N`: trunkwarden closes them once the pull request is \
-         squash-merged and CI on the squash commit is green. A closing keyword (`Closes #N`, \
-         `Fixes #N`) lets the forge close them at merge, before CI has run; trunkwarden/policy \
-         fails on it, and an issue closed that way is reopened until green.\n",
-    );
-    out
+
+    /// A plan that sets cells of one row, in one commit.
+    fn row(
+        ctx: &Context<'_>,
+        reply: String,
+        task: &str,
+        cells: &[(&str, String)],
+        message: String,
+    ) -> Plan {
+        Plan {
+            reply,
+            rows: vec![RowCells {
+                task: task.to_owned(),
+                // Only the columns the table has.
+                cells: cells
+                    .iter()
+                    .filter(|(k, _)| ctx.columns.iter().any(|c| c == k))
+                    .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                    .collect(),
+            }],
+            message,
+            ..Plan::default()
+        }
+    }
+}
+
+/// What the engine knows when a command is planned. Facts only one command needs are filled
+/// for that command alone.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// The pull request commented on (`None` on an issue).
+    pub pr: Option<&'a PullRequest>,
+    /// Who asked.
+    pub user: &'a str,
+    /// Their permission, read for commands that need write access.
+    pub permission: Option<Permission>,
+    /// The task the pull request works on.
+    pub linked: Option<&'a Task>,
+    pub tasks: &'a [Task],
+    pub tasks_path: &'a str,
+    pub columns: &'a [String],
+    pub learnings_path: &'a str,
+    pub trunk: &'a str,
+    pub prefix: &'a str,
+    /// RFC 3339.
+    pub now: &'a str,
+    /// `unblock`: the status the task had before it was blocked.
+    pub blocked_before: Option<&'a str>,
+    /// `merge cancel`: whether a merge is pending.
+    pub merge_pending: bool,
+    /// `status`: CI on the head, as said, and whether it is green.
+    pub head_ci: Option<(&'a str, bool)>,
+}
+
+impl Context<'_> {
+    fn has_column(&self, c: &str) -> bool {
+        self.columns.iter().any(|x| x == c)
+    }
+}
+
+/// What a command line does: the permission it needs, then the command's own plan.
+pub fn plan(cmd: &Command, ctx: &Context<'_>) -> Plan {
+    let spec = cmd.spec();
+    if spec.write
+        && let Some(p) = ctx.permission
+        && p < Permission::Write
+    {
+        let has = format!("{p:?}").to_ascii_lowercase();
+        return Plan::reply(format!(
+            "`{}` needs write access; @{} has {has}",
+            spec.name, ctx.user
+        ));
+    }
+    if *cmd == Command::Help {
+        return help::plan(ctx);
+    }
+    let Some(pr) = ctx.pr else {
+        return Plan::reply("commands other than `help` work on pull requests");
+    };
+    let need_task = || Plan::reply("this pull request is linked to no task; `claim ID` links it");
+    match (cmd, ctx.linked) {
+        (Command::Help, _) => help::plan(ctx),
+        (Command::Status, _) => status::plan(ctx, pr),
+        (Command::Claim(id), _) => claim::plan(ctx, pr, id),
+        (Command::Merge, _) => merge::plan(ctx, pr),
+        (Command::MergeCancel, _) => merge::cancel(ctx, pr),
+        (Command::Recheck, _) => recheck::plan(pr),
+        (_, None) => need_task(),
+        (Command::Unclaim, Some(t)) => unclaim::plan(ctx, pr, t),
+        (Command::Block(reason), Some(t)) => block::plan(ctx, t, reason),
+        (Command::Unblock, Some(t)) => unblock::plan(ctx, pr, t),
+        (Command::Estimate(n), Some(t)) => estimate::plan(ctx, t, *n),
+        (Command::Used(n), Some(t)) => used::plan(ctx, t, *n),
+    }
+}
+
+/// Shared by the command files' tests: a table, a pull request and a context over them.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::Context;
+    use crate::forge::{PrState, PullRequest, User};
+    use crate::tasks::Task;
+
+    pub const TABLE: &str = "# Tasks\n\n| id | status | description | depends_on | blocks | branch | agent | started_at | estimate | used | notes |\n|---|---|---|---|---|---|---|---|---|---|---|\n| T-1 | not-started | a | | T-2 | | | | 8K | | |\n| T-2 | not-started | b | T-1 | | | | | | | |\n| T-3 | blocked | c | | | | | | | | blocked: vendor (@bob) |\n";
+
+    pub fn tasks(text: &str) -> (Vec<Task>, Vec<String>) {
+        let table = crate::tasks::TaskTable::parse(text).unwrap();
+        (crate::tasks::read_tasks(&table).0, table.columns().to_vec())
+    }
+
+    pub fn pr() -> PullRequest {
+        PullRequest {
+            number: 9,
+            state: PrState::Open,
+            title: "Miscellaneous".into(),
+            body: String::new(),
+            author: User {
+                id: 2,
+                login: "alice".into(),
+            },
+            head_ref: "misc".into(),
+            head_sha: "a".repeat(40),
+            base_ref: "main".into(),
+            base_sha: None,
+            merge_commit_sha: None,
+            labels: vec![],
+        }
+    }
+
+    pub fn ctx<'a>(
+        tasks: &'a [Task],
+        columns: &'a [String],
+        pr: &'a PullRequest,
+        linked: Option<&'a Task>,
+    ) -> Context<'a> {
+        Context {
+            pr: Some(pr),
+            user: "alice",
+            permission: None,
+            linked,
+            tasks,
+            tasks_path: "docs/TASKS.md",
+            columns,
+            learnings_path: "docs/tasks/orchestrator-learnings.json",
+            trunk: "main",
+            prefix: "@trunkwarden",
+            now: "2026-12-07T06:00:00Z",
+            blocked_before: None,
+            merge_pending: false,
+            head_ci: None,
+        }
+    }
+
+    pub fn cell<'a>(p: &'a super::Plan, k: &str) -> Option<&'a str> {
+        p.rows
+            .first()?
+            .cells
+            .iter()
+            .find(|(c, _)| c == k)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,11 @@
 
 use git2::{Oid, Repository};
 
+use super::ledger::Claim;
+use super::trunk::Trunk;
+use super::{Engine, EngineError};
 use crate::config::RepoPolicy;
+use crate::forge::{PullRequest, RepoRef};
 use crate::policy::{self, Change, Pusher, RefUpdate, Rule, Verdict, message};
 
 /// One check's outcome.
@@ -151,4 +155,76 @@ pub fn run(
             description: found,
         },
     ])
+}
+
+impl Engine {
+    /// Posts `trunkwarden/policy` and `trunkwarden/secrets` on a pull request's head, once
+    /// per head commit and pull request text (the text may name issues the forge would close
+    /// at merge).
+    pub(super) async fn post_checks(
+        &self,
+        repo: &RepoRef,
+        t: &Trunk,
+        pr: &PullRequest,
+        task: Option<&str>,
+    ) -> Result<(), EngineError> {
+        let key = checks_key(repo, pr);
+        if !matches!(self.ledger.claim(&key).await?, Claim::Mine) {
+            return Ok(());
+        }
+        let kind = self.forge.kind();
+        let checks = tokio::task::block_in_place(|| -> Result<Vec<Check>, EngineError> {
+            let head = t.mirror.fetch_ref(
+                &format!("refs/heads/{}", pr.head_ref),
+                &format!("pr/{}", pr.number),
+            )?;
+            let git = t.mirror.repository()?;
+            run(
+                &git,
+                &t.policy,
+                t.tip,
+                head,
+                &PullFacts {
+                    branch: &pr.head_ref,
+                    author: &pr.author.login,
+                    task,
+                    text: &format!("{}\n\n{}", pr.title, pr.body),
+                    forge: kind,
+                },
+            )
+            .map_err(EngineError::Other)
+        });
+        let checks = match checks {
+            Ok(c) => c,
+            Err(e) => {
+                self.ledger.release(&key).await?;
+                return Err(e);
+            }
+        };
+        for c in checks {
+            let status = crate::forge::StatusSpec {
+                context: c.context.to_owned(),
+                state: if c.passed {
+                    crate::forge::CiState::Success
+                } else {
+                    crate::forge::CiState::Failure
+                },
+                description: c.description,
+                target_url: None,
+            };
+            if let Err(e) = self.forge.set_status(repo, &pr.head_sha, &status).await {
+                self.ledger.release(&key).await?;
+                return Err(e.into());
+            }
+        }
+        self.ledger.done(&key).await?;
+        Ok(())
+    }
+}
+
+/// The once-only key of the bot's checks on a pull request: its head and its text.
+pub(super) fn checks_key(repo: &RepoRef, pr: &PullRequest) -> String {
+    use sha2::Digest;
+    let text = sha2::Sha256::digest(format!("{}\n{}", pr.title, pr.body).as_bytes());
+    format!("{repo}:checks:{}:{}", pr.head_sha, &hex::encode(text)[..16])
 }

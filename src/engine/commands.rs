@@ -1,75 +1,23 @@
-//! Running comment commands: permission by numeric user id, one reply per command line,
-//! task-table changes through the committer (one commit per command), merges that wait for
-//! green on the head they were asked for.
+//! Running comment commands: each command line is planned by its own file under
+//! [`crate::commands`] from the facts gathered here (permission by numeric user id, the linked
+//! task, what one command needs), recorded, applied — ledger updates, one commit — and
+//! answered. Merges wait for green on the head they were asked for.
 //!
-//! Each command line is first *planned* — its reply, row changes and ledger updates decided
-//! and recorded — and only then applied and answered. A process that dies in between finds
-//! the plan and completes it (every step repeats safely); a line answered once is never run
+//! A line's plan is recorded before anything of it is done. A process that dies in between
+//! finds the plan and completes it (every step repeats safely); a line answered once never runs
 //! again.
 
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
 use super::decide::{self, short};
-use super::{Engine, EngineError, Trunk};
-use crate::commands::{self, Command, Found};
-use crate::forge::{Permission, PrState, PullRequest, RepoRef, Thread, User};
+use super::trunk::Trunk;
+use super::{Engine, EngineError};
+use crate::commands::{self, Command, Found, Op, Plan};
+use crate::forge::{Permission, PullRequest, RepoRef, Thread, User};
 use crate::git::{Identity, Learning, RowChange};
-use crate::tasks::{Status, Task};
 use crate::webhook::event::{Comment, CommentAction};
 
-/// A ledger update a command makes besides the table.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-enum Op {
-    /// Link a pull request to a task (an empty task: explicitly unlinked).
-    Claim { pr: u64, task: String },
-    /// Remember the status a task had before it was blocked.
-    Blocked { task: String, previous: String },
-    /// Merge once the head is green.
-    Merge { pr: u64, head: String, by: String },
-    /// Withdraw a pending merge.
-    CancelMerge { pr: u64 },
-}
-
-/// What one command line does, decided before any of it is done.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Plan {
-    reply: String,
-    changes: Vec<RowChange>,
-    learnings: Vec<Learning>,
-    /// The commit message, when there are changes.
-    message: String,
-    ops: Vec<Op>,
-    /// Rerun the bot's checks on the head.
-    recheck: bool,
-}
-
-impl Plan {
-    fn reply(text: impl Into<String>) -> Plan {
-        Plan {
-            reply: text.into(),
-            ..Plan::default()
-        }
-    }
-}
-
 impl Engine {
-    /// The task a PR was claimed for (`Some("")`: explicitly unclaimed).
-    pub(super) async fn claimed(
-        &self,
-        repo: &RepoRef,
-        pr: u64,
-    ) -> Result<Option<String>, EngineError> {
-        Ok(
-            sqlx::query_scalar(self.q("SELECT task FROM claims WHERE repo = ? AND pr = ?"))
-                .bind(repo.to_string())
-                .bind(pr as i64)
-                .fetch_optional(&self.ledger.pool)
-                .await?,
-        )
-    }
-
     /// A user's permission, asked of the forge by numeric id and kept for a minute.
     async fn permission_of(&self, repo: &RepoRef, user: &User) -> Result<Permission, EngineError> {
         let key = (repo.to_string(), user.id);
@@ -98,15 +46,11 @@ impl Engine {
         let Some(mut trunk) = self.load(repo).await? else {
             return Ok(());
         };
+        let r = repo.to_string();
         let prefix = trunk.policy.commands.prefix.clone();
         // The body this process last acted on, for forges whose edit events do not carry the
         // old body (GitLab) and for redeliveries: only lines new since then run.
-        let seen: Option<String> =
-            sqlx::query_scalar(self.q("SELECT body FROM comments WHERE repo = ? AND id = ?"))
-                .bind(repo.to_string())
-                .bind(c.comment_id as i64)
-                .fetch_optional(&self.ledger.pool)
-                .await?;
+        let seen = self.ledger.seen_comment(&r, c.comment_id).await?;
         let previous = match c.action {
             CommentAction::Edited => c.previous_body.clone().or(seen),
             _ => seen,
@@ -134,7 +78,7 @@ impl Engine {
         let mut recheck = false;
         for (i, f) in found.iter().enumerate() {
             let key = format!("{}:{}:{i}", c.comment_id, &against[..16]);
-            let plan = match self.ledger.command_line(&repo.to_string(), &key).await? {
+            let plan = match self.ledger.command_line(&r, &key).await? {
                 Some((_, true)) => continue,
                 Some((json, false)) => serde_json::from_str::<Plan>(&json)
                     .map_err(|e| EngineError::Other(format!("a recorded command plan: {e}")))?,
@@ -147,13 +91,11 @@ impl Engine {
                         }
                     }
                     let plan = self
-                        .plan_one(repo, &trunk, pr.as_ref(), &user, f, &prefix)
+                        .plan_line(repo, &trunk, pr.as_ref(), &user, f, &prefix)
                         .await?;
                     let json = serde_json::to_string(&plan)
                         .map_err(|e| EngineError::Other(e.to_string()))?;
-                    self.ledger
-                        .plan_command_line(&repo.to_string(), &key, &json)
-                        .await?;
+                    self.ledger.plan_command_line(&r, &key, &json).await?;
                     plan
                 }
             };
@@ -167,24 +109,16 @@ impl Engine {
                     &format!("@{} {}", user.login, plan.reply),
                 )
                 .await?;
-            self.ledger
-                .command_line_done(&repo.to_string(), &key)
-                .await?;
+            self.ledger.command_line_done(&r, &key).await?;
         }
         // Only now is the body "seen": a crash before here runs the lines again, and the
         // ledger makes each one run once.
-        sqlx::query(self.q("INSERT INTO comments (repo, id, body) VALUES (?, ?, ?) ON CONFLICT (repo, id) DO UPDATE SET body = excluded.body"))
-            .bind(repo.to_string())
-            .bind(c.comment_id as i64)
-            .bind(&c.body)
-            .execute(&self.ledger.pool)
-            .await?;
+        self.ledger.see_comment(&r, c.comment_id, &c.body).await?;
         if let Some(pr) = &pr {
             drop(trunk);
             if recheck {
-                sqlx::query(self.q("DELETE FROM effects WHERE key = ?"))
-                    .bind(super::checks_key(repo, pr))
-                    .execute(&self.ledger.pool)
+                self.ledger
+                    .forget(&super::checks::checks_key(repo, pr))
                     .await?;
             }
             self.reconcile_locked(repo, &[pr.number], &[]).await?;
@@ -192,79 +126,9 @@ impl Engine {
         Ok(())
     }
 
-    /// Applies a plan; every step may be repeated: ledger rows are upserts, the table changes
-    /// commit nothing once they are there, learnings are not appended twice.
-    async fn apply_plan(&self, repo: &RepoRef, t: &Trunk, plan: &Plan) -> Result<(), EngineError> {
-        let r = repo.to_string();
-        for op in &plan.ops {
-            match op {
-                Op::Claim { pr, task } => {
-                    sqlx::query(self.q("INSERT INTO claims (repo, pr, task) VALUES (?, ?, ?) ON CONFLICT (repo, pr) DO UPDATE SET task = excluded.task"))
-                        .bind(&r)
-                        .bind(*pr as i64)
-                        .bind(task)
-                        .execute(&self.ledger.pool)
-                        .await?;
-                }
-                Op::Blocked { task, previous } => {
-                    sqlx::query(self.q("INSERT INTO blocked (repo, task, previous) VALUES (?, ?, ?) ON CONFLICT (repo, task) DO UPDATE SET previous = excluded.previous"))
-                        .bind(&r)
-                        .bind(task)
-                        .bind(previous)
-                        .execute(&self.ledger.pool)
-                        .await?;
-                }
-                Op::Merge { pr, head, by } => {
-                    sqlx::query(self.q("INSERT INTO merges (repo, pr, head, requested_by) VALUES (?, ?, ?, ?) ON CONFLICT (repo, pr) DO UPDATE SET head = excluded.head, requested_by = excluded.requested_by"))
-                        .bind(&r)
-                        .bind(*pr as i64)
-                        .bind(head)
-                        .bind(by)
-                        .execute(&self.ledger.pool)
-                        .await?;
-                }
-                Op::CancelMerge { pr } => self.clear_merge(repo, *pr).await?,
-            }
-        }
-        if !plan.changes.is_empty() || !plan.learnings.is_empty() {
-            let who = Identity {
-                name: t.policy.bot.name.clone(),
-                email: t.policy.bot.email.clone(),
-            };
-            tokio::task::block_in_place(|| {
-                t.mirror.update(
-                    &t.tasks_path,
-                    &plan.changes,
-                    &plan.learnings,
-                    &plan.message,
-                    &who,
-                    self.config.push_attempts,
-                )
-            })?;
-        }
-        Ok(())
-    }
-
-    /// Decides what one command line does, changing nothing. A forge that refuses a read is
+    /// Gathers what a command line's plan needs and plans it. A forge that refuses a read is
     /// the reply; one that fails is retried with the delivery.
-    async fn plan_one(
-        &self,
-        repo: &RepoRef,
-        t: &Trunk,
-        pr: Option<&PullRequest>,
-        user: &User,
-        f: &Found,
-        prefix: &str,
-    ) -> Result<Plan, EngineError> {
-        match self.plan_inner(repo, t, pr, user, f, prefix).await {
-            Err(EngineError::Forge(e)) if e.is_permanent() => {
-                Ok(Plan::reply(format!("could not do that: {e}")))
-            }
-            other => other,
-        }
-    }
-
-    async fn plan_inner(
+    async fn plan_line(
         &self,
         repo: &RepoRef,
         t: &Trunk,
@@ -277,332 +141,128 @@ impl Engine {
             Ok(c) => c,
             Err(p) => return Ok(Plan::reply(p.to_string())),
         };
-        if cmd.spec().write {
-            let p = self.permission_of(repo, user).await?;
-            if p < Permission::Write {
-                let has = format!("{p:?}").to_ascii_lowercase();
-                return Ok(Plan::reply(format!(
-                    "`{}` needs write access; @{} has {has}",
-                    cmd.spec().name,
-                    user.login
-                )));
+        match self.facts_and_plan(repo, t, pr, user, cmd, prefix).await {
+            Err(EngineError::Forge(e)) if e.is_permanent() => {
+                Ok(Plan::reply(format!("could not do that: {e}")))
             }
+            other => other,
         }
-        if *cmd == Command::Help {
-            return Ok(Plan::reply(format!("\n\n{}", commands::help(prefix))));
-        }
-        let Some(pr) = pr else {
-            return Ok(Plan::reply(
-                "commands other than `help` work on pull requests",
-            ));
-        };
-        let claimed = self.claimed(repo, pr.number).await?;
-        let linked: Option<&Task> = match &claimed {
-            Some(id) => t.tasks.iter().find(|x| &x.id == id),
-            None => super::link::task_for_pull(&t.tasks, pr),
-        };
-        let need_task =
-            || Plan::reply("this pull request is linked to no task; `claim ID` links it");
-        let now = self.now();
-        // Only the columns the table has; a person's command applies whatever the row says.
-        let row = |id: &str, cells: &[(&str, String)]| RowChange {
-            id: id.to_owned(),
-            cells: cells
-                .iter()
-                .filter(|(k, _)| t.has_column(k))
-                .map(|(k, v)| ((*k).to_owned(), v.clone()))
-                .collect(),
-            expect: Vec::new(),
-        };
-        let change = |reply: String, changes: Vec<RowChange>, message: String| Plan {
-            reply,
-            changes,
-            message,
-            ..Plan::default()
-        };
-        Ok(match cmd {
-            Command::Help => Plan::reply(format!("\n\n{}", commands::help(prefix))),
-            Command::Status => Plan::reply(self.status_reply(repo, t, pr, linked).await?),
-            Command::Claim(id) => {
-                let Some(task) = t.tasks.iter().find(|x| x.id.eq_ignore_ascii_case(id)) else {
-                    return Ok(Plan::reply(format!(
-                        "there is no task `{id}` in {}",
-                        t.tasks_path
-                    )));
-                };
-                if !matches!(task.status, Some(Status::NotStarted | Status::Blocked)) {
-                    let s = task.status.map_or("?", |s| s.as_str());
-                    return Ok(Plan::reply(format!(
-                        "{} is {s}; only not-started or blocked tasks can be claimed",
-                        task.id
-                    )));
-                }
-                let open: Vec<&str> = task
-                    .depends_on
-                    .iter()
-                    .filter(|d| !t.tasks.iter().any(|x| &x.id == *d && x.is_done()))
-                    .map(String::as_str)
-                    .collect();
-                if !open.is_empty() {
-                    return Ok(Plan::reply(format!(
-                        "{} depends on {}, not done yet",
-                        task.id,
-                        open.join(", ")
-                    )));
-                }
-                let mut cells = vec![
-                    ("status", Status::InProgress.as_str().to_owned()),
-                    ("notes", format!("PR #{}", pr.number)),
-                ];
-                if task.agent.is_empty() {
-                    cells.push(("agent", pr.author.login.clone()));
-                }
-                if task.started_at.is_none() {
-                    cells.push(("started_at", now.clone()));
-                }
-                cells.push(("branch", pr.head_ref.clone()));
-                let mut plan = change(
-                    format!("claimed {} for this pull request: in-progress", task.id),
-                    vec![row(&task.id, &cells)],
-                    format!(
-                        "chore(tasks): {} in-progress — claimed for PR #{} by @{}",
-                        task.id, pr.number, user.login
-                    ),
-                );
-                plan.ops.push(Op::Claim {
-                    pr: pr.number,
-                    task: task.id.clone(),
-                });
-                plan
-            }
-            Command::Unclaim => {
-                let Some(task) = linked else {
-                    return Ok(need_task());
-                };
-                let cells = [
-                    ("status", Status::NotStarted.as_str().to_owned()),
-                    (
-                        "notes",
-                        format!("unclaimed from PR #{} by @{}", pr.number, user.login),
-                    ),
-                ];
-                let mut plan = change(
-                    format!("unclaimed {}: not-started again", task.id),
-                    vec![row(&task.id, &cells)],
-                    format!(
-                        "chore(tasks): {} not-started — unclaimed from PR #{}",
-                        task.id, pr.number
-                    ),
-                );
-                plan.ops.push(Op::Claim {
-                    pr: pr.number,
-                    task: String::new(),
-                });
-                plan
-            }
-            Command::Block(reason) => {
-                let Some(task) = linked else {
-                    return Ok(need_task());
-                };
-                let cells = [
-                    ("status", Status::Blocked.as_str().to_owned()),
-                    ("notes", format!("blocked: {reason} (@{})", user.login)),
-                ];
-                let mut plan = change(
-                    format!("{} is blocked: {reason}", task.id),
-                    vec![row(&task.id, &cells)],
-                    format!("chore(tasks): {} blocked — {reason}", task.id),
-                );
-                if task.status != Some(Status::Blocked) {
-                    plan.ops.push(Op::Blocked {
-                        task: task.id.clone(),
-                        previous: task.status.map_or("not-started", |s| s.as_str()).to_owned(),
-                    });
-                }
-                plan
-            }
-            Command::Unblock => {
-                let Some(task) = linked else {
-                    return Ok(need_task());
-                };
-                if task.status != Some(Status::Blocked) {
-                    return Ok(Plan::reply(format!("{} is not blocked", task.id)));
-                }
-                let previous: Option<String> = sqlx::query_scalar(
-                    self.q("SELECT previous FROM blocked WHERE repo = ? AND task = ?"),
-                )
-                .bind(repo.to_string())
-                .bind(&task.id)
-                .fetch_optional(&self.ledger.pool)
-                .await?;
-                let back = previous.unwrap_or_else(|| Status::InProgress.as_str().to_owned());
-                let cells = [
-                    ("status", back.clone()),
-                    ("notes", format!("PR #{}", pr.number)),
-                ];
-                change(
-                    format!("{} is {back} again", task.id),
-                    vec![row(&task.id, &cells)],
-                    format!(
-                        "chore(tasks): {} {back} — unblocked by @{}",
-                        task.id, user.login
-                    ),
-                )
-            }
-            Command::Estimate(n) => {
-                let Some(task) = linked else {
-                    return Ok(need_task());
-                };
-                if !t.has_column("estimate") {
-                    return Ok(Plan::reply(format!(
-                        "{} has no `estimate` column; add one to record estimates",
-                        t.tasks_path
-                    )));
-                }
-                change(
-                    format!("{} estimate is {n}", task.id),
-                    vec![row(&task.id, &[("estimate", n.to_string())])],
-                    format!("chore(tasks): {} estimate {n}", task.id),
-                )
-            }
-            Command::Used(n) => {
-                let Some(task) = linked else {
-                    return Ok(need_task());
-                };
-                if !t.has_column("used") {
-                    return Ok(Plan::reply(format!(
-                        "{} has no `used` column; add one to record usage",
-                        t.tasks_path
-                    )));
-                }
-                let variance = task.estimate.and_then(|e| crate::tasks::ratio(e, *n));
-                let mut learnings = Vec::new();
-                let said = match (task.estimate, variance) {
-                    (Some(e), Some(v)) => {
-                        if let Some(entry) = decide::learning_entry(&task.id, e, *n, &now) {
-                            learnings.push(Learning {
-                                path: crate::policy::path_string(&t.policy.tasks.learnings),
-                                entry,
-                            });
-                        }
-                        format!(
-                            "{} used {n} against an estimate of {e}: {:+.0}%{}",
-                            task.id,
-                            v * 100.0,
-                            if v.abs() > 0.5 {
-                                " — recorded as a learning"
-                            } else {
-                                ""
-                            }
-                        )
-                    }
-                    _ => format!("{} used {n} (no estimate to compare with)", task.id),
-                };
-                let mut plan = change(
-                    said,
-                    vec![row(&task.id, &[("used", n.to_string())])],
-                    format!("chore(tasks): {} used {n}", task.id),
-                );
-                plan.learnings = learnings;
-                plan
-            }
-            Command::Merge => {
-                if pr.state != PrState::Open {
-                    return Ok(Plan::reply("this pull request is not open"));
-                }
-                if pr.base_ref != t.name() {
-                    return Ok(Plan::reply(format!(
-                        "this pull request targets `{}`; the bot merges only into `{}`",
-                        pr.base_ref,
-                        t.name()
-                    )));
-                }
-                let mut plan = Plan::reply(format!(
-                    "will squash-merge once CI on `{}` is green; a new push cancels this",
-                    short(&pr.head_sha)
-                ));
-                plan.ops.push(Op::Merge {
-                    pr: pr.number,
-                    head: pr.head_sha.clone(),
-                    by: user.login.clone(),
-                });
-                plan
-            }
-            Command::MergeCancel => {
-                let pending: Option<String> =
-                    sqlx::query_scalar(self.q("SELECT head FROM merges WHERE repo = ? AND pr = ?"))
-                        .bind(repo.to_string())
-                        .bind(pr.number as i64)
-                        .fetch_optional(&self.ledger.pool)
-                        .await?;
-                let mut plan = Plan::reply(if pending.is_some() {
-                    "the pending merge is withdrawn"
-                } else {
-                    "there was no pending merge"
-                });
-                plan.ops.push(Op::CancelMerge { pr: pr.number });
-                plan
-            }
-            Command::Recheck => {
-                let mut plan = Plan::reply(format!("rechecking `{}`", short(&pr.head_sha)));
-                plan.recheck = true;
-                plan
-            }
-        })
     }
 
-    async fn status_reply(
+    async fn facts_and_plan(
         &self,
         repo: &RepoRef,
         t: &Trunk,
-        pr: &PullRequest,
-        task: Option<&Task>,
-    ) -> Result<String, EngineError> {
-        let Some(task) = task else {
-            return Ok("this pull request is linked to no task; `claim ID` links it".into());
-        };
-        let bot = self.forge.me().await?;
-        let mut ci = t.policy.ci.clone();
-        ci.required = self.required_contexts(repo, &t.policy).await.contexts;
-        let head = decide::verdict(
-            &self.forge.ci_results(repo, &pr.head_sha).await?,
-            &ci,
-            &bot.login,
-        );
-        let status = task.status.map_or("?", |s| s.as_str());
-        let trunk = t.name();
-        let missing = match (pr.state, &head) {
-            _ if task.is_done() => "nothing".to_owned(),
-            (PrState::Open, decide::Verdict::Green(_)) => {
-                format!("a squash merge into `{trunk}`, then CI green on the merge commit")
-            }
-            (PrState::Open, _) => format!(
-                "CI green on the head, a squash merge into `{trunk}`, then CI green on the merge commit"
-            ),
-            (PrState::Merged, _) => "CI green on the merge commit".into(),
-            (PrState::Closed, _) => "a merged pull request".into(),
-        };
-        let plan = crate::tasks::plan(&t.tasks);
-        let ready = if plan.ready.is_empty() {
-            "none".to_owned()
+        pr: Option<&PullRequest>,
+        user: &User,
+        cmd: &Command,
+        prefix: &str,
+    ) -> Result<Plan, EngineError> {
+        let r = repo.to_string();
+        let permission = if cmd.spec().write {
+            Some(self.permission_of(repo, user).await?)
         } else {
-            plan.ready.join(", ")
+            None
         };
-        Ok(format!(
-            "{} is **{status}** (agent {}, notes: {})\n\n- CI on `{}`: {head}\n- missing before done: {missing}\n- may start now: {ready}\n- issues: write `Refs #N`; trunkwarden closes them once CI on the squash commit is green",
-            task.id,
-            if task.agent.is_empty() {
-                "-"
-            } else {
-                &task.agent
-            },
-            if task.notes.is_empty() {
-                "-"
-            } else {
-                &task.notes
-            },
-            short(&pr.head_sha),
-        ))
+        let linked = match pr {
+            Some(pr) => self.task_of(repo, t, pr).await?,
+            None => None,
+        };
+        let blocked_before = match (cmd, linked) {
+            (Command::Unblock, Some(task)) => self.ledger.blocked_before(&r, &task.id).await?,
+            _ => None,
+        };
+        let merge_pending = match (cmd, pr) {
+            (Command::MergeCancel, Some(pr)) => {
+                self.ledger.pending_merge(&r, pr.number).await?.is_some()
+            }
+            _ => false,
+        };
+        let head = match (cmd, pr, linked) {
+            (Command::Status, Some(pr), Some(_)) => {
+                let bot = self.forge.me().await?;
+                let mut ci = t.policy.ci.clone();
+                ci.required = self.required_contexts(repo, &t.policy).await.contexts;
+                let v = decide::verdict(
+                    &self.forge.ci_results(repo, &pr.head_sha).await?,
+                    &ci,
+                    &bot.login,
+                );
+                Some((v.to_string(), matches!(v, decide::CiVerdict::Green(_))))
+            }
+            _ => None,
+        };
+        let now = self.now();
+        let learnings = crate::policy::path_string(&t.policy.tasks.learnings);
+        let ctx = commands::Context {
+            pr,
+            user: &user.login,
+            permission,
+            linked,
+            tasks: &t.tasks,
+            tasks_path: &t.tasks_path,
+            columns: t.table.columns(),
+            learnings_path: &learnings,
+            trunk: t.name(),
+            prefix,
+            now: &now,
+            blocked_before: blocked_before.as_deref(),
+            merge_pending,
+            head_ci: head.as_ref().map(|(s, g)| (s.as_str(), *g)),
+        };
+        Ok(commands::plan(cmd, &ctx))
+    }
+
+    /// Applies a plan; every step may be repeated: ledger rows are upserts, the table changes
+    /// commit nothing once they are there, learnings are not appended twice.
+    async fn apply_plan(&self, repo: &RepoRef, t: &Trunk, plan: &Plan) -> Result<(), EngineError> {
+        let r = repo.to_string();
+        for op in &plan.ops {
+            match op {
+                Op::Claim { pr, task } => self.ledger.claim_pull(&r, *pr, task).await?,
+                Op::Blocked { task, previous } => {
+                    self.ledger.remember_blocked(&r, task, previous).await?
+                }
+                Op::Merge { pr, head, by } => self.ledger.request_merge(&r, *pr, head, by).await?,
+                Op::CancelMerge { pr } => self.clear_merge(repo, *pr).await?,
+            }
+        }
+        if plan.rows.is_empty() && plan.learning.is_none() {
+            return Ok(());
+        }
+        let changes: Vec<RowChange> = plan
+            .rows
+            .iter()
+            .map(|r| RowChange {
+                id: r.task.clone(),
+                cells: r.cells.clone(),
+                // A person's explicit command applies whatever the row says.
+                expect: Vec::new(),
+            })
+            .collect();
+        let learnings: Vec<Learning> = plan
+            .learning
+            .iter()
+            .map(|entry| Learning {
+                path: crate::policy::path_string(&t.policy.tasks.learnings),
+                entry: entry.clone(),
+            })
+            .collect();
+        let who = Identity {
+            name: t.policy.bot.name.clone(),
+            email: t.policy.bot.email.clone(),
+        };
+        tokio::task::block_in_place(|| {
+            t.mirror.update(
+                &t.tasks_path,
+                &changes,
+                &learnings,
+                &plan.message,
+                &who,
+                self.config.push_attempts,
+            )
+        })?;
+        Ok(())
     }
 
     /// Acts on a pending `merge` for an open pull request: cancelled by a new head, carried out
@@ -614,14 +274,13 @@ impl Engine {
         pr: &PullRequest,
         bot: &str,
     ) -> Result<(), EngineError> {
-        let row: Option<(String, String)> = sqlx::query_as(
-            self.q("SELECT head, requested_by FROM merges WHERE repo = ? AND pr = ?"),
-        )
-        .bind(repo.to_string())
-        .bind(pr.number as i64)
-        .fetch_optional(&self.ledger.pool)
-        .await?;
-        let Some((head, by)) = row else { return Ok(()) };
+        let Some((head, by)) = self
+            .ledger
+            .pending_merge(&repo.to_string(), pr.number)
+            .await?
+        else {
+            return Ok(());
+        };
         if pr.head_sha != head {
             self.clear_merge(repo, pr.number).await?;
             self.merge_say(
@@ -644,7 +303,7 @@ impl Engine {
             bot,
         );
         match verdict {
-            decide::Verdict::Green(_) => {
+            decide::CiVerdict::Green(_) => {
                 let title = format!("{} (#{})", pr.title, pr.number);
                 let message = squash_message(t, pr);
                 let result = self
@@ -658,7 +317,7 @@ impl Engine {
                 };
                 self.merge_say(repo, pr.number, &head, &by, said).await?;
             }
-            decide::Verdict::Red(ctx) => {
+            decide::CiVerdict::Red(ctx) => {
                 self.clear_merge(repo, pr.number).await?;
                 self.merge_say(
                     repo,
@@ -673,18 +332,13 @@ impl Engine {
                 )
                 .await?;
             }
-            decide::Verdict::Pending(_) => {}
+            decide::CiVerdict::Pending(_) => {}
         }
         Ok(())
     }
 
     async fn clear_merge(&self, repo: &RepoRef, pr: u64) -> Result<(), EngineError> {
-        sqlx::query(self.q("DELETE FROM merges WHERE repo = ? AND pr = ?"))
-            .bind(repo.to_string())
-            .bind(pr as i64)
-            .execute(&self.ledger.pool)
-            .await?;
-        Ok(())
+        Ok(self.ledger.clear_merge(&repo.to_string(), pr).await?)
     }
 
     async fn merge_say(

@@ -7,7 +7,7 @@ use crate::tasks::{IssueRef, Status, Task, Tokens};
 
 /// Whether a commit is green, as the repository defines it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub enum CiVerdict {
     /// Every counted context passed; the contexts are named for the evidence.
     Green(Vec<String>),
     /// Some counted context failed.
@@ -18,7 +18,7 @@ pub enum Verdict {
 
 /// The verdict over CI results: the required contexts when there are any, else every context
 /// reported; the bot's own statuses (its login, or a `trunkwarden/` context) never count.
-pub fn verdict(results: &[CiResult], policy: &CiPolicy, bot_login: &str) -> Verdict {
+pub fn verdict(results: &[CiResult], policy: &CiPolicy, bot_login: &str) -> CiVerdict {
     let counted: Vec<&CiResult> = results
         .iter()
         .filter(|r| {
@@ -53,22 +53,22 @@ pub fn verdict(results: &[CiResult], policy: &CiPolicy, bot_login: &str) -> Verd
         }
     }
     if !red.is_empty() {
-        Verdict::Red(red)
+        CiVerdict::Red(red)
     } else if !waiting.is_empty() {
-        Verdict::Pending(waiting)
+        CiVerdict::Pending(waiting)
     } else {
         green.sort();
-        Verdict::Green(green)
+        CiVerdict::Green(green)
     }
 }
 
-impl std::fmt::Display for Verdict {
+impl std::fmt::Display for CiVerdict {
     /// `green (a, b)`, `failing: a`, `pending: a` — as comments and replies say it.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Verdict::Green(c) => write!(f, "green ({})", c.join(", ")),
-            Verdict::Red(c) => write!(f, "failing: {}", c.join(", ")),
-            Verdict::Pending(c) => write!(f, "pending: {}", c.join(", ")),
+            CiVerdict::Green(c) => write!(f, "green ({})", c.join(", ")),
+            CiVerdict::Red(c) => write!(f, "failing: {}", c.join(", ")),
+            CiVerdict::Pending(c) => write!(f, "pending: {}", c.join(", ")),
         }
     }
 }
@@ -80,7 +80,7 @@ pub struct Landed {
     pub parents: usize,
     /// A later trunk commit that reverts it.
     pub reverted_by: Option<String>,
-    pub ci: Verdict,
+    pub ci: CiVerdict,
 }
 
 /// A linked issue as the forge has it.
@@ -145,7 +145,7 @@ pub struct Facts<'a> {
     /// The trunk's branch name.
     pub trunk: &'a str,
     /// CI on the pull request's head.
-    pub head: &'a Verdict,
+    pub head: &'a CiVerdict,
     /// The merge commit, when the pull request merged and the commit is on the trunk.
     pub landed: Option<&'a Landed>,
     /// The issues the task's completion closes.
@@ -173,26 +173,6 @@ fn issue_list(issues: &[u64]) -> String {
         .map(|i| format!("#{i}"))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// The learnings-file entry for a task that used `used` against `estimate`, when the variance
-/// is beyond ±50%; `None` within it.
-pub(crate) fn learning_entry(
-    id: &str,
-    estimate: Tokens,
-    used: Tokens,
-    now: &str,
-) -> Option<serde_json::Value> {
-    let variance = crate::tasks::ratio(estimate, used)?;
-    (variance.abs() > 0.5).then(|| {
-        serde_json::json!({
-            "task": id,
-            "estimate": estimate.0,
-            "actual": used.0,
-            "variance": (variance * 1000.0).round() / 1000.0,
-            "when": now,
-        })
-    })
 }
 
 /// The pull request a task's notes name first (`PR #7 …`): the one it tracks now.
@@ -252,14 +232,14 @@ pub fn decide(f: &Facts<'_>) -> Decision {
             }
             claim(&mut d, task, pr, now);
             let note = match head {
-                Verdict::Red(ctx) => format!(
+                CiVerdict::Red(ctx) => format!(
                     "PR #{n}: CI failing on {}: {}",
                     short(&pr.head_sha),
                     list(ctx)
                 ),
                 _ => format!("PR #{n}"),
             };
-            if let (Verdict::Red(ctx), Some(k)) = (head, f.gave_up) {
+            if let (CiVerdict::Red(ctx), Some(k)) = (head, f.gave_up) {
                 let note = format!(
                     "PR #{n}: CI failed on {k} pushes, last on {}: {}",
                     short(&pr.head_sha),
@@ -277,7 +257,7 @@ pub fn decide(f: &Facts<'_>) -> Decision {
                 return d;
             }
             if task.notes != note {
-                if let (Verdict::Red(ctx), None) = (head, &d.summary) {
+                if let (CiVerdict::Red(ctx), None) = (head, &d.summary) {
                     d.summary = Some(format!("{} — PR #{n} CI failing ({})", task.id, list(ctx)));
                 }
                 set(&mut d, "notes", note);
@@ -434,7 +414,7 @@ fn merged(f: &Facts<'_>, d: &mut Decision) {
         return;
     }
     match &l.ci {
-        Verdict::Green(ctx) => {
+        CiVerdict::Green(ctx) => {
             let all: Vec<u64> = f.issues.iter().map(|i| i.number).collect();
             for i in f.issues {
                 d.effects.push((
@@ -483,11 +463,11 @@ fn merged(f: &Facts<'_>, d: &mut Decision) {
                 set(d, "used", u.to_string());
             }
             d.learning = match (task.estimate, used) {
-                (Some(e), Some(u)) => learning_entry(&task.id, e, u, now),
+                (Some(e), Some(u)) => crate::tasks::learning_entry(&task.id, e, u, now),
                 _ => None,
             };
         }
-        Verdict::Pending(_) => {
+        CiVerdict::Pending(_) => {
             // The forge closed what its keywords named at merge time, before CI on the trunk:
             // open it again until green.
             reopen_early(d);
@@ -504,7 +484,7 @@ fn merged(f: &Facts<'_>, d: &mut Decision) {
                 format!("PR #{n} squash-merged as {s}; waiting for CI on the trunk"),
             );
         }
-        Verdict::Red(ctx) => {
+        CiVerdict::Red(ctx) => {
             let note = format!(
                 "PR #{n} squash-merged as {s}; CI on the trunk failed: {}{stays_open}",
                 list(ctx)
@@ -573,7 +553,7 @@ mod tests {
     fn decide(
         t: &Task,
         p: &PullRequest,
-        head: &Verdict,
+        head: &CiVerdict,
         landed: Option<&Landed>,
         issues: &[u64],
         now: &str,
@@ -584,7 +564,7 @@ mod tests {
     fn decide_with(
         t: &Task,
         p: &PullRequest,
-        head: &Verdict,
+        head: &CiVerdict,
         landed: Option<&Landed>,
         issues: &[u64],
         now: &str,
@@ -628,23 +608,23 @@ mod tests {
         let ok = ci("build", CiState::Success, "ci");
         assert_eq!(
             verdict(std::slice::from_ref(&ok), &p, "bot"),
-            Verdict::Green(vec!["build".into()])
+            CiVerdict::Green(vec!["build".into()])
         );
-        assert!(matches!(verdict(&[], &p, "bot"), Verdict::Pending(_)));
+        assert!(matches!(verdict(&[], &p, "bot"), CiVerdict::Pending(_)));
         // The bot's own statuses never make anything green or red.
         let own = ci("trunkwarden/policy", CiState::Failure, "bot");
         assert!(matches!(
             verdict(std::slice::from_ref(&own), &p, "bot"),
-            Verdict::Pending(_)
+            CiVerdict::Pending(_)
         ));
         assert_eq!(
             verdict(&[ok.clone(), own], &p, "bot"),
-            Verdict::Green(vec!["build".into()])
+            CiVerdict::Green(vec!["build".into()])
         );
         let bad = ci("lint", CiState::Failure, "ci");
         assert_eq!(
             verdict(&[ok.clone(), bad], &p, "bot"),
-            Verdict::Red(vec!["lint".into()])
+            CiVerdict::Red(vec!["lint".into()])
         );
         let req = CiPolicy {
             required: vec!["build".into(), "e2e".into()],
@@ -652,7 +632,7 @@ mod tests {
         };
         assert_eq!(
             verdict(std::slice::from_ref(&ok), &req, "bot"),
-            Verdict::Pending(vec!["e2e".into()])
+            CiVerdict::Pending(vec!["e2e".into()])
         );
         let strict = CiPolicy {
             neutral_passes: false,
@@ -660,7 +640,7 @@ mod tests {
         };
         assert!(matches!(
             verdict(&[ci("x", CiState::Neutral, "ci")], &strict, "bot"),
-            Verdict::Red(_)
+            CiVerdict::Red(_)
         ));
     }
 
@@ -669,7 +649,7 @@ mod tests {
         let d = decide(
             &task("not-started", ""),
             &pr(PrState::Open),
-            &Verdict::Pending(vec![]),
+            &CiVerdict::Pending(vec![]),
             None,
             &[5],
             NOW,
@@ -683,7 +663,7 @@ mod tests {
         let d = decide(
             &task("in-progress", "PR #7"),
             &pr(PrState::Open),
-            &Verdict::Red(vec!["build".into()]),
+            &CiVerdict::Red(vec!["build".into()]),
             None,
             &[5],
             NOW,
@@ -698,7 +678,7 @@ mod tests {
     #[test]
     fn done_only_after_green_on_the_merge_commit() {
         let t = task("in-progress", "PR #7");
-        let landed = |ci: Verdict| Landed {
+        let landed = |ci: CiVerdict| Landed {
             sha: "b".repeat(40),
             parents: 1,
             reverted_by: None,
@@ -707,8 +687,8 @@ mod tests {
         let pending = decide(
             &t,
             &pr(PrState::Merged),
-            &Verdict::Green(vec![]),
-            Some(&landed(Verdict::Pending(vec![]))),
+            &CiVerdict::Green(vec![]),
+            Some(&landed(CiVerdict::Pending(vec![]))),
             &[5],
             NOW,
         );
@@ -717,8 +697,8 @@ mod tests {
         let green = decide(
             &t,
             &pr(PrState::Merged),
-            &Verdict::Green(vec![]),
-            Some(&landed(Verdict::Green(vec!["build".into()]))),
+            &CiVerdict::Green(vec![]),
+            Some(&landed(CiVerdict::Green(vec!["build".into()]))),
             &[5],
             NOW,
         );
@@ -733,8 +713,8 @@ mod tests {
         let red = decide(
             &task("done", "x"),
             &pr(PrState::Merged),
-            &Verdict::Green(vec![]),
-            Some(&landed(Verdict::Red(vec!["e2e".into()]))),
+            &CiVerdict::Green(vec![]),
+            Some(&landed(CiVerdict::Red(vec!["e2e".into()]))),
             &[5],
             NOW,
         );
@@ -747,7 +727,7 @@ mod tests {
         );
         let t = task("done", "x");
         let p = pr(PrState::Merged);
-        let l = landed(Verdict::Red(vec!["e2e".into()]));
+        let l = landed(CiVerdict::Red(vec!["e2e".into()]));
         let red = with_issues(
             &t,
             &p,
@@ -776,7 +756,7 @@ mod tests {
             task: t,
             pr: p,
             trunk: "main",
-            head: &Verdict::Green(vec![]),
+            head: &CiVerdict::Green(vec![]),
             landed,
             issues,
             gave_up: None,
@@ -793,7 +773,7 @@ mod tests {
             sha: "b".repeat(40),
             parents: 1,
             reverted_by: None,
-            ci: Verdict::Pending(vec!["ci".into()]),
+            ci: CiVerdict::Pending(vec!["ci".into()]),
         };
         let issues = [
             IssueFact {
@@ -821,7 +801,7 @@ mod tests {
         assert_eq!(cell(&d, "status"), None);
         // Green: closed again by the bot — #5 and #6 are already closed, so only commented.
         let green = Landed {
-            ci: Verdict::Green(vec!["ci".into()]),
+            ci: CiVerdict::Green(vec!["ci".into()]),
             ..l
         };
         let d = with_issues(&t, &p, Some(&green), &issues);
@@ -882,13 +862,13 @@ mod tests {
             sha: "b".repeat(40),
             parents: 1,
             reverted_by: None,
-            ci: Verdict::Green(vec!["ci".into()]),
+            ci: CiVerdict::Green(vec!["ci".into()]),
         };
         let d = super::decide(&Facts {
             task: &t,
             pr: &p,
             trunk: "main",
-            head: &Verdict::Green(vec![]),
+            head: &CiVerdict::Green(vec![]),
             landed: Some(&l),
             issues: &[],
             gave_up: None,
@@ -910,12 +890,12 @@ mod tests {
             sha: "b".repeat(40),
             parents: 1,
             reverted_by: None,
-            ci: Verdict::Green(vec!["ci".into()]),
+            ci: CiVerdict::Green(vec!["ci".into()]),
         };
         let far = decide(
             &tasks[0],
             &pr(PrState::Merged),
-            &Verdict::Green(vec![]),
+            &CiVerdict::Green(vec![]),
             Some(&l),
             &[],
             NOW,
@@ -933,7 +913,7 @@ mod tests {
         let near = decide(
             &tasks[1],
             &pr(PrState::Merged),
-            &Verdict::Green(vec![]),
+            &CiVerdict::Green(vec![]),
             Some(&l),
             &[],
             NOW,
@@ -944,7 +924,7 @@ mod tests {
     #[test]
     fn repeated_failures_give_up_when_configured() {
         let t = task("in-progress", "PR #7");
-        let red = Verdict::Red(vec!["build".into()]);
+        let red = CiVerdict::Red(vec!["build".into()]);
         let d = decide_with(&t, &pr(PrState::Open), &red, None, &[5], NOW, None);
         assert_eq!(cell(&d, "status"), None);
         let d = decide_with(&t, &pr(PrState::Open), &red, None, &[5], NOW, Some(3));
@@ -962,12 +942,12 @@ mod tests {
             sha: "c".repeat(40),
             parents: 2,
             reverted_by: None,
-            ci: Verdict::Green(vec![]),
+            ci: CiVerdict::Green(vec![]),
         };
         let d = decide(
             &t,
             &pr(PrState::Merged),
-            &Verdict::Green(vec![]),
+            &CiVerdict::Green(vec![]),
             Some(&l),
             &[5],
             NOW,
@@ -977,7 +957,7 @@ mod tests {
         let d = decide(
             &t,
             &pr(PrState::Closed),
-            &Verdict::Green(vec![]),
+            &CiVerdict::Green(vec![]),
             None,
             &[5],
             NOW,
@@ -986,7 +966,7 @@ mod tests {
         let d = decide(
             &task("done", "x"),
             &pr(PrState::Closed),
-            &Verdict::Green(vec![]),
+            &CiVerdict::Green(vec![]),
             None,
             &[5],
             NOW,

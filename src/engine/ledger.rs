@@ -1,18 +1,29 @@
-//! The engine's own records: effects done once, claims on effects in flight (so two replicas
-//! never perform one), failures backed off, and comment command lines planned before they are
-//! applied (so a crash repeats or completes a command, never drops it).
+//! The engine's own records, behind named operations: effects done once, claims on effects in
+//! flight (so two replicas never perform one), failures backed off, pull requests claimed for
+//! tasks, pending merges, blocked tasks, comments seen, command lines planned, red heads, and
+//! the repositories the resync covers. No SQL lives anywhere else in the engine.
 //!
-//! An effect's key is claimed in the shared database *before* the forge is called; the claim
-//! is released as done, as failed (with the time of the next attempt), or — after a crash —
-//! taken over by another process once it is stale: at once on SQLite, whose file belongs to
-//! one process, and after [`LEASE_MS`] on PostgreSQL, where the claimer may still be running.
+//! One schema for SQLite (a file per forge, the default) and PostgreSQL (shared by replicas and
+//! forges): every table is keyed by the forge first. Placeholders are written `?` and numbered
+//! `$1, $2, …` for both databases.
+//!
+//! An effect's key is claimed *before* the forge is called; the claim is released as done, as
+//! refused (with the time of the next attempt), or — after a crash — taken over by another
+//! process once it is stale: at once on SQLite, whose file belongs to one process, and after
+//! [`LEASE_MS`] on PostgreSQL, where the claimer may still be running (a forge request times
+//! out long before).
 
+use std::path::Path;
 use std::sync::Arc;
+
+use sqlx::ConnectOptions as _;
+use sqlx::sqlite::SqliteConnectOptions;
 
 /// Milliseconds a claim by another live replica is respected before it counts as abandoned.
 pub const LEASE_MS: i64 = 5 * 60 * 1000;
 
-/// First wait after an effect the forge refused (403, 404, 422 …); doubles up to [`BACKOFF_MAX_MS`].
+/// First wait after an effect the forge refused (403, 404, 422 …); doubles up to
+/// [`BACKOFF_MAX_MS`].
 pub const BACKOFF_MS: i64 = 60 * 1000;
 /// The longest wait between attempts of a refused effect.
 pub const BACKOFF_MAX_MS: i64 = 6 * 60 * 60 * 1000;
@@ -54,43 +65,173 @@ pub enum Claim {
     Deferred { retry_at: i64, error: String },
 }
 
-/// The effects tables and the command lines, behind named operations.
+/// The ledger's tables; `forge` leads every key.
+const SCHEMA: [&str; 10] = [
+    "CREATE TABLE IF NOT EXISTS engine_effects (forge TEXT NOT NULL, key TEXT NOT NULL, done_at TEXT NOT NULL, PRIMARY KEY (forge, key))",
+    "CREATE TABLE IF NOT EXISTS engine_effect_claims (forge TEXT NOT NULL, key TEXT NOT NULL, owner TEXT NOT NULL, claimed_at BIGINT NOT NULL, attempts BIGINT NOT NULL, retry_at BIGINT NOT NULL, last_error TEXT, PRIMARY KEY (forge, key))",
+    "CREATE TABLE IF NOT EXISTS engine_claims (forge TEXT NOT NULL, repo TEXT NOT NULL, pr BIGINT NOT NULL, task TEXT NOT NULL, PRIMARY KEY (forge, repo, pr))",
+    "CREATE TABLE IF NOT EXISTS engine_merges (forge TEXT NOT NULL, repo TEXT NOT NULL, pr BIGINT NOT NULL, head TEXT NOT NULL, requested_by TEXT NOT NULL, PRIMARY KEY (forge, repo, pr))",
+    "CREATE TABLE IF NOT EXISTS engine_blocked (forge TEXT NOT NULL, repo TEXT NOT NULL, task TEXT NOT NULL, previous TEXT NOT NULL, PRIMARY KEY (forge, repo, task))",
+    "CREATE TABLE IF NOT EXISTS engine_comments (forge TEXT NOT NULL, repo TEXT NOT NULL, id BIGINT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (forge, repo, id))",
+    "CREATE TABLE IF NOT EXISTS engine_command_lines (forge TEXT NOT NULL, repo TEXT NOT NULL, key TEXT NOT NULL, plan TEXT NOT NULL, done BIGINT NOT NULL, PRIMARY KEY (forge, repo, key))",
+    "CREATE TABLE IF NOT EXISTS engine_red_heads (forge TEXT NOT NULL, repo TEXT NOT NULL, pr BIGINT NOT NULL, sha TEXT NOT NULL, PRIMARY KEY (forge, repo, pr, sha))",
+    "CREATE TABLE IF NOT EXISTS engine_pending_since (forge TEXT NOT NULL, repo TEXT NOT NULL, sha TEXT NOT NULL, since BIGINT NOT NULL, PRIMARY KEY (forge, repo, sha))",
+    "CREATE TABLE IF NOT EXISTS engine_repos (forge TEXT NOT NULL, name TEXT NOT NULL, PRIMARY KEY (forge, name))",
+];
+
+/// Tables of ledgers written before the forge was a column (a table per forge on PostgreSQL,
+/// `engine_<forge>_<name>`; unprefixed in each forge's SQLite file), each with the columns its
+/// rows move over with. `checked` is gone: the bot's checks are effects now.
+const UPGRADES: [(&str, &str); 10] = [
+    ("effects", "key, done_at"),
+    (
+        "effect_claims",
+        "key, owner, claimed_at, attempts, retry_at, last_error",
+    ),
+    ("claims", "repo, pr, task"),
+    ("merges", "repo, pr, head, requested_by"),
+    ("blocked", "repo, task, previous"),
+    ("comments", "repo, id, body"),
+    ("command_lines", "repo, key, plan, done"),
+    ("red_heads", "repo, pr, sha"),
+    ("pending_since", "repo, sha, since"),
+    ("repos", "name"),
+];
+
+/// The effects tables and the rest of the engine's records, behind named operations.
 pub struct Ledger {
-    pub(super) pool: sqlx::AnyPool,
-    prefix: String,
+    pool: sqlx::AnyPool,
+    /// The forge every row of this ledger is about.
+    forge: String,
     /// Who this process is in claims: fresh at every start.
     owner: String,
     /// Whether other processes share the database (PostgreSQL).
     shared: bool,
-    pub(super) clock: Arc<dyn Clock>,
+    clock: Arc<dyn Clock>,
+}
+
+/// A statement as either database takes it.
+fn q(sql: &str) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(crate::queue::numbered(sql))
 }
 
 impl Ledger {
-    /// Wraps an opened pool whose tables carry `prefix`.
-    pub(super) fn new(
-        pool: sqlx::AnyPool,
-        prefix: String,
-        shared: bool,
+    /// Opens the ledger of `forge`: in PostgreSQL at `db`, else in `data_dir/engine.db`;
+    /// creates its tables and moves an older ledger's rows over once.
+    pub async fn open(
+        forge: &str,
+        db: Option<&str>,
+        data_dir: &Path,
         clock: Arc<dyn Clock>,
-    ) -> Ledger {
-        Ledger {
+    ) -> Result<Ledger, sqlx::Error> {
+        sqlx::any::install_default_drivers();
+        let pool = match db {
+            Some(url) => {
+                sqlx::any::AnyPoolOptions::new()
+                    .max_connections(4)
+                    .connect(url)
+                    .await?
+            }
+            None => {
+                let opts = SqliteConnectOptions::new()
+                    .filename(data_dir.join("engine.db"))
+                    .create_if_missing(true)
+                    .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal);
+                sqlx::any::AnyPoolOptions::new()
+                    .max_connections(2)
+                    // The file and WAL mode come first, on a connection of its own: an Any pool
+                    // of SQLite connections is configured by URL only.
+                    .connect_with(sqlx::any::AnyConnectOptions::from_url(&{
+                        use sqlx::Connection as _;
+                        let c = sqlx::SqliteConnection::connect_with(&opts).await?;
+                        c.close().await?;
+                        opts.to_url_lossy()
+                    })?)
+                    .await?
+            }
+        };
+        let ledger = Ledger {
             pool,
-            prefix,
+            forge: forge.to_owned(),
             owner: uuid::Uuid::new_v4().to_string(),
-            shared,
+            shared: db.is_some(),
             clock,
-        }
+        };
+        ledger.schema().await?;
+        Ok(ledger)
     }
 
-    /// A statement with this ledger's table prefix and numbered placeholders.
-    pub(super) fn q(&self, sql: &str) -> sqlx::AssertSqlSafe<String> {
-        sqlx::AssertSqlSafe(super::ledger_sql(sql, &self.prefix))
+    /// Creates the tables and moves rows of the older layout over, in one transaction (on
+    /// PostgreSQL under a lock, so replicas starting together do it once).
+    async fn schema(&self) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        if self.shared {
+            sqlx::query(
+                "SELECT pg_advisory_xact_lock(hashtext(current_schema() || ':trunkwarden:engine'))",
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
+        for ddl in SCHEMA {
+            sqlx::query(ddl).execute(&mut *tx).await?;
+        }
+        let safe = self
+            .forge
+            .replace(|c: char| !c.is_ascii_alphanumeric(), "_");
+        for (name, columns) in UPGRADES {
+            let old = if self.shared {
+                format!("engine_{safe}_{name}")
+            } else {
+                name.to_owned()
+            };
+            let exists: i64 = if self.shared {
+                sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = $1",
+                )
+                .bind(&old)
+                .fetch_one(&mut *tx)
+                .await?
+            } else {
+                sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = $1",
+                )
+                .bind(&old)
+                .fetch_one(&mut *tx)
+                .await?
+            };
+            if exists == 0 {
+                continue;
+            }
+            let copy = format!(
+                "INSERT INTO engine_{name} (forge, {columns}) SELECT CAST($1 AS TEXT), {columns} FROM {old} WHERE true ON CONFLICT DO NOTHING"
+            );
+            sqlx::query(sqlx::AssertSqlSafe(copy))
+                .bind(&self.forge)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {old}")))
+                .execute(&mut *tx)
+                .await?;
+        }
+        let old_checked = if self.shared {
+            format!("engine_{safe}_checked")
+        } else {
+            "checked".to_owned()
+        };
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP TABLE IF EXISTS {old_checked}"
+        )))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await
     }
 
     /// Now, by the engine's clock.
     pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()
     }
+
+    // Effects, once each.
 
     /// Claims an effect's key before it is performed.
     pub async fn claim(&self, key: &str) -> Result<Claim, sqlx::Error> {
@@ -99,9 +240,10 @@ impl Ledger {
                 return Ok(Claim::Done);
             }
             let now = self.now_ms();
-            let inserted = sqlx::query(self.q(
-                "INSERT INTO effect_claims (key, owner, claimed_at, attempts, retry_at) VALUES (?, ?, ?, 0, 0) ON CONFLICT DO NOTHING",
+            let inserted = sqlx::query(q(
+                "INSERT INTO engine_effect_claims (forge, key, owner, claimed_at, attempts, retry_at) VALUES (?, ?, ?, ?, 0, 0) ON CONFLICT DO NOTHING",
             ))
+            .bind(&self.forge)
             .bind(key)
             .bind(&self.owner)
             .bind(now)
@@ -111,9 +253,10 @@ impl Ledger {
             if inserted == 1 {
                 return Ok(Claim::Mine);
             }
-            let row: Option<(String, i64, i64, Option<String>)> = sqlx::query_as(self.q(
-                "SELECT owner, claimed_at, retry_at, last_error FROM effect_claims WHERE key = ?",
+            let row: Option<(String, i64, i64, Option<String>)> = sqlx::query_as(q(
+                "SELECT owner, claimed_at, retry_at, last_error FROM engine_effect_claims WHERE forge = ? AND key = ?",
             ))
+            .bind(&self.forge)
             .bind(key)
             .fetch_optional(&self.pool)
             .await?;
@@ -132,11 +275,12 @@ impl Ledger {
             if live {
                 return Ok(Claim::Busy);
             }
-            let taken = sqlx::query(self.q(
-                "UPDATE effect_claims SET owner = ?, claimed_at = ? WHERE key = ? AND owner = ? AND claimed_at = ?",
+            let taken = sqlx::query(q(
+                "UPDATE engine_effect_claims SET owner = ?, claimed_at = ? WHERE forge = ? AND key = ? AND owner = ? AND claimed_at = ?",
             ))
             .bind(&self.owner)
             .bind(now)
+            .bind(&self.forge)
             .bind(key)
             .bind(&owner)
             .bind(claimed_at)
@@ -150,39 +294,46 @@ impl Ledger {
 
     /// Records a claimed effect as performed.
     pub async fn done(&self, key: &str) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            self.q("INSERT INTO effects (key, done_at) VALUES (?, ?) ON CONFLICT DO NOTHING"),
-        )
+        sqlx::query(q(
+            "INSERT INTO engine_effects (forge, key, done_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+        ))
+        .bind(&self.forge)
         .bind(key)
         .bind(rfc3339(self.now_ms()))
         .execute(&self.pool)
         .await?;
-        sqlx::query(self.q("DELETE FROM effect_claims WHERE key = ?"))
-            .bind(key)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(q(
+            "DELETE FROM engine_effect_claims WHERE forge = ? AND key = ?",
+        ))
+        .bind(&self.forge)
+        .bind(key)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
     /// Records that the forge refused a claimed effect; returns when it may be tried again.
     pub async fn refused(&self, key: &str, error: &str) -> Result<i64, sqlx::Error> {
-        let attempts: i64 =
-            sqlx::query_scalar(self.q("SELECT attempts FROM effect_claims WHERE key = ?"))
-                .bind(key)
-                .fetch_optional(&self.pool)
-                .await?
-                .unwrap_or(0)
-                + 1;
+        let attempts: i64 = sqlx::query_scalar(q(
+            "SELECT attempts FROM engine_effect_claims WHERE forge = ? AND key = ?",
+        ))
+        .bind(&self.forge)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?
+        .unwrap_or(0)
+            + 1;
         let wait = BACKOFF_MS
             .saturating_mul(1i64 << (attempts - 1).clamp(0, 20))
             .min(BACKOFF_MAX_MS);
         let retry_at = self.now_ms() + wait;
-        sqlx::query(self.q(
-            "UPDATE effect_claims SET attempts = ?, retry_at = ?, last_error = ?, claimed_at = 0 WHERE key = ?",
+        sqlx::query(q(
+            "UPDATE engine_effect_claims SET attempts = ?, retry_at = ?, last_error = ?, claimed_at = 0 WHERE forge = ? AND key = ?",
         ))
         .bind(attempts)
         .bind(retry_at)
         .bind(error)
+        .bind(&self.forge)
         .bind(key)
         .execute(&self.pool)
         .await?;
@@ -192,22 +343,37 @@ impl Ledger {
     /// Gives a claimed effect back after a passing failure (a timeout, a 5xx): anyone may try
     /// it again at once.
     pub async fn release(&self, key: &str) -> Result<(), sqlx::Error> {
-        sqlx::query(self.q("UPDATE effect_claims SET claimed_at = 0 WHERE key = ? AND owner = ?"))
-            .bind(key)
-            .bind(&self.owner)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(q(
+            "UPDATE engine_effect_claims SET claimed_at = 0 WHERE forge = ? AND key = ? AND owner = ?",
+        ))
+        .bind(&self.forge)
+        .bind(key)
+        .bind(&self.owner)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
     /// Whether an effect was performed.
     pub async fn is_done(&self, key: &str) -> Result<bool, sqlx::Error> {
-        let seen: Option<String> =
-            sqlx::query_scalar(self.q("SELECT key FROM effects WHERE key = ?"))
-                .bind(key)
-                .fetch_optional(&self.pool)
-                .await?;
+        let seen: Option<String> = sqlx::query_scalar(q(
+            "SELECT key FROM engine_effects WHERE forge = ? AND key = ?",
+        ))
+        .bind(&self.forge)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(seen.is_some())
+    }
+
+    /// Forgets that an effect was performed, so it happens again (a `recheck`).
+    pub async fn forget(&self, key: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(q("DELETE FROM engine_effects WHERE forge = ? AND key = ?"))
+            .bind(&self.forge)
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// How many rounds of an effect were performed: `key` itself and `key:N`.
@@ -219,14 +385,171 @@ impl Ledger {
                 c => vec![c],
             })
             .collect();
-        let n: i64 = sqlx::query_scalar(
-            self.q("SELECT COUNT(*) FROM effects WHERE key = ? OR key LIKE ? ESCAPE '\\'"),
-        )
+        let n: i64 = sqlx::query_scalar(q(
+            "SELECT COUNT(*) FROM engine_effects WHERE forge = ? AND (key = ? OR key LIKE ? ESCAPE '\\')",
+        ))
+        .bind(&self.forge)
         .bind(key)
         .bind(format!("{escaped}:%"))
         .fetch_one(&self.pool)
         .await?;
         Ok(n.clamp(0, i64::from(u32::MAX)) as u32)
+    }
+
+    /// How many effects on issues and pull requests were performed (the bot's own commit
+    /// statuses not counted).
+    pub async fn effects_done(&self) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar(q(
+            "SELECT COUNT(*) FROM engine_effects WHERE forge = ? AND key NOT LIKE '%:checks:%'",
+        ))
+        .bind(&self.forge)
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    // Pull requests claimed for tasks.
+
+    /// The task a pull request was claimed for (`Some("")`: explicitly unclaimed).
+    pub async fn claimed(&self, repo: &str, pr: u64) -> Result<Option<String>, sqlx::Error> {
+        sqlx::query_scalar(q(
+            "SELECT task FROM engine_claims WHERE forge = ? AND repo = ? AND pr = ?",
+        ))
+        .bind(&self.forge)
+        .bind(repo)
+        .bind(pr as i64)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    /// Links a pull request to a task (an empty task unlinks it for good).
+    pub async fn claim_pull(&self, repo: &str, pr: u64, task: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(q(
+            "INSERT INTO engine_claims (forge, repo, pr, task) VALUES (?, ?, ?, ?) ON CONFLICT (forge, repo, pr) DO UPDATE SET task = excluded.task",
+        ))
+        .bind(&self.forge)
+        .bind(repo)
+        .bind(pr as i64)
+        .bind(task)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    // Pending merges.
+
+    /// A merge asked for: the head it is for and who asked.
+    pub async fn pending_merge(
+        &self,
+        repo: &str,
+        pr: u64,
+    ) -> Result<Option<(String, String)>, sqlx::Error> {
+        sqlx::query_as(q(
+            "SELECT head, requested_by FROM engine_merges WHERE forge = ? AND repo = ? AND pr = ?",
+        ))
+        .bind(&self.forge)
+        .bind(repo)
+        .bind(pr as i64)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    /// Asks for a merge once `head` is green.
+    pub async fn request_merge(
+        &self,
+        repo: &str,
+        pr: u64,
+        head: &str,
+        by: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(q(
+            "INSERT INTO engine_merges (forge, repo, pr, head, requested_by) VALUES (?, ?, ?, ?, ?) ON CONFLICT (forge, repo, pr) DO UPDATE SET head = excluded.head, requested_by = excluded.requested_by",
+        ))
+        .bind(&self.forge)
+        .bind(repo)
+        .bind(pr as i64)
+        .bind(head)
+        .bind(by)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Withdraws a pending merge.
+    pub async fn clear_merge(&self, repo: &str, pr: u64) -> Result<(), sqlx::Error> {
+        sqlx::query(q(
+            "DELETE FROM engine_merges WHERE forge = ? AND repo = ? AND pr = ?",
+        ))
+        .bind(&self.forge)
+        .bind(repo)
+        .bind(pr as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    // Blocked tasks.
+
+    /// The status a blocked task had before it was blocked.
+    pub async fn blocked_before(
+        &self,
+        repo: &str,
+        task: &str,
+    ) -> Result<Option<String>, sqlx::Error> {
+        sqlx::query_scalar(q(
+            "SELECT previous FROM engine_blocked WHERE forge = ? AND repo = ? AND task = ?",
+        ))
+        .bind(&self.forge)
+        .bind(repo)
+        .bind(task)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    /// Remembers the status a task had before it is blocked.
+    pub async fn remember_blocked(
+        &self,
+        repo: &str,
+        task: &str,
+        previous: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(q(
+            "INSERT INTO engine_blocked (forge, repo, task, previous) VALUES (?, ?, ?, ?) ON CONFLICT (forge, repo, task) DO UPDATE SET previous = excluded.previous",
+        ))
+        .bind(&self.forge)
+        .bind(repo)
+        .bind(task)
+        .bind(previous)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    // Comments and their command lines.
+
+    /// The body of a comment as the bot last acted on it.
+    pub async fn seen_comment(&self, repo: &str, id: u64) -> Result<Option<String>, sqlx::Error> {
+        sqlx::query_scalar(q(
+            "SELECT body FROM engine_comments WHERE forge = ? AND repo = ? AND id = ?",
+        ))
+        .bind(&self.forge)
+        .bind(repo)
+        .bind(id as i64)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    /// Records a comment's body as acted on.
+    pub async fn see_comment(&self, repo: &str, id: u64, body: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(q(
+            "INSERT INTO engine_comments (forge, repo, id, body) VALUES (?, ?, ?, ?) ON CONFLICT (forge, repo, id) DO UPDATE SET body = excluded.body",
+        ))
+        .bind(&self.forge)
+        .bind(repo)
+        .bind(id as i64)
+        .bind(body)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// A command line's plan, if it was made: `(plan, done)`.
@@ -235,9 +558,10 @@ impl Ledger {
         repo: &str,
         key: &str,
     ) -> Result<Option<(String, bool)>, sqlx::Error> {
-        let row: Option<(String, i64)> = sqlx::query_as(
-            self.q("SELECT plan, done FROM command_lines WHERE repo = ? AND key = ?"),
-        )
+        let row: Option<(String, i64)> = sqlx::query_as(q(
+            "SELECT plan, done FROM engine_command_lines WHERE forge = ? AND repo = ? AND key = ?",
+        ))
+        .bind(&self.forge)
         .bind(repo)
         .bind(key)
         .fetch_optional(&self.pool)
@@ -252,9 +576,10 @@ impl Ledger {
         key: &str,
         plan: &str,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query(self.q(
-            "INSERT INTO command_lines (repo, key, plan, done) VALUES (?, ?, ?, 0) ON CONFLICT DO NOTHING",
+        sqlx::query(q(
+            "INSERT INTO engine_command_lines (forge, repo, key, plan, done) VALUES (?, ?, ?, ?, 0) ON CONFLICT DO NOTHING",
         ))
+        .bind(&self.forge)
         .bind(repo)
         .bind(key)
         .bind(plan)
@@ -265,17 +590,79 @@ impl Ledger {
 
     /// Marks a command line applied and answered.
     pub async fn command_line_done(&self, repo: &str, key: &str) -> Result<(), sqlx::Error> {
-        sqlx::query(self.q("UPDATE command_lines SET done = 1 WHERE repo = ? AND key = ?"))
-            .bind(repo)
-            .bind(key)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(q(
+            "UPDATE engine_command_lines SET done = 1 WHERE forge = ? AND repo = ? AND key = ?",
+        ))
+        .bind(&self.forge)
+        .bind(repo)
+        .bind(key)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
-    /// The repositories the periodic resync covers (every replica's, as the database has them).
+    // CI history.
+
+    /// Records that CI failed on a head of a pull request; returns on how many heads it did.
+    pub async fn red_head(&self, repo: &str, pr: u64, sha: &str) -> Result<i64, sqlx::Error> {
+        sqlx::query(q(
+            "INSERT INTO engine_red_heads (forge, repo, pr, sha) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        ))
+        .bind(&self.forge)
+        .bind(repo)
+        .bind(pr as i64)
+        .bind(sha)
+        .execute(&self.pool)
+        .await?;
+        sqlx::query_scalar(q(
+            "SELECT COUNT(*) FROM engine_red_heads WHERE forge = ? AND repo = ? AND pr = ?",
+        ))
+        .bind(&self.forge)
+        .bind(repo)
+        .bind(pr as i64)
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    /// Since when (Unix ms) a commit's CI has been awaited: the first time this was asked.
+    pub async fn pending_since(&self, repo: &str, sha: &str) -> Result<i64, sqlx::Error> {
+        sqlx::query(q(
+            "INSERT INTO engine_pending_since (forge, repo, sha, since) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        ))
+        .bind(&self.forge)
+        .bind(repo)
+        .bind(sha)
+        .bind(self.now_ms())
+        .execute(&self.pool)
+        .await?;
+        sqlx::query_scalar(q(
+            "SELECT since FROM engine_pending_since WHERE forge = ? AND repo = ? AND sha = ?",
+        ))
+        .bind(&self.forge)
+        .bind(repo)
+        .bind(sha)
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    // Repositories.
+
+    /// Remembers a repository for the resync, across restarts and for every replica.
+    pub async fn remember_repo(&self, name: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(q(
+            "INSERT INTO engine_repos (forge, name) VALUES (?, ?) ON CONFLICT DO NOTHING",
+        ))
+        .bind(&self.forge)
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The repositories the resync covers.
     pub async fn repos(&self) -> Result<Vec<String>, sqlx::Error> {
-        sqlx::query_scalar(self.q("SELECT name FROM repos"))
+        sqlx::query_scalar(q("SELECT name FROM engine_repos WHERE forge = ?"))
+            .bind(&self.forge)
             .fetch_all(&self.pool)
             .await
     }

@@ -14,4 +14,4 @@ pub use model::{
 };
 pub use plan::{Blocker, Plan, Waiting, plan};
 pub use table::{TableError, TaskTable};
-pub use variance::{Level, Variance, level, ratio, variances};
+pub use variance::{Level, Variance, learning_entry, level, ratio, variances};

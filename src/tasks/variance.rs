@@ -62,6 +62,26 @@ pub fn variances(tasks: &[Task]) -> Vec<Variance> {
         .collect()
 }
 
+/// The learnings-file entry for a task that used `used` against `estimate`, when the variance
+/// is beyond ±50%; `None` within it.
+pub fn learning_entry(
+    id: &str,
+    estimate: Tokens,
+    used: Tokens,
+    now: &str,
+) -> Option<serde_json::Value> {
+    let variance = ratio(estimate, used)?;
+    (variance.abs() > 0.5).then(|| {
+        serde_json::json!({
+            "task": id,
+            "estimate": estimate.0,
+            "actual": used.0,
+            "variance": (variance * 1000.0).round() / 1000.0,
+            "when": now,
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,3 +97,4 @@ mod tests {
         assert_eq!(level(-1.5), Level::Critical);
     }
 }
+

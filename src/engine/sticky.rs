@@ -1,0 +1,110 @@
+//! The sticky comment on a task's pull request: where the task stands, what CI says on the
+//! head and the squash commit, what green waits for, what is missing before done.
+
+use std::collections::BTreeSet;
+
+use super::decide::{self, CiVerdict, Landed};
+use super::facts::Required;
+use crate::forge::{PrState, PullRequest};
+use crate::tasks::{Status, Task};
+
+/// What the sticky comment on a task's pull request shows.
+pub(super) struct Sticky<'a> {
+    pub task: &'a Task,
+    /// The cells this reconcile set.
+    pub cells: &'a [(String, String)],
+    pub pr: &'a PullRequest,
+    pub head: &'a CiVerdict,
+    pub landed: Option<&'a Landed>,
+    pub tasks: &'a [Task],
+    pub done_now: &'a [String],
+    pub required: &'a Required,
+    /// Effects the forge refused (or another replica holds), with why.
+    pub blocked: &'a [String],
+    pub trunk: &'a str,
+}
+
+/// The sticky comment on a task's pull request.
+pub(super) fn sticky(s: &Sticky<'_>) -> String {
+    let get = |k: &str, old: String| {
+        s.cells
+            .iter()
+            .find(|(c, _)| c == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or(old)
+    };
+    let task = s.task;
+    let status = get(
+        "status",
+        task.status.map_or("?".into(), |s| s.as_str().to_owned()),
+    );
+    let notes = get("notes", task.notes.clone());
+    let mut out = format!(
+        "**trunkwarden** · task `{}` is **{status}**\n\n> {notes}\n\n",
+        task.id
+    );
+    out.push_str(&format!(
+        "- CI on the head `{}`: {}\n",
+        decide::short(&s.pr.head_sha),
+        s.head
+    ));
+    if let Some(l) = s.landed {
+        out.push_str(&format!(
+            "- CI on the merge commit `{}`: {}\n",
+            decide::short(&l.sha),
+            l.ci
+        ));
+    }
+    let waits = if s.required.contexts.is_empty() {
+        String::new()
+    } else {
+        format!("{}, from ", s.required.contexts.join(", "))
+    };
+    out.push_str(&format!("- Green means: {waits}{}\n", s.required.source));
+    let missing = match (s.pr.state, s.landed.map(|l| &l.ci)) {
+        _ if status == Status::Done.as_str() => None,
+        (PrState::Open, _) => Some(format!(
+            "squash-merge into `{}`, then CI green on the merge commit",
+            s.trunk
+        )),
+        (PrState::Merged, Some(CiVerdict::Pending(_))) => {
+            Some("CI green on the merge commit".into())
+        }
+        (PrState::Merged, Some(CiVerdict::Red(_))) => {
+            Some("a fix: CI on the merge commit failed".into())
+        }
+        (PrState::Merged, None) => Some(format!("the merge commit on `{}`", s.trunk)),
+        (PrState::Closed, _) => Some("a merged pull request".into()),
+        _ => None,
+    };
+    if let Some(m) = missing {
+        out.push_str(&format!("- Missing before done: {m}\n"));
+    }
+    for b in s.blocked {
+        out.push_str(&format!("- Not done yet: {b}\n"));
+    }
+    if status == Status::Done.as_str() {
+        let done: BTreeSet<&str> = s
+            .tasks
+            .iter()
+            .filter(|t| t.is_done())
+            .map(|t| t.id.as_str())
+            .chain(s.done_now.iter().map(String::as_str))
+            .collect();
+        let ready: Vec<&str> = s
+            .tasks
+            .iter()
+            .filter(|t| t.status == Some(Status::NotStarted) && t.depends_on.contains(&task.id))
+            .filter(|t| t.depends_on.iter().all(|d| done.contains(d.as_str())))
+            .map(|t| t.id.as_str())
+            .collect();
+        if !ready.is_empty() {
+            out.push_str(&format!("- Ready to start now: {}\n", ready.join(", ")));
+        }
+    }
+    out.push_str(&format!(
+        "\n<sub>Write `Refs #N` for the task's issues: trunkwarden closes them once CI on the squash commit on `{}` is green. A closing keyword (`Closes #N`) would let the forge close them at merge, before CI has run.</sub>\n",
+        s.trunk
+    ));
+    out
+}
