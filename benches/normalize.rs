@@ -7,7 +7,7 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::Instant;
 
-use trunkwarden::webhook::{Forge, fixture, meta, normalize};
+use trunkwarden::webhook::{ForgeKind, fixture, meta, normalize};
 
 const RUNS: u32 = 20_000;
 
@@ -29,11 +29,11 @@ fn main() {
         "delivery", "bytes", "normalize µs", "Value µs", "JSON check µs"
     );
     for (forge, name) in [
-        (Forge::Github, "push.none.4"),
-        (Forge::Github, "pull_request.opened.0"),
-        (Forge::Gitea, "push.branch.woodpecker"),
-        (Forge::Gitea, "pull_request.opened.go-scm"),
-        (Forge::Gitlab, "merge_request.close.woodpecker"),
+        (ForgeKind::Github, "push.none.4"),
+        (ForgeKind::Github, "pull_request.opened.0"),
+        (ForgeKind::Gitea, "push.branch.woodpecker"),
+        (ForgeKind::Gitea, "pull_request.opened.go-scm"),
+        (ForgeKind::Gitlab, "merge_request.close.woodpecker"),
     ] {
         let path = root.join(forge.as_str()).join(format!("{name}.json"));
         let Ok(f) = fixture::read(&path) else {

@@ -42,7 +42,7 @@ pub struct RepoPolicy {
     #[serde(default)]
     pub commands: CommandsPolicy,
     #[serde(default)]
-    pub secrets: crate::secrets::tuning::SecretsPolicy,
+    pub secrets: SecretsPolicy,
 }
 
 /// How people address the bot in comments.
@@ -63,8 +63,11 @@ impl Default for CommandsPolicy {
 }
 
 fn default_prefix() -> String {
-    crate::commands::DEFAULT_PREFIX.to_owned()
+    DEFAULT_PREFIX.to_owned()
 }
+
+/// The default mention that starts a comment command.
+pub const DEFAULT_PREFIX: &str = "@trunkwarden";
 
 /// What "green" means for a commit.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -256,8 +259,7 @@ pub struct HooksPolicy {
 
 impl RuleModes {
     /// The mode of one rule.
-    pub fn get(&self, rule: crate::policy::Rule) -> Mode {
-        use crate::policy::Rule;
+    pub fn get(&self, rule: Rule) -> Mode {
         match rule {
             Rule::Trunk => self.trunk,
             Rule::SquashOnly => self.squash_only,
@@ -270,8 +272,7 @@ impl RuleModes {
     }
 
     /// Changes the mode of one rule (the local escape hatch turns rules off).
-    pub fn set(&mut self, rule: crate::policy::Rule, mode: Mode) {
-        use crate::policy::Rule;
+    pub fn set(&mut self, rule: Rule, mode: Mode) {
         let slot = match rule {
             Rule::Trunk => &mut self.trunk,
             Rule::SquashOnly => &mut self.squash_only,
@@ -372,6 +373,150 @@ pub fn find_repo_root(start: &Path) -> Option<PathBuf> {
         .map(Path::to_path_buf)
 }
 
+/// A rule of the trunk workflow; its kebab-case name is the key under `[rules]` in
+/// `.trunkwarden.toml` and the name `TRUNKWARDEN_SKIP` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Rule {
+    /// Nobody pushes to the trunk directly; it is never rewritten or deleted.
+    Trunk,
+    /// A change reaches the trunk as one squash commit, never a merge commit.
+    SquashOnly,
+    /// No credential enters history.
+    Secrets,
+    /// The task table is written by the bot alone.
+    SingleWriter,
+    /// A task table that is committed is a valid one.
+    TasksLint,
+    /// Commit messages follow `type(scope): summary`.
+    Message,
+    /// A task's pull request never lets the forge close an issue at merge, before CI on the
+    /// trunk has run (`Closes #N`); it names issues with `Refs #N` and the bot closes them.
+    ClosingKeywords,
+}
+
+impl Rule {
+    /// Every rule, in report order.
+    pub const ALL: [Rule; 7] = [
+        Rule::Trunk,
+        Rule::SquashOnly,
+        Rule::Secrets,
+        Rule::SingleWriter,
+        Rule::TasksLint,
+        Rule::Message,
+        Rule::ClosingKeywords,
+    ];
+
+    /// The configuration and report name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Rule::Trunk => "trunk",
+            Rule::SquashOnly => "squash-only",
+            Rule::Secrets => "secrets",
+            Rule::SingleWriter => "single-writer",
+            Rule::TasksLint => "tasks-lint",
+            Rule::Message => "message",
+            Rule::ClosingKeywords => "closing-keywords",
+        }
+    }
+
+    /// The rule with this name, if any.
+    pub fn from_name(name: &str) -> Option<Rule> {
+        Rule::ALL.into_iter().find(|r| r.name() == name)
+    }
+}
+
+/// The baseline's default path, relative to the repository root.
+pub const DEFAULT_BASELINE: &str = ".trunkwarden-baseline.json";
+
+/// `[secrets]`: what a team adds to or takes from the built-in rules.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SecretsPolicy {
+    /// Built-in rule ids to turn off.
+    #[serde(default)]
+    pub disable: Vec<String>,
+    /// Repository-relative path of the baseline of accepted findings.
+    #[serde(default = "default_baseline")]
+    pub baseline: PathBuf,
+    /// Files larger than this many bytes are not scanned.
+    #[serde(default = "default_max_file_size")]
+    pub max_file_size: u64,
+    /// Findings that are not secrets: by path, by a regex over the secret, or by a stop-word.
+    #[serde(default)]
+    pub allow: Vec<Allow>,
+    /// Rules of the team's own; one with a built-in rule's id replaces it.
+    #[serde(default)]
+    pub rule: Vec<SecretRule>,
+}
+
+impl Default for SecretsPolicy {
+    fn default() -> Self {
+        SecretsPolicy {
+            disable: Vec::new(),
+            baseline: default_baseline(),
+            max_file_size: default_max_file_size(),
+            allow: Vec::new(),
+            rule: Vec::new(),
+        }
+    }
+}
+
+fn default_max_file_size() -> u64 {
+    10 << 20
+}
+
+fn default_baseline() -> PathBuf {
+    PathBuf::from(DEFAULT_BASELINE)
+}
+
+/// One `[[secrets.allow]]` entry. A finding is allowed when the entry applies to its rule and
+/// any one of the entry's paths, regexes or stop-words matches.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Allow {
+    /// Why these are not secrets, for the next reader.
+    pub description: Option<String>,
+    /// Rule ids the entry applies to; empty means every rule.
+    #[serde(default)]
+    pub rules: Vec<String>,
+    /// Path globs (`**` crosses directories), relative to the repository root.
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// Regexes searched in the secret.
+    #[serde(default)]
+    pub regexes: Vec<String>,
+    /// Substrings (any case) that mark a secret as a fake.
+    #[serde(default)]
+    pub stopwords: Vec<String>,
+}
+
+/// One secret detection rule, as written in the built-in `rules.toml` and in a repository's
+/// `[[secrets.rule]]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRule {
+    pub id: String,
+    pub description: String,
+    pub keywords: Vec<String>,
+    pub regex: String,
+    /// Minimum Shannon entropy (bits per character) of the secret.
+    pub entropy: Option<f64>,
+    /// Checksum scheme the secret must satisfy.
+    pub checksum: Option<String>,
+    /// Bytes searched on each side of a keyword hit.
+    pub window: Option<usize>,
+    /// Values that are never secrets for this rule (exact, case-insensitive): `pass`, `root`, …
+    #[serde(default)]
+    pub stopwords: Vec<String>,
+    /// Skip values shaped like code identifiers (`CLIENT_TRAFFIC_SECRET`, `passwordInput`).
+    #[serde(default)]
+    pub reject_identifiers: bool,
+    #[serde(default)]
+    pub examples: Vec<String>,
+    #[serde(default)]
+    pub negatives: Vec<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -395,64 +540,5 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("inside the repository"), "{e}");
-    }
-}
-
-/// The settings file of `trunkwarden serve` (`--config`). Every key is optional; command-line
-/// flags and `TRUNKWARDEN_*` variables win over it. Secrets never live here.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ServerFile {
-    #[serde(default)]
-    pub server: ServerSection,
-    #[serde(default)]
-    pub queue: QueueSection,
-    #[serde(default)]
-    pub webhook: WebhookSection,
-}
-
-/// `[server]`: where to listen and keep data.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ServerSection {
-    pub listen: Option<String>,
-    pub data_dir: Option<PathBuf>,
-    pub max_body_bytes: Option<usize>,
-    pub request_timeout_secs: Option<u64>,
-}
-
-/// `[queue]`: how deliveries are processed and retried.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct QueueSection {
-    /// Deliveries processed at once; 0 runs ingest only.
-    pub workers: Option<usize>,
-    pub max_attempts: Option<u32>,
-    pub retry_base_ms: Option<u64>,
-    pub retry_max_ms: Option<u64>,
-    /// `full` (fsync every commit, the default) or `normal`.
-    pub sync: Option<crate::queue::Sync>,
-}
-
-/// `[webhook]`: which forges may send unsigned deliveries, and signature tolerances.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookSection {
-    #[serde(default)]
-    pub allow_unsigned: Vec<crate::webhook::Forge>,
-    pub gitlab_timestamp_tolerance_secs: Option<i64>,
-}
-
-impl ServerFile {
-    /// Reads and parses a settings file; errors name the file, line and key.
-    pub fn load(path: &Path) -> Result<ServerFile, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string().trim_end().to_owned(),
-        })
     }
 }

@@ -4,6 +4,7 @@
 pub mod commands;
 pub mod config;
 pub mod engine;
+pub mod event;
 pub mod forge;
 pub mod git;
 pub mod hook;

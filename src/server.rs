@@ -18,9 +18,12 @@ use serde_json::json;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use serde::Deserialize;
+
+use crate::config::ConfigError;
 use crate::queue::worker::{self, Handler, Heartbeat, WorkerConfig};
 use crate::queue::{Inserted, NewDelivery, Store, StoreError, Sync, now_ms};
-use crate::webhook::{Forge, Verifier, meta};
+use crate::webhook::{ForgeKind, Verifier, meta};
 
 /// Everything `serve` needs, resolved from flags, environment and the config file.
 #[derive(Debug, Clone)]
@@ -100,7 +103,7 @@ fn reply(status: StatusCode, body: serde_json::Value) -> Response {
 }
 
 async fn ingest_detect(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
-    match Forge::detect(&headers) {
+    match crate::webhook::detect(&headers) {
         Some(forge) => ingest(&app, forge, &headers, body).await,
         None => reply(
             StatusCode::BAD_REQUEST,
@@ -115,13 +118,13 @@ async fn ingest_named(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match forge.parse::<Forge>() {
+    match forge.parse::<ForgeKind>() {
         Ok(forge) => ingest(&app, forge, &headers, body).await,
         Err(e) => reply(StatusCode::NOT_FOUND, json!({ "error": e })),
     }
 }
 
-async fn ingest(app: &App, forge: Forge, headers: &HeaderMap, body: Bytes) -> Response {
+async fn ingest(app: &App, forge: ForgeKind, headers: &HeaderMap, body: Bytes) -> Response {
     let started = std::time::Instant::now();
     let response = ingest_inner(app, forge, headers, body).await;
     // From the body in hand to the answer: what the forge waits for, disk sync included.
@@ -130,7 +133,7 @@ async fn ingest(app: &App, forge: Forge, headers: &HeaderMap, body: Bytes) -> Re
     response
 }
 
-async fn ingest_inner(app: &App, forge: Forge, headers: &HeaderMap, body: Bytes) -> Response {
+async fn ingest_inner(app: &App, forge: ForgeKind, headers: &HeaderMap, body: Bytes) -> Response {
     let f = forge.as_str();
     metrics::counter!("trunkwarden_deliveries_received_total", "forge" => f).increment(1);
     if let Err(why) = app
@@ -262,7 +265,7 @@ pub async fn start<H: Handler>(
         addr: settings.listen,
         source,
     })?;
-    for forge in Forge::ALL {
+    for forge in ForgeKind::ALL {
         if !settings.verifier.has_secret(forge) {
             if settings.verifier.allow_unsigned.contains(&forge) {
                 tracing::warn!(
@@ -313,4 +316,63 @@ pub async fn start<H: Handler>(
         http,
         workers,
     })
+}
+
+/// The settings file of `trunkwarden serve` (`--config`). Every key is optional; command-line
+/// flags and `TRUNKWARDEN_*` variables win over it. Secrets never live here.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerFile {
+    #[serde(default)]
+    pub server: ServerSection,
+    #[serde(default)]
+    pub queue: QueueSection,
+    #[serde(default)]
+    pub webhook: WebhookSection,
+}
+
+/// `[server]`: where to listen and keep data.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub max_body_bytes: Option<usize>,
+    pub request_timeout_secs: Option<u64>,
+}
+
+/// `[queue]`: how deliveries are processed and retried.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSection {
+    /// Deliveries processed at once; 0 runs ingest only.
+    pub workers: Option<usize>,
+    pub max_attempts: Option<u32>,
+    pub retry_base_ms: Option<u64>,
+    pub retry_max_ms: Option<u64>,
+    /// `full` (fsync every commit, the default) or `normal`.
+    pub sync: Option<Sync>,
+}
+
+/// `[webhook]`: which forges may send unsigned deliveries, and signature tolerances.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSection {
+    #[serde(default)]
+    pub allow_unsigned: Vec<ForgeKind>,
+    pub gitlab_timestamp_tolerance_secs: Option<i64>,
+}
+
+impl ServerFile {
+    /// Reads and parses a settings file; errors name the file, line and key.
+    pub fn load(path: &std::path::Path) -> Result<ServerFile, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })
+    }
 }

@@ -153,7 +153,7 @@ fn compose_and_kubernetes_parse_and_reference_what_exists() {
 
 #[test]
 fn the_example_configuration_files_parse_with_every_key() {
-    let server = trunkwarden::config::ServerFile::load(&deploy("trunkwarden.toml"))
+    let server = trunkwarden::server::ServerFile::load(&deploy("trunkwarden.toml"))
         .expect("server settings parse");
     assert_eq!(server.server.listen.as_deref(), Some("127.0.0.1:8080"));
     assert!(

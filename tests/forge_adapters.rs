@@ -11,9 +11,9 @@ use serde_json::json;
 use support::fake_forge::{Ci, FakeForge};
 use support::git::Sandbox;
 use trunkwarden::forge::{
-    self, CiSource, CiState, Forge, ForgeError, HookHealth, HookOutcome, HookSpec, HookTarget,
-    Kind, Permission, PrState, Protection, RepoRef, Retry, Settings, StatusSpec, Thread, Token,
-    User,
+    self, CiSource, CiState, Forge, ForgeError, ForgeKind, HookHealth, HookOutcome, HookSpec,
+    HookTarget, Permission, PrState, Protection, RepoRef, RepoSettings, Retry, StatusSpec, Thread,
+    Token, User,
 };
 
 const TOKEN: &str = "tw-test-token-RECOGNISABLE-7f3a9c";
@@ -39,8 +39,10 @@ fn adapter(kind: &str, url: &str, token: &str) -> Box<dyn Forge> {
     let t = Token::new(token);
     match kind {
         "github" => Box::new(forge::github::Github::new(url, t, retry()).unwrap()),
-        "gitea" => Box::new(forge::gitea::Gitea::new(Kind::Gitea, url, t, retry()).unwrap()),
-        "forgejo" => Box::new(forge::gitea::Gitea::new(Kind::Forgejo, url, t, retry()).unwrap()),
+        "gitea" => Box::new(forge::gitea::Gitea::new(ForgeKind::Gitea, url, t, retry()).unwrap()),
+        "forgejo" => {
+            Box::new(forge::gitea::Gitea::new(ForgeKind::Forgejo, url, t, retry()).unwrap())
+        }
         _ => Box::new(forge::gitlab::Gitlab::new(url, t, retry()).unwrap()),
     }
 }
@@ -638,7 +640,7 @@ async fn settings_are_read_and_applied_to_the_desired_state() {
             vec!["ci/build".to_owned(), "trunkwarden/policy".to_owned()]
         };
         let pusher = if kind == "gitlab" { "1" } else { "trunkwarden" };
-        let desired = Settings {
+        let desired = RepoSettings {
             allow_squash: true,
             allow_merge_commit: false,
             allow_rebase: false,
@@ -955,7 +957,7 @@ async fn the_fake_announces_what_happens_with_signed_real_payloads() {
         let head = s.sb.ok(&s.bare, &["rev-parse", "feature"]);
         let decode = |what: &Happening| {
             let fx = s.fake.delivery(what, SECRET);
-            let forge = webhook::Forge::detect(&fx.headers).expect("forge detected");
+            let forge = webhook::detect(&fx.headers).expect("forge detected");
             assert_eq!(forge.as_str(), kind);
             verifier
                 .verify(forge, &fx.headers, &fx.body, chrono::Utc::now().timestamp())

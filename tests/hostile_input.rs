@@ -8,30 +8,30 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 use support::cases;
 use trunkwarden::secrets::Scanner;
-use trunkwarden::webhook::{Forge, normalize};
+use trunkwarden::webhook::{ForgeKind, normalize};
 
 fn scanner() -> &'static Scanner {
     static S: std::sync::OnceLock<Scanner> = std::sync::OnceLock::new();
     S.get_or_init(|| Scanner::builtin().unwrap())
 }
 
-const EVENTS: [(Forge, &str); 16] = [
-    (Forge::Github, "push"),
-    (Forge::Github, "pull_request"),
-    (Forge::Github, "issue_comment"),
-    (Forge::Github, "status"),
-    (Forge::Github, "check_run"),
-    (Forge::Github, "check_suite"),
-    (Forge::Github, "workflow_run"),
-    (Forge::Github, "ping"),
-    (Forge::Gitea, "push"),
-    (Forge::Gitea, "pull_request"),
-    (Forge::Gitea, "issue_comment"),
-    (Forge::Gitea, "status"),
-    (Forge::Gitlab, "Merge Request Hook"),
-    (Forge::Gitlab, "Note Hook"),
-    (Forge::Gitlab, "Pipeline Hook"),
-    (Forge::Gitlab, "Job Hook"),
+const EVENTS: [(ForgeKind, &str); 16] = [
+    (ForgeKind::Github, "push"),
+    (ForgeKind::Github, "pull_request"),
+    (ForgeKind::Github, "issue_comment"),
+    (ForgeKind::Github, "status"),
+    (ForgeKind::Github, "check_run"),
+    (ForgeKind::Github, "check_suite"),
+    (ForgeKind::Github, "workflow_run"),
+    (ForgeKind::Github, "ping"),
+    (ForgeKind::Gitea, "push"),
+    (ForgeKind::Gitea, "pull_request"),
+    (ForgeKind::Gitea, "issue_comment"),
+    (ForgeKind::Gitea, "status"),
+    (ForgeKind::Gitlab, "Merge Request Hook"),
+    (ForgeKind::Gitlab, "Note Hook"),
+    (ForgeKind::Gitlab, "Pipeline Hook"),
+    (ForgeKind::Gitlab, "Job Hook"),
 ];
 
 /// Any JSON value, a few levels deep.
@@ -125,5 +125,5 @@ proptest! {
 #[test]
 fn deeply_nested_json_is_an_error_not_a_stack_overflow() {
     let body = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-    assert!(normalize(Forge::Github, "push", None, body.as_bytes()).is_err());
+    assert!(normalize(ForgeKind::Github, "push", None, body.as_bytes()).is_err());
 }

@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
+use trunkwarden::event::ForgeKind;
 use trunkwarden::queue::{Inserted, NewDelivery, Store, StoreError, Sync, now_ms};
-use trunkwarden::webhook::Forge;
 
 fn delivery(id: &str, body: &[u8]) -> NewDelivery {
     NewDelivery {
-        forge: Forge::Github,
+        forge: ForgeKind::Github,
         hook_id: "1".into(),
         delivery_id: id.into(),
         event: "push".into(),

@@ -269,7 +269,7 @@ async fn a_ledger_from_before_the_body_table_keeps_every_body() {
     support::assert_old_bodies_read_back(&store, &rows).await;
     let f = github("pull_request.opened.0", "new-1");
     let new = trunkwarden::queue::NewDelivery {
-        forge: trunkwarden::webhook::Forge::Github,
+        forge: trunkwarden::webhook::ForgeKind::Github,
         hook_id: "1".into(),
         delivery_id: "new-1".into(),
         event: "pull_request".into(),

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use axum::http::HeaderValue;
 use support::{SECRET, client, fixture, github, post};
+use trunkwarden::event::ForgeKind;
 use trunkwarden::queue::worker::{Handler, HandlerError, RecordHandler};
 use trunkwarden::queue::{Delivery, State, Store};
 use trunkwarden::server::{Running, Settings, start};
-use trunkwarden::webhook::Forge;
 use trunkwarden::webhook::event::Event;
 use trunkwarden::webhook::verify::{self};
 
@@ -386,7 +386,7 @@ async fn gitea_forgejo_and_gitlab_deliveries_are_verified_and_stored() {
         let h = d.headers.to_string();
         assert!(!h.contains(SECRET) && !h.contains("signature"), "{h}");
     }
-    let _ = Forge::Gitea;
+    let _ = ForgeKind::Gitea;
     running.shutdown().await;
 }
 

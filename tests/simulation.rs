@@ -316,7 +316,9 @@ impl World {
         let adapter: Arc<dyn Forge> = match self.kind {
             "github" => Arc::new(forge::github::Github::new(url, token, retry).unwrap()),
             "gitlab" => Arc::new(forge::gitlab::Gitlab::new(url, token, retry).unwrap()),
-            _ => Arc::new(forge::gitea::Gitea::new(forge::Kind::Gitea, url, token, retry).unwrap()),
+            _ => Arc::new(
+                forge::gitea::Gitea::new(forge::ForgeKind::Gitea, url, token, retry).unwrap(),
+            ),
         };
         let origins: HashMap<String, String> = (0..REPOS.len())
             .map(|i| {

@@ -174,7 +174,7 @@ fn fix_rewrites_blocks_on_changed_rows_only() {
     assert_eq!(t.get(2, 4), "");
 }
 
-fn planned(rows: &[[&str; 9]]) -> trunkwarden::tasks::Plan {
+fn planned(rows: &[[&str; 9]]) -> trunkwarden::tasks::NextTasks {
     let t = TaskTable::parse(&doc(rows)).unwrap();
     plan(&lint(&t).0)
 }

@@ -8,13 +8,13 @@ use std::path::{Path, PathBuf};
 use axum::http::{HeaderMap, HeaderValue};
 use serde_json::{Value, json};
 use trunkwarden::webhook::event::{CiState, CommentAction, PrAction};
-use trunkwarden::webhook::{Event, Forge, Verifier, fixture, meta, normalize, verify};
+use trunkwarden::webhook::{Event, ForgeKind, Verifier, fixture, meta, normalize, verify};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("webhook-fixtures")
 }
 
-fn forge_of(path: &Path) -> Forge {
+fn forge_of(path: &Path) -> ForgeKind {
     let dir = path
         .parent()
         .and_then(Path::file_name)
@@ -26,7 +26,12 @@ fn forge_of(path: &Path) -> Forge {
 fn outcome(path: &Path) -> Value {
     let f = fixture::read(path).unwrap();
     let forge = forge_of(path);
-    assert_eq!(Forge::detect(&f.headers), Some(forge), "{}", path.display());
+    assert_eq!(
+        trunkwarden::webhook::detect(&f.headers),
+        Some(forge),
+        "{}",
+        path.display()
+    );
     let m = meta(forge, &f.headers, &f.body).unwrap();
     let ct = m.headers.get("content-type").map(String::as_str);
     let result = match normalize(forge, &m.event, ct, &f.body) {
@@ -74,7 +79,7 @@ fn every_fixture_matches_its_snapshot() {
 fn event(forge: &str, name: &str) -> Event {
     let path = root().join(forge).join(format!("{name}.json"));
     let f = fixture::read(&path).unwrap();
-    let forge: Forge = forge.parse().unwrap();
+    let forge: ForgeKind = forge.parse().unwrap();
     let m = meta(forge, &f.headers, &f.body).unwrap();
     normalize(forge, &m.event, Some("application/json"), &f.body)
         .unwrap()
@@ -237,7 +242,7 @@ fn hmap(pairs: &[(&str, &str)]) -> HeaderMap {
 /// Verifies a vector, then checks that one flipped byte in the body or the signature fails.
 fn check_vector(
     v: &Verifier,
-    forge: Forge,
+    forge: ForgeKind,
     body: &[u8],
     headers: &[(&str, &str)],
     now: i64,
@@ -288,7 +293,7 @@ fn every_signature_vector_verifies_and_a_flipped_byte_fails() {
             };
             check_vector(
                 &v,
-                Forge::Github,
+                ForgeKind::Github,
                 body,
                 &[(
                     "x-hub-signature-256",
@@ -307,7 +312,7 @@ fn every_signature_vector_verifies_and_a_flipped_byte_fails() {
             let ts = p["webhook-timestamp"].as_str().unwrap();
             check_vector(
                 &v,
-                Forge::Gitlab,
+                ForgeKind::Gitlab,
                 body,
                 &[
                     ("webhook-id", p["webhook-id"].as_str().unwrap()),
@@ -335,7 +340,7 @@ fn every_signature_vector_verifies_and_a_flipped_byte_fails() {
                 };
                 check_vector(
                     &v,
-                    Forge::Github,
+                    ForgeKind::Github,
                     &body,
                     &[("x-hub-signature-256", sig)],
                     0,
@@ -347,9 +352,9 @@ fn every_signature_vector_verifies_and_a_flipped_byte_fails() {
                     ..Default::default()
                 };
                 for (name, forge) in [
-                    ("x-gitea-signature", Forge::Gitea),
-                    ("x-forgejo-signature", Forge::Forgejo),
-                    ("x-gogs-signature", Forge::Gitea),
+                    ("x-gitea-signature", ForgeKind::Gitea),
+                    ("x-forgejo-signature", ForgeKind::Forgejo),
+                    ("x-gogs-signature", ForgeKind::Gitea),
                 ] {
                     let hex = c[match name {
                         "x-gitea-signature" => "X-Gitea-Signature",
@@ -362,7 +367,7 @@ fn every_signature_vector_verifies_and_a_flipped_byte_fails() {
                 }
                 check_vector(
                     &v,
-                    Forge::Gitea,
+                    ForgeKind::Gitea,
                     &body,
                     &[("x-hub-signature-256", sig)],
                     0,
@@ -380,7 +385,7 @@ fn every_signature_vector_verifies_and_a_flipped_byte_fails() {
             let ts = c["webhook-timestamp"].as_str().unwrap();
             check_vector(
                 &v,
-                Forge::Gitlab,
+                ForgeKind::Gitlab,
                 &body,
                 &[
                     ("webhook-id", c["webhook-id"].as_str().unwrap()),
@@ -405,7 +410,7 @@ fn unsigned_and_unconfigured_deliveries_are_refused_unless_allowed() {
     let body = b"{}";
     let none = Verifier::default();
     assert_eq!(
-        none.verify(Forge::Github, &HeaderMap::new(), body, 0),
+        none.verify(ForgeKind::Github, &HeaderMap::new(), body, 0),
         Err(Rejection::NoSecretConfigured)
     );
     let v = Verifier {
@@ -413,19 +418,19 @@ fn unsigned_and_unconfigured_deliveries_are_refused_unless_allowed() {
         ..Default::default()
     };
     assert_eq!(
-        v.verify(Forge::Github, &HeaderMap::new(), body, 0),
+        v.verify(ForgeKind::Github, &HeaderMap::new(), body, 0),
         Err(Rejection::MissingSignature)
     );
     let mut allowed = v.clone();
-    allowed.allow_unsigned.insert(Forge::Github);
+    allowed.allow_unsigned.insert(ForgeKind::Github);
     assert_eq!(
-        allowed.verify(Forge::Github, &HeaderMap::new(), body, 0),
+        allowed.verify(ForgeKind::Github, &HeaderMap::new(), body, 0),
         Ok(())
     );
     // Allowing unsigned never lets a wrong signature through.
     let wrong = hmap(&[("x-hub-signature-256", &format!("sha256={}", "0".repeat(64)))]);
     assert_eq!(
-        allowed.verify(Forge::Github, &wrong, body, 0),
+        allowed.verify(ForgeKind::Github, &wrong, body, 0),
         Err(Rejection::BadSignature)
     );
     // Gitea sends an empty signature header when the hook has no secret.
@@ -434,7 +439,12 @@ fn unsigned_and_unconfigured_deliveries_are_refused_unless_allowed() {
         ..Default::default()
     };
     assert_eq!(
-        g.verify(Forge::Gitea, &hmap(&[("x-gitea-signature", "")]), body, 0),
+        g.verify(
+            ForgeKind::Gitea,
+            &hmap(&[("x-gitea-signature", "")]),
+            body,
+            0
+        ),
         Err(Rejection::MissingSignature)
     );
     // GitLab plain token.
@@ -443,11 +453,21 @@ fn unsigned_and_unconfigured_deliveries_are_refused_unless_allowed() {
         ..Default::default()
     };
     assert_eq!(
-        t.verify(Forge::Gitlab, &hmap(&[("x-gitlab-token", "tok")]), body, 0),
+        t.verify(
+            ForgeKind::Gitlab,
+            &hmap(&[("x-gitlab-token", "tok")]),
+            body,
+            0
+        ),
         Ok(())
     );
     assert_eq!(
-        t.verify(Forge::Gitlab, &hmap(&[("x-gitlab-token", "tok2")]), body, 0),
+        t.verify(
+            ForgeKind::Gitlab,
+            &hmap(&[("x-gitlab-token", "tok2")]),
+            body,
+            0
+        ),
         Err(Rejection::BadSignature)
     );
 }
@@ -471,15 +491,15 @@ fn form_encoded_deliveries_verify_as_each_forge_signs_them() {
             &format!("sha256={}", verify::hmac_hex(b"s", form.as_bytes())),
         ),
     ]);
-    assert_eq!(v.verify(Forge::Github, &gh, form.as_bytes(), 0), Ok(()));
+    assert_eq!(v.verify(ForgeKind::Github, &gh, form.as_bytes(), 0), Ok(()));
     // Gitea signs the JSON inside.
     let gt = hmap(&[
         ("content-type", "application/x-www-form-urlencoded"),
         ("x-gitea-signature", &verify::hmac_hex(b"s", json)),
     ]);
-    assert_eq!(v.verify(Forge::Gitea, &gt, form.as_bytes(), 0), Ok(()));
+    assert_eq!(v.verify(ForgeKind::Gitea, &gt, form.as_bytes(), 0), Ok(()));
     let e = normalize(
-        Forge::Github,
+        ForgeKind::Github,
         "ping",
         Some("application/x-www-form-urlencoded"),
         form.as_bytes(),

@@ -3,7 +3,7 @@
 
 use anyhow::{Context, anyhow, bail};
 use trunkwarden::forge::{
-    self, HookHealth, HookOutcome, HookTarget, Kind, Protection, RepoRef, Settings, Token,
+    self, ForgeKind, HookHealth, HookOutcome, HookTarget, Protection, RepoRef, RepoSettings, Token,
 };
 
 use crate::Outcome;
@@ -24,7 +24,7 @@ enum WebhookAction {
 #[derive(Debug, clap::Args)]
 struct InstallArgs {
     #[arg(long, value_enum)]
-    forge: Kind,
+    forge: ForgeKind,
     /// OWNER/NAME (GitLab: GROUP/SUBGROUP/NAME).
     #[arg(long, required_unless_present = "org", conflicts_with = "org")]
     repo: Option<String>,
@@ -39,7 +39,7 @@ struct InstallArgs {
 #[derive(Debug, clap::Args)]
 pub struct ProtectArgs {
     #[arg(long, value_enum)]
-    forge: Kind,
+    forge: ForgeKind,
     /// OWNER/NAME (GitLab: GROUP/SUBGROUP/NAME).
     #[arg(long)]
     repo: String,
@@ -72,9 +72,9 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// The webhook secret `serve` checks, from the same variable (its first value, for rotation).
-fn hook_secret(kind: Kind) -> anyhow::Result<Token> {
+fn hook_secret(kind: ForgeKind) -> anyhow::Result<Token> {
     // Forgejo shares Gitea's secret, as serve reads it.
-    let key = if kind == Kind::Forgejo {
+    let key = if kind == ForgeKind::Forgejo {
         "gitea"
     } else {
         kind.name()
@@ -138,38 +138,7 @@ pub fn run_webhook(a: WebhookArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Clean)
 }
 
-/// The desired settings: squash only, PRs required, the contexts, pushes by the bot alone.
-fn desired(kind: Kind, contexts: Vec<String>, bot: &forge::User) -> (Settings, Vec<String>) {
-    let mut notes = Vec::new();
-    let mut contexts = contexts;
-    if kind == Kind::Gitlab && !contexts.is_empty() {
-        notes.push(format!(
-            "GitLab cannot require status contexts ({}); enable \"Pipelines must succeed\" in the project's merge request settings",
-            contexts.join(", ")
-        ));
-        contexts.clear();
-    }
-    let pusher = if kind == Kind::Gitlab {
-        bot.id.to_string()
-    } else {
-        bot.login.clone()
-    };
-    (
-        Settings {
-            allow_squash: true,
-            allow_merge_commit: false,
-            allow_rebase: false,
-            protection: Some(Protection {
-                require_pull_request: true,
-                required_contexts: contexts,
-                push_allowlist: vec![pusher],
-            }),
-        },
-        notes,
-    )
-}
-
-fn diff(now: &Settings, want: &Settings) -> Vec<String> {
+fn diff(now: &RepoSettings, want: &RepoSettings) -> Vec<String> {
     let mut out = Vec::new();
     let mut flag = |name: &str, a: bool, b: bool| {
         if a != b {
@@ -247,7 +216,7 @@ pub fn run_protect(a: ProtectArgs) -> anyhow::Result<Outcome> {
             None => forge.default_branch(&repo).await?,
         };
         let now = forge.settings(&repo, &branch).await?;
-        let (want, notes) = desired(a.forge, contexts, &bot);
+        let (want, notes) = forge.trunk_guards(contexts, &bot);
         let changes = diff(&now, &want);
         let mut out = String::new();
         for n in &notes {
@@ -334,7 +303,7 @@ pub fn run_doctor(a: DoctorArgs) -> anyhow::Result<Outcome> {
     }
     // Server settings file.
     if let Some(path) = env("TRUNKWARDEN_CONFIG") {
-        match trunkwarden::config::ServerFile::load(std::path::Path::new(&path)) {
+        match trunkwarden::server::ServerFile::load(std::path::Path::new(&path)) {
             Ok(_) => lines.push((true, format!("{path} parses"))),
             Err(e) => lines.push((
                 false,
@@ -363,7 +332,12 @@ pub fn run_doctor(a: DoctorArgs) -> anyhow::Result<Outcome> {
     // Webhook secrets and forge tokens.
     let rt = runtime()?;
     let mut any_forge = false;
-    for kind in [Kind::Github, Kind::Gitea, Kind::Forgejo, Kind::Gitlab] {
+    for kind in [
+        ForgeKind::Github,
+        ForgeKind::Gitea,
+        ForgeKind::Forgejo,
+        ForgeKind::Gitlab,
+    ] {
         let upper = kind.name().to_ascii_uppercase();
         let token_var = format!("TRUNKWARDEN_{upper}_TOKEN");
         let has_token = Token::lookup(&token_var, &env).ok().flatten().is_some();
@@ -371,7 +345,7 @@ pub fn run_doctor(a: DoctorArgs) -> anyhow::Result<Outcome> {
             continue;
         }
         any_forge = true;
-        if hook_secret(kind).is_err() && kind != Kind::Forgejo {
+        if hook_secret(kind).is_err() && kind != ForgeKind::Forgejo {
             lines.push((false, format!("{kind}: no webhook secret — fix: set the secret serve checks (README: Webhook secrets)")));
         }
         let probe = rt.block_on(async {

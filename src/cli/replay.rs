@@ -8,7 +8,7 @@ use axum::http::HeaderValue;
 use clap::Args;
 
 use crate::Outcome;
-use trunkwarden::webhook::{Forge, fixture};
+use trunkwarden::webhook::fixture;
 
 /// Arguments of `replay`.
 #[derive(Debug, Args)]
@@ -58,7 +58,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<Outcome> {
     let mut refused = 0;
     for path in &args.files {
         let mut f = fixture::read(path)?;
-        let Some(forge) = Forge::detect(&f.headers) else {
+        let Some(forge) = trunkwarden::webhook::detect(&f.headers) else {
             bail!("{}: its headers name no forge event header", path.display());
         };
         let id = if args.keep_delivery_id {

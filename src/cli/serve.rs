@@ -9,11 +9,11 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::Outcome;
-use trunkwarden::config::ServerFile;
 use trunkwarden::queue::Sync;
 use trunkwarden::queue::worker::{RetryPolicy, WorkerConfig};
+use trunkwarden::server::ServerFile;
 use trunkwarden::server::{self, Settings};
-use trunkwarden::webhook::{Forge, Verifier};
+use trunkwarden::webhook::{ForgeKind, Verifier};
 
 /// Flags of `serve`; each also reads a `TRUNKWARDEN_*` variable and falls back to the file.
 #[derive(Debug, Args)]
@@ -39,7 +39,7 @@ pub struct ServeArgs {
     sync: Option<Sync>,
     /// Forges whose deliveries may arrive unsigned (comma-separated). Never for production.
     #[arg(long, env = "TRUNKWARDEN_ALLOW_UNSIGNED", value_delimiter = ',')]
-    allow_unsigned: Vec<Forge>,
+    allow_unsigned: Vec<ForgeKind>,
 }
 
 fn settings(args: ServeArgs) -> anyhow::Result<Settings> {

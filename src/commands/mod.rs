@@ -26,8 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::forge::{Permission, PullRequest};
 use crate::tasks::{Task, Tokens};
 
-/// The default mention that starts a command.
-pub const DEFAULT_PREFIX: &str = "@trunkwarden";
+pub use crate::config::DEFAULT_PREFIX;
 
 /// One command's declaration.
 #[derive(Debug, Clone, Copy)]

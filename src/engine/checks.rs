@@ -57,7 +57,7 @@ pub struct PullFacts<'a> {
     /// Title and description.
     pub text: &'a str,
     /// Whose closing keywords to look for.
-    pub forge: crate::forge::Kind,
+    pub forge: crate::forge::ForgeKind,
 }
 
 /// Runs both checks over the commits `head` adds to `base`.
@@ -68,19 +68,19 @@ pub fn run(
     head: Oid,
     pr: &PullFacts<'_>,
 ) -> Result<Vec<Check>, String> {
-    let ids = crate::hook::git::new_commits(repo, head, [base]).map_err(|e| e.to_string())?;
+    let ids = crate::git::read::new_commits(repo, head, [base]).map_err(|e| e.to_string())?;
     let base_tree = repo.find_commit(base).and_then(|c| c.tree()).ok();
-    let (scanner, note) =
-        crate::hook::scanner_at(repo, base_tree.as_ref(), policy).map_err(|e| e.to_string())?;
+    let (scanner, note) = crate::secrets::repo::scanner_at(repo, base_tree.as_ref(), policy)
+        .map_err(|e| e.to_string())?;
     if let Some(note) = note {
         tracing::warn!("{note}");
     }
     let mut blobs = scanner
         .as_ref()
-        .map(|s| crate::hook::git::BlobScanner::new(repo, s));
+        .map(|s| crate::secrets::BlobScanner::new(repo, s));
     let mut scanned = std::collections::HashSet::new();
     let mut secret_findings = Vec::new();
-    let facts = crate::hook::judge_commits(
+    let facts = crate::policy::commits::judge_commits(
         repo,
         ids.clone(),
         blobs.as_mut(),

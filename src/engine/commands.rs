@@ -373,7 +373,7 @@ fn squash_message(t: &Trunk, pr: &PullRequest) -> String {
             )
             .ok()?;
         let git = t.mirror.repository().ok()?;
-        let ids = crate::hook::git::new_commits(&git, head, [t.tip]).ok()?;
+        let ids = crate::git::read::new_commits(&git, head, [t.tip]).ok()?;
         let mut out: Vec<(String, String)> = Vec::new();
         for id in ids {
             let c = git.find_commit(id).ok()?;

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use pulldown_cmark::{Event as Md, Options, Parser, Tag, TagEnd};
 use regex::Regex;
 
-use crate::forge::{Kind, PullRequest};
+use crate::forge::{ForgeKind, PullRequest};
 use crate::policy::message::names_id;
 use crate::tasks::{IssueRef, Task};
 
@@ -44,7 +44,7 @@ pub struct Mention {
 /// The issues a task's completion closes: its `issue` column, and every issue the pull request
 /// body names with `Refs #N` or with a closing keyword of the forge (whose intent is the same:
 /// close it when the work is done — which the bot does after green).
-pub fn issues_for(task: &Task, pr: &PullRequest, forge: Kind) -> Vec<u64> {
+pub fn issues_for(task: &Task, pr: &PullRequest, forge: ForgeKind) -> Vec<u64> {
     let mut out = Vec::new();
     if let Some(IssueRef::Forge(n)) = &task.issue {
         out.push(*n);
@@ -68,7 +68,7 @@ pub fn issues_for(task: &Task, pr: &PullRequest, forge: Kind) -> Vec<u64> {
 ///   `implement(s|ed|ing)`, optionally `issue(s)`, and lists: `Closes #1, #2 and #3`.
 ///
 /// The bot's own, `Refs #N` (also `Ref`, `References`), takes lists on every forge.
-pub fn mentions(text: &str, forge: Kind) -> Vec<Mention> {
+pub fn mentions(text: &str, forge: ForgeKind) -> Vec<Mention> {
     let mut out: Vec<Mention> = Vec::new();
     let mut add = |issue: u64, forge_closes: bool| match out.iter_mut().find(|m| m.issue == issue) {
         Some(m) => m.forge_closes |= forge_closes,
@@ -84,8 +84,8 @@ pub fn mentions(text: &str, forge: Kind) -> Vec<Mention> {
             }
         }
         let closing = match forge {
-            Kind::Gitlab => gitlab_closing(),
-            Kind::Github | Kind::Gitea | Kind::Forgejo => github_closing(),
+            ForgeKind::Gitlab => gitlab_closing(),
+            ForgeKind::Github | ForgeKind::Gitea | ForgeKind::Forgejo => github_closing(),
         };
         for cap in closing.captures_iter(&chunk) {
             for n in numbers(&cap[1]) {
@@ -243,17 +243,17 @@ mod tests {
             issues_for(
                 &t[0],
                 &pr("a", "b", "Refs #3\nCloses: #9, refs #3"),
-                Kind::Github
+                ForgeKind::Github
             ),
             [5, 3, 9]
         );
         assert_eq!(
-            issues_for(&t[2], &pr("a", "b", "no refs here #4"), Kind::Github),
+            issues_for(&t[2], &pr("a", "b", "no refs here #4"), ForgeKind::Github),
             Vec::<u64>::new()
         );
     }
 
-    fn closed(text: &str, forge: Kind) -> Vec<u64> {
+    fn closed(text: &str, forge: ForgeKind) -> Vec<u64> {
         mentions(text, forge)
             .into_iter()
             .filter(|m| m.forge_closes)
@@ -261,13 +261,13 @@ mod tests {
             .collect()
     }
 
-    fn named(text: &str, forge: Kind) -> Vec<u64> {
+    fn named(text: &str, forge: ForgeKind) -> Vec<u64> {
         mentions(text, forge).into_iter().map(|m| m.issue).collect()
     }
 
     #[test]
     fn keywords_are_whole_words() {
-        for forge in [Kind::Github, Kind::Gitea, Kind::Gitlab] {
+        for forge in [ForgeKind::Github, ForgeKind::Gitea, ForgeKind::Gitlab] {
             assert!(
                 named("The router prefixes #2 anchors", forge).is_empty(),
                 "{forge}"
@@ -284,12 +284,12 @@ mod tests {
     #[test]
     fn each_forge_reads_its_own_keywords() {
         let text = "Closes #1, #2 and #3; closing #4; implements #5; fixes issue #6";
-        assert_eq!(closed(text, Kind::Github), [1]);
-        assert_eq!(closed(text, Kind::Gitea), [1]);
-        assert_eq!(closed(text, Kind::Gitlab), [1, 2, 3, 4, 5, 6]);
-        assert_eq!(closed("Fixes #1, fixes #2", Kind::Github), [1, 2]);
+        assert_eq!(closed(text, ForgeKind::Github), [1]);
+        assert_eq!(closed(text, ForgeKind::Gitea), [1]);
+        assert_eq!(closed(text, ForgeKind::Gitlab), [1, 2, 3, 4, 5, 6]);
+        assert_eq!(closed("Fixes #1, fixes #2", ForgeKind::Github), [1, 2]);
         // `Refs` never makes the forge close anything, and takes a list everywhere.
-        let refs = mentions("Refs #7, #8 and #9", Kind::Github);
+        let refs = mentions("Refs #7, #8 and #9", ForgeKind::Github);
         assert_eq!(
             refs.iter()
                 .map(|m| (m.issue, m.forge_closes))
@@ -301,11 +301,14 @@ mod tests {
     #[test]
     fn code_names_nothing() {
         let body = "Use `Fixes #2` in commits.\n\n```\nCloses #3\n```\n\n    fixes #4\n\nRefs #5";
-        for forge in [Kind::Github, Kind::Gitlab] {
+        for forge in [ForgeKind::Github, ForgeKind::Gitlab] {
             assert_eq!(named(body, forge), [5], "{forge}");
         }
         // Quotes and links still count: the forges read them too.
-        assert_eq!(closed("> Closes #6", Kind::Github), [6]);
-        assert_eq!(closed("Closes [#7](https://x/issues/7)", Kind::Github), [7]);
+        assert_eq!(closed("> Closes #6", ForgeKind::Github), [6]);
+        assert_eq!(
+            closed("Closes [#7](https://x/issues/7)", ForgeKind::Github),
+            [7]
+        );
     }
 }

@@ -25,9 +25,14 @@ impl Engines {
         db: Option<&str>,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Engines, String> {
-        use crate::forge::Kind;
+        use crate::forge::ForgeKind;
         let mut by_forge = HashMap::new();
-        for kind in [Kind::Github, Kind::Gitea, Kind::Forgejo, Kind::Gitlab] {
+        for kind in [
+            ForgeKind::Github,
+            ForgeKind::Gitea,
+            ForgeKind::Forgejo,
+            ForgeKind::Gitlab,
+        ] {
             let upper = kind.name().to_ascii_uppercase();
             let token = crate::forge::Token::lookup(&format!("TRUNKWARDEN_{upper}_TOKEN"), env)?;
             if token.is_none() {
@@ -89,9 +94,9 @@ impl Handler for Engines {
 /// The clone URL template of a forge whose API is at `api` (empty: the default):
 /// `https://github.com/{repo}.git`, a GitHub Enterprise Server's host for its
 /// `https://ghe.example/api/v3`, else the forge URL followed by `/{repo}.git`.
-fn default_clone_template(kind: crate::forge::Kind, api: &str) -> String {
+fn default_clone_template(kind: crate::forge::ForgeKind, api: &str) -> String {
     let api = api.trim_end_matches('/');
-    if kind == crate::forge::Kind::Github {
+    if kind == crate::forge::ForgeKind::Github {
         let host = api
             .strip_suffix("/api/v3")
             .filter(|_| !api.is_empty())
@@ -109,24 +114,24 @@ fn default_clone_template(kind: crate::forge::Kind, api: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::default_clone_template;
-    use crate::forge::Kind;
+    use crate::forge::ForgeKind;
 
     #[test]
     fn clone_urls_follow_the_api_url() {
         assert_eq!(
-            default_clone_template(Kind::Github, ""),
+            default_clone_template(ForgeKind::Github, ""),
             "https://github.com/{repo}.git"
         );
         assert_eq!(
-            default_clone_template(Kind::Github, "https://api.github.com"),
+            default_clone_template(ForgeKind::Github, "https://api.github.com"),
             "https://github.com/{repo}.git"
         );
         assert_eq!(
-            default_clone_template(Kind::Github, "https://ghe.example/api/v3/"),
+            default_clone_template(ForgeKind::Github, "https://ghe.example/api/v3/"),
             "https://ghe.example/{repo}.git"
         );
         assert_eq!(
-            default_clone_template(Kind::Gitea, "https://git.example/"),
+            default_clone_template(ForgeKind::Gitea, "https://git.example/"),
             "https://git.example/{repo}.git"
         );
     }

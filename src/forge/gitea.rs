@@ -8,21 +8,26 @@ use serde_json::{Value, json};
 
 use super::http::{Auth, Rest, segment};
 use super::{
-    CiResult, CiSource, CiState, CommentOutcome, Forge, ForgeError, HookHealth, HookOutcome,
-    HookSpec, HookTarget, Kind, Permission, PrState, Protection, PullRequest, RepoRef, Retry,
-    Settings, StatusSpec, Thread, Token, User,
+    CiResult, CiSource, CiState, CommentOutcome, Forge, ForgeError, ForgeKind, HookHealth,
+    HookOutcome, HookSpec, HookTarget, Permission, PrState, Protection, PullRequest, RepoRef,
+    RepoSettings, Retry, StatusSpec, Thread, Token, User,
 };
 
 /// A Gitea or Forgejo instance.
 pub struct Gitea {
-    kind: Kind,
+    kind: ForgeKind,
     rest: Rest,
     me: tokio::sync::OnceCell<User>,
 }
 
 impl Gitea {
     /// `base` is the instance URL (`https://git.example`) or its API root (`…/api/v1`).
-    pub fn new(kind: Kind, base: &str, token: Token, retry: Retry) -> Result<Gitea, ForgeError> {
+    pub fn new(
+        kind: ForgeKind,
+        base: &str,
+        token: Token,
+        retry: Retry,
+    ) -> Result<Gitea, ForgeError> {
         let base = base.trim_end_matches('/');
         let api = if base.ends_with("/api/v1") {
             base.to_owned()
@@ -217,7 +222,7 @@ fn pull(p: ApiPull) -> PullRequest {
 
 #[async_trait::async_trait]
 impl Forge for Gitea {
-    fn kind(&self) -> Kind {
+    fn kind(&self) -> ForgeKind {
         self.kind
     }
 
@@ -377,7 +382,7 @@ impl Forge for Gitea {
         const CALL: &str = "merge pull request";
         let path = format!("{}/pulls/{number}/merge", Self::repo_path(repo));
         let body = match self.kind {
-            Kind::Forgejo => json!({
+            ForgeKind::Forgejo => json!({
                 "Do": "squash",
                 "head_commit_id": head_sha,
                 "MergeTitleField": title,
@@ -453,7 +458,7 @@ impl Forge for Gitea {
         let events: Vec<&str> = EVENTS.to_vec();
         match &found {
             None => {
-                let hook_type = if self.kind == Kind::Forgejo {
+                let hook_type = if self.kind == ForgeKind::Forgejo {
                     "forgejo"
                 } else {
                     "gitea"
@@ -499,7 +504,7 @@ impl Forge for Gitea {
         })
     }
 
-    async fn settings(&self, repo: &RepoRef, branch: &str) -> Result<Settings, ForgeError> {
+    async fn settings(&self, repo: &RepoRef, branch: &str) -> Result<RepoSettings, ForgeError> {
         let r: ApiRepo = self
             .rest
             .json("get repository", Method::GET, &Self::repo_path(repo), None)
@@ -531,7 +536,7 @@ impl Forge for Gitea {
             Err(e) if e.status() == Some(404) => None,
             Err(e) => return Err(e),
         };
-        Ok(Settings {
+        Ok(RepoSettings {
             allow_squash: r.allow_squash_merge,
             allow_merge_commit: r.allow_merge_commits,
             allow_rebase: r.allow_rebase,
@@ -543,7 +548,7 @@ impl Forge for Gitea {
         &self,
         repo: &RepoRef,
         branch: &str,
-        desired: &Settings,
+        desired: &RepoSettings,
     ) -> Result<(), ForgeError> {
         let body = json!({
             "allow_squash_merge": desired.allow_squash,

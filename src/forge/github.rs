@@ -9,12 +9,12 @@ use serde_json::{Value, json};
 
 use super::http::{Reply, segment, with_retry};
 use super::{
-    CiResult, CiSource, CiState, CommentOutcome, Forge, ForgeError, HookHealth, HookOutcome,
-    HookSpec, HookTarget, Kind, Permission, PrState, Protection, PullRequest, RepoRef, Retry,
-    Settings, StatusSpec, Thread, Token, User,
+    CiResult, CiSource, CiState, CommentOutcome, Forge, ForgeError, ForgeKind, HookHealth,
+    HookOutcome, HookSpec, HookTarget, Permission, PrState, Protection, PullRequest, RepoRef,
+    RepoSettings, Retry, StatusSpec, Thread, Token, User,
 };
 
-const KIND: Kind = Kind::Github;
+const KIND: ForgeKind = ForgeKind::Github;
 
 /// A GitHub or GHES API endpoint.
 pub struct Github {
@@ -263,7 +263,7 @@ fn pull(p: ApiPull) -> PullRequest {
 
 #[async_trait::async_trait]
 impl Forge for Github {
-    fn kind(&self) -> Kind {
+    fn kind(&self) -> ForgeKind {
         KIND
     }
 
@@ -629,7 +629,7 @@ impl Forge for Github {
         })))
     }
 
-    async fn settings(&self, repo: &RepoRef, branch: &str) -> Result<Settings, ForgeError> {
+    async fn settings(&self, repo: &RepoRef, branch: &str) -> Result<RepoSettings, ForgeError> {
         #[derive(Deserialize)]
         struct R {
             #[serde(default)]
@@ -681,7 +681,7 @@ impl Forge for Github {
             Err(e) if e.status() == Some(404) => None,
             Err(e) => return Err(e),
         };
-        Ok(Settings {
+        Ok(RepoSettings {
             allow_squash: r.allow_squash_merge,
             allow_merge_commit: r.allow_merge_commit,
             allow_rebase: r.allow_rebase_merge,
@@ -693,7 +693,7 @@ impl Forge for Github {
         &self,
         repo: &RepoRef,
         branch: &str,
-        desired: &Settings,
+        desired: &RepoSettings,
     ) -> Result<(), ForgeError> {
         let body = json!({
             "allow_squash_merge": desired.allow_squash,

@@ -7,12 +7,12 @@ use serde_json::{Value, json};
 
 use super::http::{Auth, Rest, segment};
 use super::{
-    CiResult, CiSource, CiState, CommentOutcome, Forge, ForgeError, HookHealth, HookOutcome,
-    HookSpec, HookTarget, Kind, Permission, PrState, Protection, PullRequest, RepoRef, Retry,
-    Settings, StatusSpec, Thread, Token, User,
+    CiResult, CiSource, CiState, CommentOutcome, Forge, ForgeError, ForgeKind, HookHealth,
+    HookOutcome, HookSpec, HookTarget, Permission, PrState, Protection, PullRequest, RepoRef,
+    RepoSettings, Retry, StatusSpec, Thread, Token, User,
 };
 
-const KIND: Kind = Kind::Gitlab;
+const KIND: ForgeKind = ForgeKind::Gitlab;
 
 /// A GitLab instance.
 pub struct Gitlab {
@@ -188,7 +188,7 @@ fn mr(m: ApiMr) -> PullRequest {
 
 #[async_trait::async_trait]
 impl Forge for Gitlab {
-    fn kind(&self) -> Kind {
+    fn kind(&self) -> ForgeKind {
         KIND
     }
 
@@ -324,6 +324,31 @@ impl Forge for Gitlab {
         _branch: &str,
     ) -> Result<Vec<super::Required>, ForgeError> {
         Ok(Vec::new())
+    }
+
+    /// GitLab requires no single contexts ("Pipelines must succeed" is the project's own
+    /// setting), and protected branches name who may push by user id.
+    fn trunk_guards(&self, contexts: Vec<String>, bot: &User) -> (RepoSettings, Vec<String>) {
+        let mut notes = Vec::new();
+        if !contexts.is_empty() {
+            notes.push(format!(
+                "GitLab cannot require status contexts ({}); enable \"Pipelines must succeed\" in the project's merge request settings",
+                contexts.join(", ")
+            ));
+        }
+        (
+            RepoSettings {
+                allow_squash: true,
+                allow_merge_commit: false,
+                allow_rebase: false,
+                protection: Some(Protection {
+                    require_pull_request: true,
+                    required_contexts: Vec::new(),
+                    push_allowlist: vec![bot.id.to_string()],
+                }),
+            },
+            notes,
+        )
     }
 
     async fn set_status(
@@ -474,7 +499,7 @@ impl Forge for Gitlab {
         })
     }
 
-    async fn settings(&self, repo: &RepoRef, branch: &str) -> Result<Settings, ForgeError> {
+    async fn settings(&self, repo: &RepoRef, branch: &str) -> Result<RepoSettings, ForgeError> {
         #[derive(Deserialize)]
         struct Project {
             merge_method: Option<String>,
@@ -522,7 +547,7 @@ impl Forge for Gitlab {
             Err(e) if e.status() == Some(404) => None,
             Err(e) => return Err(e),
         };
-        Ok(Settings {
+        Ok(RepoSettings {
             allow_squash: squash != "never",
             // Squash "always" with fast-forward merges leaves exactly one commit per MR.
             allow_merge_commit: squash != "always" || method == "merge",
@@ -535,7 +560,7 @@ impl Forge for Gitlab {
         &self,
         repo: &RepoRef,
         branch: &str,
-        desired: &Settings,
+        desired: &RepoSettings,
     ) -> Result<(), ForgeError> {
         let squash_only =
             desired.allow_squash && !desired.allow_merge_commit && !desired.allow_rebase;

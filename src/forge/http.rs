@@ -9,7 +9,7 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::de::DeserializeOwned;
 
-use super::Kind;
+use super::ForgeKind;
 
 /// A credential. It is never printed: `Debug`, `Display` and `Serialize` show `***`.
 #[derive(Clone, PartialEq, Eq)]
@@ -75,7 +75,7 @@ impl serde::Serialize for Token {
 pub enum ForgeError {
     #[error("{forge} {call}: HTTP {status}: {message} ({hint})")]
     Status {
-        forge: Kind,
+        forge: ForgeKind,
         call: &'static str,
         status: u16,
         message: String,
@@ -85,19 +85,19 @@ pub enum ForgeError {
         "{forge} {call}: rate limited for {retry_after_secs} s more than we wait; try again later or use a token with a higher limit"
     )]
     RateLimited {
-        forge: Kind,
+        forge: ForgeKind,
         call: &'static str,
         retry_after_secs: u64,
     },
     #[error("{forge} {call}: {message} (is the base URL right and the forge reachable?)")]
     Transport {
-        forge: Kind,
+        forge: ForgeKind,
         call: &'static str,
         message: String,
     },
     #[error("{forge} {call}: unexpected response: {message}")]
     Decode {
-        forge: Kind,
+        forge: ForgeKind,
         call: &'static str,
         message: String,
     },
@@ -105,13 +105,13 @@ pub enum ForgeError {
         "{forge} {call}: the pull request's head is no longer {expected}; a new push arrived, nothing was merged"
     )]
     HeadMoved {
-        forge: Kind,
+        forge: ForgeKind,
         call: &'static str,
         expected: String,
     },
     #[error("{forge} {call}: {message}")]
     Unsupported {
-        forge: Kind,
+        forge: ForgeKind,
         call: &'static str,
         message: String,
     },
@@ -186,7 +186,7 @@ impl Reply {
     /// Decodes the JSON body.
     pub fn json<T: DeserializeOwned>(
         &self,
-        forge: Kind,
+        forge: ForgeKind,
         call: &'static str,
     ) -> Result<T, ForgeError> {
         serde_json::from_slice(&self.body).map_err(|e| ForgeError::Decode {
@@ -256,7 +256,7 @@ fn error_message(reply: &Reply, token: &Token) -> String {
 /// Runs one call with retries: 5xx and connection errors back off exponentially; rate limits
 /// wait as long as the forge asks (up to `max_wait`); anything else is final.
 pub async fn with_retry<F, Fut>(
-    forge: Kind,
+    forge: ForgeKind,
     call: &'static str,
     retry: &Retry,
     token: &Token,
@@ -324,7 +324,7 @@ pub enum Auth {
 
 /// A REST client for the forges spoken with plain reqwest.
 pub struct Rest {
-    kind: Kind,
+    kind: ForgeKind,
     base: String,
     client: reqwest::Client,
     token: Token,
@@ -335,7 +335,7 @@ pub struct Rest {
 impl Rest {
     /// A client for `base` (the API root, e.g. `https://gitea.example/api/v1`).
     pub fn new(
-        kind: Kind,
+        kind: ForgeKind,
         base: &str,
         token: Token,
         auth: Auth,

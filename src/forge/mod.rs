@@ -15,33 +15,7 @@ use serde::Serialize;
 pub use crate::webhook::event::CiState;
 pub use http::{ForgeError, Retry, Token};
 
-/// Which forge dialect an adapter speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    Github,
-    Gitea,
-    Forgejo,
-    Gitlab,
-}
-
-impl Kind {
-    /// The lowercase name used in configuration and messages.
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Github => "github",
-            Kind::Gitea => "gitea",
-            Kind::Forgejo => "forgejo",
-            Kind::Gitlab => "gitlab",
-        }
-    }
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+pub use crate::event::ForgeKind;
 
 /// A repository: `owner/name` (on GitLab `owner` may hold subgroups: `group/sub`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
@@ -243,7 +217,7 @@ pub enum HookOutcome {
 
 /// The repository settings the trunk rules depend on.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
-pub struct Settings {
+pub struct RepoSettings {
     pub allow_squash: bool,
     pub allow_merge_commit: bool,
     pub allow_rebase: bool,
@@ -272,7 +246,7 @@ pub struct Required {
 #[async_trait::async_trait]
 pub trait Forge: Send + Sync {
     /// Which dialect this adapter speaks.
-    fn kind(&self) -> Kind;
+    fn kind(&self) -> ForgeKind;
 
     /// The account the adapter acts as (the bot).
     async fn me(&self) -> Result<User, ForgeError>;
@@ -366,14 +340,33 @@ pub trait Forge: Send + Sync {
     ) -> Result<HookHealth, ForgeError>;
 
     /// Merge settings and the protection of `branch`.
-    async fn settings(&self, repo: &RepoRef, branch: &str) -> Result<Settings, ForgeError>;
+    async fn settings(&self, repo: &RepoRef, branch: &str) -> Result<RepoSettings, ForgeError>;
+
+    /// The settings that guard a trunk: squash merges only, pull requests required, the
+    /// contexts required, pushes by the bot alone — as far as this forge can say them, with a
+    /// note for each part it cannot.
+    fn trunk_guards(&self, contexts: Vec<String>, bot: &User) -> (RepoSettings, Vec<String>) {
+        (
+            RepoSettings {
+                allow_squash: true,
+                allow_merge_commit: false,
+                allow_rebase: false,
+                protection: Some(Protection {
+                    require_pull_request: true,
+                    required_contexts: contexts,
+                    push_allowlist: vec![bot.login.clone()],
+                }),
+            },
+            Vec::new(),
+        )
+    }
 
     /// Applies merge settings and protection of `branch`.
     async fn apply_settings(
         &self,
         repo: &RepoRef,
         branch: &str,
-        desired: &Settings,
+        desired: &RepoSettings,
     ) -> Result<(), ForgeError>;
 }
 
@@ -381,7 +374,7 @@ pub trait Forge: Send + Sync {
 /// `…_TOKEN_FILE`) and `TRUNKWARDEN_<FORGE>_URL` (GitHub defaults to api.github.com; a
 /// self-hosted forge has no default).
 pub fn from_env(
-    kind: Kind,
+    kind: ForgeKind,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<std::sync::Arc<dyn Forge>, String> {
     let upper = kind.name().to_ascii_uppercase();
@@ -394,7 +387,7 @@ pub fn from_env(
     })?;
     let url = match (env(&url_var).filter(|u| !u.is_empty()), kind) {
         (Some(u), _) => u,
-        (None, Kind::Github) => "https://api.github.com".to_owned(),
+        (None, ForgeKind::Github) => "https://api.github.com".to_owned(),
         (None, _) => {
             return Err(format!(
                 "{url_var} is not set; name the {kind} instance, e.g. https://git.example.com"
@@ -406,13 +399,13 @@ pub fn from_env(
     }
     let retry = Retry::default();
     let forge: std::sync::Arc<dyn Forge> = match kind {
-        Kind::Github => {
+        ForgeKind::Github => {
             std::sync::Arc::new(github::Github::new(&url, token, retry).map_err(|e| e.to_string())?)
         }
-        Kind::Gitea | Kind::Forgejo => std::sync::Arc::new(
+        ForgeKind::Gitea | ForgeKind::Forgejo => std::sync::Arc::new(
             gitea::Gitea::new(kind, &url, token, retry).map_err(|e| e.to_string())?,
         ),
-        Kind::Gitlab => {
+        ForgeKind::Gitlab => {
             std::sync::Arc::new(gitlab::Gitlab::new(&url, token, retry).map_err(|e| e.to_string())?)
         }
     };
@@ -558,16 +551,20 @@ mod tests {
                     .map(|(_, v)| (*v).to_owned())
             }
         };
-        let f = from_env(Kind::Github, &env(&[("TRUNKWARDEN_GITHUB_TOKEN", "t")])).unwrap();
-        assert_eq!(f.kind(), Kind::Github);
-        let e = from_env(Kind::Gitea, &env(&[("TRUNKWARDEN_GITEA_TOKEN", "t")]))
+        let f = from_env(
+            ForgeKind::Github,
+            &env(&[("TRUNKWARDEN_GITHUB_TOKEN", "t")]),
+        )
+        .unwrap();
+        assert_eq!(f.kind(), ForgeKind::Github);
+        let e = from_env(ForgeKind::Gitea, &env(&[("TRUNKWARDEN_GITEA_TOKEN", "t")]))
             .err()
             .unwrap();
         assert!(e.contains("TRUNKWARDEN_GITEA_URL"), "{e}");
-        let e = from_env(Kind::Gitlab, &env(&[])).err().unwrap();
+        let e = from_env(ForgeKind::Gitlab, &env(&[])).err().unwrap();
         assert!(e.contains("TRUNKWARDEN_GITLAB_TOKEN"), "{e}");
         let e = from_env(
-            Kind::Forgejo,
+            ForgeKind::Forgejo,
             &env(&[
                 ("TRUNKWARDEN_FORGEJO_TOKEN", "t"),
                 ("TRUNKWARDEN_FORGEJO_URL", "git.example"),
@@ -577,7 +574,7 @@ mod tests {
         .unwrap();
         assert!(e.contains("not an http(s) URL"), "{e}");
         let e = from_env(
-            Kind::Gitea,
+            ForgeKind::Gitea,
             &env(&[("TRUNKWARDEN_GITEA_TOKEN_FILE", "/nonexistent/t")]),
         )
         .err()

@@ -5,18 +5,21 @@ use std::collections::HashSet;
 use std::io::BufRead;
 use std::path::Path;
 
-use git2::{ErrorCode, Repository};
+use git2::Repository;
 
-use super::git::{self, BlobScanner};
 use super::{
-    Context, HookError, Report, active, apply_skip, lint_table, local_policy, local_scanner, oid,
-    open_repo, read_lines,
+    Context, HookError, Report, active, apply_skip, lint_table, local_policy, oid, open_repo,
+    read_lines,
 };
 use crate::config::RepoPolicy;
+use crate::git::read::{self as git, head_tree, staged};
+use crate::policy::commits::judge_commits;
 use crate::policy::{
     self, Change, Pusher, RefUpdate, Rule, Violation,
     message::{self, Cleanup},
 };
+use crate::secrets::BlobScanner;
+use crate::secrets::repo::local_scanner;
 
 /// The policy of the repository, with the local escape hatch applied.
 fn prepare(repo: &Repository) -> Result<(RepoPolicy, Vec<Rule>, Vec<String>), HookError> {
@@ -36,59 +39,6 @@ fn finish(
     r.skipped = skipped;
     r.unknown_skips = unknown;
     r
-}
-
-/// The index that will be committed: `GIT_INDEX_FILE` when git set one (`commit -a`,
-/// `commit <path>` use a temporary index), else the repository's own.
-fn staged_index(repo: &Repository) -> Result<git2::Index, HookError> {
-    match std::env::var_os("GIT_INDEX_FILE") {
-        Some(p) => git2::Index::open(Path::new(&p)).ctx(|| {
-            format!(
-                "cannot read the index GIT_INDEX_FILE={}",
-                Path::new(&p).display()
-            )
-        }),
-        None => repo.index().ctx(|| "cannot read the index".into()),
-    }
-}
-
-/// Up to this index size libgit2 compares the index with HEAD faster than a `git diff-index`
-/// process; beyond it git's cache-tree wins (measured: 2.3 KB index 4.4 ms against 6.4 ms whole
-/// hook, 400 KB index 11.8 ms against 6.9 ms; the lines cross near 110 KB).
-const IN_PROCESS_INDEX_MAX: u64 = 64 << 10;
-
-/// What the commit will change: the index against HEAD.
-pub(crate) fn staged(repo: &Repository) -> Result<Vec<git::Changed>, HookError> {
-    let index_file = std::env::var_os("GIT_INDEX_FILE")
-        .map_or_else(|| repo.path().join("index"), std::path::PathBuf::from);
-    let small = std::fs::metadata(&index_file).map_or(true, |m| m.len() <= IN_PROCESS_INDEX_MAX);
-    let head = head_tree(repo)?;
-    let workdir = repo.workdir();
-    if small || head.is_none() || workdir.is_none() {
-        let in_process = staged_index(repo).and_then(|index| {
-            repo.diff_tree_to_index(head.as_ref(), Some(&index), Some(&mut git::diff_options()))
-                .ctx(|| "cannot compare the index with HEAD".into())
-                .map(|d| git::changes(&d))
-        });
-        match (in_process, workdir) {
-            (Ok(changes), _) => return Ok(changes),
-            // libgit2 cannot read every index git writes (a split index); git can.
-            (Err(_), Some(_)) if head.is_some() => {}
-            (Err(e), _) => return Err(e),
-        }
-    }
-    let dir = workdir.unwrap_or(repo.path());
-    git::staged_changes(dir).map_err(HookError::Other)
-}
-
-fn head_tree(repo: &Repository) -> Result<Option<git2::Tree<'_>>, HookError> {
-    match repo.head() {
-        Ok(h) => Ok(Some(
-            h.peel_to_tree().ctx(|| "cannot read HEAD's tree".into())?,
-        )),
-        Err(e) if matches!(e.code(), ErrorCode::UnbornBranch | ErrorCode::NotFound) => Ok(None),
-        Err(e) => Err(e).ctx(|| "cannot read HEAD".into()),
-    }
 }
 
 /// `pre-commit`: what the index adds, exactly as it will be committed.
@@ -230,7 +180,7 @@ pub fn pre_push(input: impl BufRead) -> Result<Report, HookError> {
                     .chain((!remote.is_zero()).then_some(remote));
                 let ids = git::new_commits(&repo, tip, hide)
                     .ctx(|| format!("cannot list the commits pushed to {remote_ref}"))?;
-                super::judge_commits(&repo, ids, blobs.as_mut(), &mut scanned, &mut violations)?
+                judge_commits(&repo, ids, blobs.as_mut(), &mut scanned, &mut violations)?
             }
             None => Vec::new(),
         };

@@ -1,7 +1,6 @@
 //! Hook entry points: gather the input (index, stdin, environment, git objects), ask `policy`,
 //! report. Local hooks give fast feedback and can be skipped; `pre-receive` is the authority.
 
-pub mod git;
 pub mod install;
 pub(crate) mod local;
 mod server;
@@ -11,9 +10,8 @@ use std::path::Path;
 
 use git2::Repository;
 
-use crate::config::{ConfigError, Mode, POLICY_FILE, RepoPolicy};
+use crate::config::{ConfigError, Mode, RepoPolicy};
 use crate::policy::{Rule, Verdict, Violation};
-use crate::secrets::Scanner;
 
 pub use local::{commit_msg, pre_commit, pre_push};
 pub use server::{Host, pre_receive};
@@ -37,6 +35,18 @@ pub enum HookError {
     Config(#[from] ConfigError),
     #[error("{0}")]
     Other(String),
+}
+
+impl From<String> for HookError {
+    fn from(message: String) -> HookError {
+        HookError::Other(message)
+    }
+}
+
+impl From<crate::secrets::RuleError> for HookError {
+    fn from(e: crate::secrets::RuleError) -> HookError {
+        HookError::Other(e.to_string())
+    }
 }
 
 /// Adds what was being done to a git error.
@@ -215,84 +225,6 @@ fn apply_skip(policy: &mut RepoPolicy, value: Option<&str>) -> (Vec<Rule>, Vec<S
 /// Whether a rule is evaluated at all.
 fn active(policy: &RepoPolicy, rule: Rule) -> bool {
     policy.rules.get(rule) != Mode::Off
-}
-
-/// The scanner as the policy tunes it, built only when the secrets rule is on; `baseline` is
-/// the baseline file's content where the caller found one.
-fn scanner(policy: &RepoPolicy, baseline: Option<&[u8]>) -> Result<Option<Scanner>, HookError> {
-    if !active(policy, Rule::Secrets) {
-        return Ok(None);
-    }
-    let origin = policy.secrets.baseline.display().to_string();
-    Scanner::for_policy(&policy.secrets, baseline.map(|b| (b, origin.as_str())))
-        .map(Some)
-        .map_err(|e| HookError::Other(format!("{POLICY_FILE} [secrets]: {e}")))
-}
-
-/// The scanner for a working repository: its baseline is read from the work tree.
-fn local_scanner(repo: &Repository, policy: &RepoPolicy) -> Result<Option<Scanner>, HookError> {
-    let baseline = repo
-        .workdir()
-        .and_then(|w| std::fs::read(w.join(&policy.secrets.baseline)).ok());
-    scanner(policy, baseline.as_deref())
-}
-
-/// The scanner on the server side, where the policy and the baseline come from `tree` (the trunk
-/// before the change). Tuning that does not build falls back to every built-in rule with nothing
-/// allowed, and the note says why: a broken allowlist must not let secrets through.
-pub(crate) fn scanner_at(
-    repo: &Repository,
-    tree: Option<&git2::Tree<'_>>,
-    policy: &RepoPolicy,
-) -> Result<(Option<Scanner>, Option<String>), HookError> {
-    let baseline = tree.and_then(|t| git::blob_at(repo, t, &policy.secrets.baseline));
-    match scanner(policy, baseline.as_deref()) {
-        Ok(s) => Ok((s, None)),
-        Err(e) => {
-            let builtin =
-                Scanner::builtin().map_err(|e| HookError::Other(format!("secret rules: {e}")))?;
-            Ok((
-                Some(builtin),
-                Some(format!(
-                    "{e}; scanning with every built-in rule and no allowlist"
-                )),
-            ))
-        }
-    }
-}
-
-/// Facts about pushed commits for the ref rules; each commit's added lines are scanned for
-/// secrets once, however many refs carry it.
-pub(crate) fn judge_commits(
-    repo: &Repository,
-    ids: Vec<git2::Oid>,
-    mut blobs: Option<&mut git::BlobScanner<'_>>,
-    scanned: &mut std::collections::HashSet<git2::Oid>,
-    violations: &mut Vec<Violation>,
-) -> Result<Vec<crate::policy::CommitFacts>, HookError> {
-    let mut facts = Vec::with_capacity(ids.len());
-    for id in ids {
-        let commit = repo
-            .find_commit(id)
-            .ctx(|| format!("cannot read commit {id}"))?;
-        let changes =
-            git::commit_changes(repo, &commit).ctx(|| format!("cannot diff commit {id}"))?;
-        if let Some(b) = blobs.as_deref_mut()
-            && scanned.insert(id)
-        {
-            let cid = id.to_string();
-            for c in &changes {
-                let found = b.added(c).ctx(|| format!("cannot scan commit {id}"))?;
-                violations.extend(
-                    found
-                        .iter()
-                        .map(|f| crate::policy::secret_violation(f, &c.path, Some(&cid))),
-                );
-            }
-        }
-        facts.push(git::commit_facts(&commit, &changes));
-    }
-    Ok(facts)
 }
 
 /// Parses and lints a task table blob into `tasks-lint` violations.

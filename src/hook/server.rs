@@ -7,10 +7,13 @@ use std::path::{Path, PathBuf};
 
 use git2::Repository;
 
-use super::git::{self, BlobScanner};
-use super::{Context, HookError, Report, oid, open_repo, read_lines, scanner_at};
+use super::{Context, HookError, Report, oid, open_repo, read_lines};
 use crate::config::{POLICY_FILE, RepoPolicy};
+use crate::git::read as git;
+use crate::policy::commits::judge_commits;
 use crate::policy::{self, Change, Pusher, RefUpdate};
+use crate::secrets::BlobScanner;
+use crate::secrets::repo::scanner_at;
 
 /// The git host the hook runs under; it decides where the pusher's identity comes from and how
 /// messages reach the pusher.
@@ -200,13 +203,7 @@ pub fn pre_receive(host: Host, input: impl BufRead) -> Result<Report, HookError>
             if let Ok(tip) = object.peel_to_commit() {
                 let ids = git::new_commits(&repo, tip.id(), known.iter().copied())
                     .ctx(|| format!("cannot list the commits pushed to {refname}"))?;
-                facts = super::judge_commits(
-                    &repo,
-                    ids,
-                    blobs.as_mut(),
-                    &mut scanned,
-                    &mut violations,
-                )?;
+                facts = judge_commits(&repo, ids, blobs.as_mut(), &mut scanned, &mut violations)?;
             }
         }
         let update = RefUpdate {

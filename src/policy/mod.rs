@@ -4,62 +4,13 @@
 //! Gathering the facts (index, stdin, environment, git objects) is the caller's job; nothing here
 //! touches git, the filesystem or the network.
 
+pub mod commits;
 pub mod message;
 
 use crate::config::{Mode, RepoPolicy};
 use crate::secrets::Finding;
 
-/// A rule of the trunk workflow; its kebab-case name is the key under `[rules]` in
-/// `.trunkwarden.toml` and the name `TRUNKWARDEN_SKIP` takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Rule {
-    /// Nobody pushes to the trunk directly; it is never rewritten or deleted.
-    Trunk,
-    /// A change reaches the trunk as one squash commit, never a merge commit.
-    SquashOnly,
-    /// No credential enters history.
-    Secrets,
-    /// The task table is written by the bot alone.
-    SingleWriter,
-    /// A task table that is committed is a valid one.
-    TasksLint,
-    /// Commit messages follow `type(scope): summary`.
-    Message,
-    /// A task's pull request never lets the forge close an issue at merge, before CI on the
-    /// trunk has run (`Closes #N`); it names issues with `Refs #N` and the bot closes them.
-    ClosingKeywords,
-}
-
-impl Rule {
-    /// Every rule, in report order.
-    pub const ALL: [Rule; 7] = [
-        Rule::Trunk,
-        Rule::SquashOnly,
-        Rule::Secrets,
-        Rule::SingleWriter,
-        Rule::TasksLint,
-        Rule::Message,
-        Rule::ClosingKeywords,
-    ];
-
-    /// The configuration and report name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Rule::Trunk => "trunk",
-            Rule::SquashOnly => "squash-only",
-            Rule::Secrets => "secrets",
-            Rule::SingleWriter => "single-writer",
-            Rule::TasksLint => "tasks-lint",
-            Rule::Message => "message",
-            Rule::ClosingKeywords => "closing-keywords",
-        }
-    }
-
-    /// The rule with this name, if any.
-    pub fn from_name(name: &str) -> Option<Rule> {
-        Rule::ALL.into_iter().find(|r| r.name() == name)
-    }
-}
+pub use crate::config::Rule;
 
 /// One broken rule, with enough context to find and fix it.
 #[derive(Debug, Clone, PartialEq, Eq)]

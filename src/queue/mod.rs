@@ -25,7 +25,7 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection, Row};
 use tokio::sync::Notify;
 
-use crate::webhook::Forge;
+use crate::event::ForgeKind;
 
 /// Name of the SQLite file inside the data directory.
 pub const DB_FILE: &str = "trunkwarden.sqlite3";
@@ -108,7 +108,7 @@ impl FromStr for State {
 /// A verified delivery about to be stored.
 #[derive(Debug, Clone)]
 pub struct NewDelivery {
-    pub forge: Forge,
+    pub forge: ForgeKind,
     pub hook_id: String,
     pub delivery_id: String,
     pub event: String,

@@ -813,7 +813,7 @@ impl Checkpointer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::webhook::Forge;
+    use crate::event::ForgeKind;
 
     fn writer(dir: &Path) -> Writer {
         let schema = super::super::schema(false);
@@ -829,7 +829,7 @@ mod tests {
     fn insert(id: &str) -> Write {
         Write::Insert(Box::new(Staged {
             d: NewDelivery {
-                forge: Forge::Github,
+                forge: ForgeKind::Github,
                 hook_id: "1".into(),
                 delivery_id: id.into(),
                 event: "push".into(),

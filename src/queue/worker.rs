@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use super::{Delivery, Finish, Store, now_ms};
-use crate::webhook::{Event, Forge, PayloadError, normalize};
+use crate::webhook::{Event, ForgeKind, PayloadError, normalize};
 
 /// Why a handler could not finish a delivery.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -203,7 +203,7 @@ impl Outcomes {
 
 /// Normalizes a stored delivery and names its lane (`forge:owner/repo`).
 fn prepare(d: Delivery) -> Job {
-    let normalized = match d.forge.parse::<Forge>() {
+    let normalized = match d.forge.parse::<ForgeKind>() {
         Ok(forge) => normalize(forge, &d.event, d.header("content-type"), &d.body),
         Err(e) => Err(PayloadError::NotJson(e)),
     };

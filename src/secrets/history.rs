@@ -9,8 +9,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use git2::{Oid, Repository};
 
+use super::BlobScanner;
 use super::{Finding, Scanner};
-use crate::hook::git::{self, BlobScanner};
+use crate::git::read as git;
 
 /// A git scan that could not run; says which step failed.
 #[derive(Debug, thiserror::Error)]
@@ -23,7 +24,7 @@ fn fail(what: impl std::fmt::Display) -> impl FnOnce(git2::Error) -> GitScanErro
 
 /// Findings on the lines the index adds against HEAD: what `git commit` would record.
 pub fn staged(repo: &Repository, scanner: &Scanner) -> Result<Vec<Finding>, GitScanError> {
-    let changes = crate::hook::local::staged(repo).map_err(|e| GitScanError(e.to_string()))?;
+    let changes = git::staged(repo).map_err(GitScanError)?;
     let mut blobs = BlobScanner::new(repo, scanner);
     let mut out = Vec::new();
     for c in &changes {

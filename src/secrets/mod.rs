@@ -4,7 +4,9 @@
 //! A [`Finding`] never holds the secret itself, only a masked form and a fingerprint, so no
 //! report, log line or error can print it whole.
 
+pub mod blobs;
 pub mod history;
+pub mod repo;
 pub mod report;
 pub mod tuning;
 
@@ -56,31 +58,8 @@ pub enum RuleError {
     Invalid { id: String, message: String },
 }
 
-/// One detection rule, as written in `rules.toml`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Rule {
-    pub id: String,
-    pub description: String,
-    pub keywords: Vec<String>,
-    pub regex: String,
-    /// Minimum Shannon entropy (bits per character) of the secret.
-    pub entropy: Option<f64>,
-    /// Checksum scheme the secret must satisfy.
-    pub checksum: Option<String>,
-    /// Bytes searched on each side of a keyword hit.
-    pub window: Option<usize>,
-    /// Values that are never secrets for this rule (exact, case-insensitive): `pass`, `root`, …
-    #[serde(default)]
-    pub stopwords: Vec<String>,
-    /// Skip values shaped like code identifiers (`CLIENT_TRAFFIC_SECRET`, `passwordInput`).
-    #[serde(default)]
-    pub reject_identifiers: bool,
-    #[serde(default)]
-    pub examples: Vec<String>,
-    #[serde(default)]
-    pub negatives: Vec<String>,
-}
+pub use crate::config::SecretRule;
+pub use blobs::BlobScanner;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -88,7 +67,7 @@ pub struct Rule {
 struct RulesFile {
     #[serde(default)]
     published_examples: Vec<String>,
-    rule: Vec<Rule>,
+    rule: Vec<SecretRule>,
 }
 
 /// A detected secret: where, which rule, and a masked form — never the secret.
@@ -114,7 +93,7 @@ pub struct Finding {
 /// The compiled rules and their prefilter. Regexes compile on a rule's first keyword hit, so a
 /// one-file scan pays only for the rules it touches.
 pub struct Scanner {
-    rules: Vec<Rule>,
+    rules: Vec<SecretRule>,
     regexes: Vec<OnceLock<Result<Regex, String>>>,
     prefilter: AhoCorasick,
     /// Prefilter pattern index → rule index.
@@ -138,7 +117,7 @@ impl Scanner {
     }
 
     /// Builds the prefilter over every rule's keywords.
-    pub fn new(rules: Vec<Rule>) -> Result<Scanner, RuleError> {
+    pub fn new(rules: Vec<SecretRule>) -> Result<Scanner, RuleError> {
         let mut patterns = Vec::new();
         let mut owner = Vec::new();
         let mut ids = HashSet::new();
@@ -273,11 +252,11 @@ impl Scanner {
     }
 
     /// The rules, for reports.
-    pub fn rules(&self) -> &[Rule] {
+    pub fn rules(&self) -> &[SecretRule] {
         &self.rules
     }
 
-    /// Rule `i`'s regex, compiled on its first use; the error names the rule.
+    /// SecretRule `i`'s regex, compiled on its first use; the error names the rule.
     fn compiled(&self, i: usize) -> Result<&Regex, RuleError> {
         self.regexes[i]
             .get_or_init(|| compile(&self.rules[i].regex))
@@ -358,7 +337,7 @@ impl Scanner {
         found
     }
 
-    fn valid(&self, rule: &Rule, secret: &[u8]) -> bool {
+    fn valid(&self, rule: &SecretRule, secret: &[u8]) -> bool {
         if is_placeholder(secret) || self.published.contains(secret) {
             return false;
         }

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use serde_json::json;
 
-use super::{Finding, Rule};
+use super::{Finding, SecretRule};
 
 /// `path:line:column: rule: description (masked)` per finding.
 pub fn text(findings: &[Finding]) -> String {
@@ -25,8 +25,8 @@ pub fn json(findings: &[Finding]) -> String {
 }
 
 /// A SARIF 2.1.0 log with one run; rules that produced findings are described in the driver.
-pub fn sarif(findings: &[Finding], rules: &[Rule]) -> String {
-    let used: Vec<&Rule> = rules
+pub fn sarif(findings: &[Finding], rules: &[SecretRule]) -> String {
+    let used: Vec<&SecretRule> = rules
         .iter()
         .filter(|r| findings.iter().any(|f| f.rule == r.id))
         .collect();

@@ -2,7 +2,6 @@
 //! turned off, allowlists) and the baseline file of findings accepted on purpose.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use regex::bytes::Regex;
@@ -10,70 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Finding, RuleError};
 
-/// The baseline's default path, relative to the repository root.
-pub const DEFAULT_BASELINE: &str = ".trunkwarden-baseline.json";
-
-/// `[secrets]`: what a team adds to or takes from the built-in rules.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct SecretsPolicy {
-    /// Built-in rule ids to turn off.
-    #[serde(default)]
-    pub disable: Vec<String>,
-    /// Repository-relative path of the baseline of accepted findings.
-    #[serde(default = "default_baseline")]
-    pub baseline: PathBuf,
-    /// Files larger than this many bytes are not scanned.
-    #[serde(default = "default_max_file_size")]
-    pub max_file_size: u64,
-    /// Findings that are not secrets: by path, by a regex over the secret, or by a stop-word.
-    #[serde(default)]
-    pub allow: Vec<Allow>,
-    /// Rules of the team's own; one with a built-in rule's id replaces it.
-    #[serde(default)]
-    pub rule: Vec<super::Rule>,
-}
-
-impl Default for SecretsPolicy {
-    fn default() -> Self {
-        SecretsPolicy {
-            disable: Vec::new(),
-            baseline: default_baseline(),
-            max_file_size: default_max_file_size(),
-            allow: Vec::new(),
-            rule: Vec::new(),
-        }
-    }
-}
-
-fn default_max_file_size() -> u64 {
-    10 << 20
-}
-
-fn default_baseline() -> PathBuf {
-    PathBuf::from(DEFAULT_BASELINE)
-}
-
-/// One `[[secrets.allow]]` entry. A finding is allowed when the entry applies to its rule and
-/// any one of the entry's paths, regexes or stop-words matches.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct Allow {
-    /// Why these are not secrets, for the next reader.
-    pub description: Option<String>,
-    /// Rule ids the entry applies to; empty means every rule.
-    #[serde(default)]
-    pub rules: Vec<String>,
-    /// Path globs (`**` crosses directories), relative to the repository root.
-    #[serde(default)]
-    pub paths: Vec<String>,
-    /// Regexes searched in the secret.
-    #[serde(default)]
-    pub regexes: Vec<String>,
-    /// Substrings (any case) that mark a secret as a fake.
-    #[serde(default)]
-    pub stopwords: Vec<String>,
-}
+pub use crate::config::{Allow, DEFAULT_BASELINE, SecretsPolicy};
 
 /// An allowlist entry ready to match.
 #[derive(Debug)]

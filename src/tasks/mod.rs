@@ -12,6 +12,6 @@ pub use model::{
     Diagnostic, IssueRef, Status, Task, Tokens, is_valid_id, parse_id_list, parse_timestamp,
     read_tasks, validate_cell,
 };
-pub use plan::{Blocker, Plan, Waiting, plan};
+pub use plan::{Blocker, NextTasks, Waiting, plan};
 pub use table::{TableError, TaskTable};
 pub use variance::{Level, Variance, learning_entry, level, ratio, variances};

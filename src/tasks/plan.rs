@@ -24,7 +24,7 @@ pub struct Waiting {
 
 /// The state of the table for an orchestrator deciding what to hand out next.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Plan {
+pub struct NextTasks {
     /// `not-started` tasks whose every dependency is `done`, in table order.
     pub ready: Vec<String>,
     pub in_progress: Vec<String>,
@@ -36,9 +36,9 @@ pub struct Plan {
 }
 
 /// Computes the plan. `deferred` tasks are set aside on purpose and never count as open work.
-pub fn plan(tasks: &[Task]) -> Plan {
+pub fn plan(tasks: &[Task]) -> NextTasks {
     let by_id = index(tasks);
-    let mut p = Plan {
+    let mut p = NextTasks {
         ready: Vec::new(),
         in_progress: Vec::new(),
         waiting: Vec::new(),

@@ -97,4 +97,3 @@ mod tests {
         assert_eq!(level(-1.5), Level::Critical);
     }
 }
-

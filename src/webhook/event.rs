@@ -25,7 +25,7 @@ pub struct Actor {
 pub enum Event {
     Ping(Ping),
     Push(Push),
-    PullRequest(PullRequest),
+    PullRequest(PullRequestEvent),
     Comment(Comment),
     CiStatus(CiStatus),
 }
@@ -113,7 +113,7 @@ pub enum PrAction {
 
 /// A pull request (GitHub, Gitea) or merge request (GitLab) event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PullRequest {
+pub struct PullRequestEvent {
     pub repo: Repo,
     pub actor: Actor,
     pub action: PrAction,

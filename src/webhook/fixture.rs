@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::{Forge, PayloadError, payload_json, verify};
+use super::{ForgeKind, PayloadError, payload_json, verify};
 
 /// A fixture that cannot be read; says which file and which line.
 #[derive(Debug, thiserror::Error)]
@@ -36,15 +36,15 @@ impl Fixture {
     /// Signs the delivery the way `forge` does, for delivery id `id`: GitHub `X-Hub-Signature-256`
     /// over the body; Gitea/Forgejo bare hex over the JSON (also inside a form); GitLab a
     /// Standard Webhooks signature for a `whsec_` signing token, else the plain `X-Gitlab-Token`.
-    pub fn sign(&mut self, forge: Forge, secret: &str, id: &str) -> Result<(), FixtureError> {
+    pub fn sign(&mut self, forge: ForgeKind, secret: &str, id: &str) -> Result<(), FixtureError> {
         let value = |s: &str| HeaderValue::from_str(s).map_err(|_| FixtureError::BadHeaderValue);
         let h = &mut self.headers;
         match forge {
-            Forge::Github => {
+            ForgeKind::Github => {
                 let sig = format!("sha256={}", verify::hmac_hex(secret.as_bytes(), &self.body));
                 h.insert("x-hub-signature-256", value(&sig)?);
             }
-            Forge::Gitea | Forge::Forgejo => {
+            ForgeKind::Gitea | ForgeKind::Forgejo => {
                 let ct = h
                     .get("content-type")
                     .and_then(|v| v.to_str().ok())
@@ -54,12 +54,12 @@ impl Fixture {
                 for name in ["x-gitea-signature", "x-gogs-signature"] {
                     h.insert(name, value(&hex)?);
                 }
-                if forge == Forge::Forgejo {
+                if forge == ForgeKind::Forgejo {
                     h.insert("x-forgejo-signature", value(&hex)?);
                 }
                 h.insert("x-hub-signature-256", value(&format!("sha256={hex}"))?);
             }
-            Forge::Gitlab => match verify::decode_signing_token(secret) {
+            ForgeKind::Gitlab => match verify::decode_signing_token(secret) {
                 Some(key) => {
                     let ts = chrono::Utc::now().timestamp();
                     h.insert("webhook-id", value(id)?);

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use super::event::{
     Actor, CiState, CiStatus, Comment, CommentAction, Event, PayloadError, Ping, PrAction,
-    PullRequest, Push, Repo, at, bool_at, is_zero_sha, opt_str, str_at, u64_at,
+    PullRequestEvent, Push, Repo, at, bool_at, is_zero_sha, opt_str, str_at, u64_at,
 };
 
 /// Normalizes one GitHub delivery; `Ok(None)` for events and actions the bot does not act on.
@@ -91,9 +91,9 @@ pub fn pr_action(action: &str, v: &Value) -> Option<PrAction> {
 }
 
 /// A pull request payload.
-pub fn pull_request(v: &Value, action: PrAction) -> Result<PullRequest, PayloadError> {
+pub fn pull_request(v: &Value, action: PrAction) -> Result<PullRequestEvent, PayloadError> {
     let merged = bool_at(v, "pull_request.merged");
-    Ok(PullRequest {
+    Ok(PullRequestEvent {
         repo: repo(v)?,
         actor: user(v, "sender")?,
         action,

@@ -4,8 +4,8 @@
 use serde_json::Value;
 
 use super::event::{
-    Actor, CiState, CiStatus, Comment, CommentAction, Event, PayloadError, PrAction, PullRequest,
-    Push, Repo, at, bool_at, is_zero_sha, opt_str, str_at, u64_at,
+    Actor, CiState, CiStatus, Comment, CommentAction, Event, PayloadError, PrAction,
+    PullRequestEvent, Push, Repo, at, bool_at, is_zero_sha, opt_str, str_at, u64_at,
 };
 
 /// Normalizes one GitLab delivery; `Ok(None)` for hooks and actions the bot does not act on.
@@ -81,12 +81,12 @@ fn mr_action(v: &Value) -> Option<PrAction> {
     })
 }
 
-fn merge_request(v: &Value, action: PrAction) -> Result<PullRequest, PayloadError> {
+fn merge_request(v: &Value, action: PrAction) -> Result<PullRequestEvent, PayloadError> {
     let actor = user(v)?;
     let author_id = u64_at(v, "object_attributes.author_id")?;
     let merged = action == PrAction::Merged
         || at(v, "object_attributes.state").and_then(Value::as_str) == Some("merged");
-    Ok(PullRequest {
+    Ok(PullRequestEvent {
         repo: project(v)?,
         action,
         number: u64_at(v, "object_attributes.iid")?,

@@ -1,6 +1,6 @@
 //! Webhook deliveries: which forge sent them, whether they are genuine, and what they mean.
 //!
-//! Forge specifics stop here: past `normalize`, everything speaks [`Event`].
+//! ForgeKind specifics stop here: past `normalize`, everything speaks [`Event`].
 
 pub mod event;
 pub mod fixture;
@@ -12,74 +12,29 @@ pub mod verify;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
-use std::fmt;
-use std::str::FromStr;
 
 use axum::http::HeaderMap;
-use serde::{Deserialize, Serialize};
+
 use sha2::{Digest, Sha256};
 
 pub use event::{Event, PayloadError};
 use verify::{Rejection, Secrets, SignedHeaders};
 
-/// The forges trunkwarden receives deliveries from. Forgejo is Gitea's dialect with its own
-/// header names; it is kept apart for metrics and the ledger.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Forge {
-    Github,
-    Gitea,
-    Forgejo,
-    Gitlab,
-}
+pub use crate::event::ForgeKind;
 
-impl Forge {
-    /// Every forge, for configuration and help.
-    pub const ALL: [Forge; 4] = [Forge::Github, Forge::Gitea, Forge::Forgejo, Forge::Gitlab];
-
-    /// Lower-case name used in URLs, metrics and the ledger.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Forge::Github => "github",
-            Forge::Gitea => "gitea",
-            Forge::Forgejo => "forgejo",
-            Forge::Gitlab => "gitlab",
-        }
-    }
-
-    /// Identifies the sender from its headers. Gitea and Forgejo also send `X-GitHub-Event`, so
-    /// they are recognised first.
-    pub fn detect(headers: &HeaderMap) -> Option<Forge> {
-        if headers.contains_key("x-gitlab-event") {
-            Some(Forge::Gitlab)
-        } else if headers.contains_key("x-forgejo-event") {
-            Some(Forge::Forgejo)
-        } else if headers.contains_key("x-gitea-event") || headers.contains_key("x-gogs-event") {
-            Some(Forge::Gitea)
-        } else if headers.contains_key("x-github-event") {
-            Some(Forge::Github)
-        } else {
-            None
-        }
-    }
-}
-
-impl fmt::Display for Forge {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Forge {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Forge::ALL
-            .into_iter()
-            .find(|f| f.as_str() == s)
-            .ok_or_else(|| {
-                format!("unknown forge `{s}`; expected github, gitea, forgejo or gitlab")
-            })
+/// Identifies the sender from its headers. Gitea and Forgejo also send `X-GitHub-Event`, so
+/// they are recognised first.
+pub fn detect(headers: &HeaderMap) -> Option<ForgeKind> {
+    if headers.contains_key("x-gitlab-event") {
+        Some(ForgeKind::Gitlab)
+    } else if headers.contains_key("x-forgejo-event") {
+        Some(ForgeKind::Forgejo)
+    } else if headers.contains_key("x-gitea-event") || headers.contains_key("x-gogs-event") {
+        Some(ForgeKind::Gitea)
+    } else if headers.contains_key("x-github-event") {
+        Some(ForgeKind::Github)
+    } else {
+        None
     }
 }
 
@@ -112,7 +67,7 @@ const KEPT_HEADERS: &[&str] = &[
 /// What identifies and describes a delivery before its body is read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryMeta {
-    pub forge: Forge,
+    pub forge: ForgeKind,
     /// The forge's delivery id; a body hash when the forge sent none.
     pub delivery_id: String,
     /// The hook (or installation) id, so two hooks receiving one event stay two deliveries.
@@ -156,14 +111,14 @@ fn first_of<'a>(h: &'a HeaderMap, names: &[&'static str]) -> Result<Option<&'a s
 }
 
 /// Extracts the dedupe key, event name and kept headers of a verified delivery.
-pub fn meta(forge: Forge, h: &HeaderMap, body: &[u8]) -> Result<DeliveryMeta, MetaError> {
+pub fn meta(forge: ForgeKind, h: &HeaderMap, body: &[u8]) -> Result<DeliveryMeta, MetaError> {
     let (ids, hooks, events): (&[&'static str], &[&'static str], &[&'static str]) = match forge {
-        Forge::Github => (
+        ForgeKind::Github => (
             &["x-github-delivery"],
             &["x-github-hook-id", "x-github-hook-installation-target-id"],
             &["x-github-event"],
         ),
-        Forge::Gitea | Forge::Forgejo => (
+        ForgeKind::Gitea | ForgeKind::Forgejo => (
             &[
                 "x-forgejo-delivery",
                 "x-gitea-delivery",
@@ -180,7 +135,7 @@ pub fn meta(forge: Forge, h: &HeaderMap, body: &[u8]) -> Result<DeliveryMeta, Me
         ),
         // `Idempotency-Key` is stable across GitLab's retries and resends; the per-request UUID
         // is not.
-        Forge::Gitlab => (&["idempotency-key", "webhook-id"], &[], &["x-gitlab-event"]),
+        ForgeKind::Gitlab => (&["idempotency-key", "webhook-id"], &[], &["x-gitlab-event"]),
     };
     let delivery_id = match first_of(h, ids)? {
         Some(id) => id.to_owned(),
@@ -221,24 +176,24 @@ pub fn payload_json<'a>(
 
 /// Turns a stored delivery into an [`Event`]; `Ok(None)` for events the bot does not act on.
 pub fn normalize(
-    forge: Forge,
+    forge: ForgeKind,
     event: &str,
     content_type: Option<&str>,
     body: &[u8],
 ) -> Result<Option<Event>, PayloadError> {
     let json = payload_json(content_type, body)?;
     let fields: &'static payload::Fields = match forge {
-        Forge::Github | Forge::Gitea | Forge::Forgejo => &payload::GITHUB,
-        Forge::Gitlab => &payload::GITLAB,
+        ForgeKind::Github | ForgeKind::Gitea | ForgeKind::Forgejo => &payload::GITHUB,
+        ForgeKind::Gitlab => &payload::GITLAB,
     };
     let v = fields
         .parse(&json)
         .map_err(|e| PayloadError::NotJson(e.to_string()))?;
     let _reading = payload::Reading::start(fields);
     match forge {
-        Forge::Github => github::normalize(event, &v),
-        Forge::Gitea | Forge::Forgejo => gitea::normalize(event, &v),
-        Forge::Gitlab => gitlab::normalize(event, &v),
+        ForgeKind::Github => github::normalize(event, &v),
+        ForgeKind::Gitea | ForgeKind::Forgejo => gitea::normalize(event, &v),
+        ForgeKind::Gitlab => gitlab::normalize(event, &v),
     }
 }
 
@@ -251,7 +206,7 @@ pub struct Verifier {
     pub gitlab_tokens: Secrets,
     /// Decoded `whsec_` signing keys.
     pub gitlab_signing: Secrets,
-    pub allow_unsigned: HashSet<Forge>,
+    pub allow_unsigned: HashSet<ForgeKind>,
     /// How far a signed GitLab timestamp may be from now.
     pub gitlab_tolerance_secs: i64,
 }
@@ -319,11 +274,11 @@ impl Verifier {
     }
 
     /// Whether any secret is configured for a forge.
-    pub fn has_secret(&self, forge: Forge) -> bool {
+    pub fn has_secret(&self, forge: ForgeKind) -> bool {
         match forge {
-            Forge::Github => !self.github.is_empty(),
-            Forge::Gitea | Forge::Forgejo => !self.gitea.is_empty(),
-            Forge::Gitlab => !self.gitlab_tokens.is_empty() || !self.gitlab_signing.is_empty(),
+            ForgeKind::Github => !self.github.is_empty(),
+            ForgeKind::Gitea | ForgeKind::Forgejo => !self.gitea.is_empty(),
+            ForgeKind::Gitlab => !self.gitlab_tokens.is_empty() || !self.gitlab_signing.is_empty(),
         }
     }
 
@@ -331,7 +286,7 @@ impl Verifier {
     /// allowed; a wrong signature never passes.
     pub fn verify(
         &self,
-        forge: Forge,
+        forge: ForgeKind,
         h: &HeaderMap,
         body: &[u8],
         now_unix: i64,
@@ -345,8 +300,10 @@ impl Verifier {
             };
         }
         let result = match forge {
-            Forge::Github => verify::github(&self.github, body, header(h, "x-hub-signature-256")),
-            Forge::Gitea | Forge::Forgejo => {
+            ForgeKind::Github => {
+                verify::github(&self.github, body, header(h, "x-hub-signature-256"))
+            }
+            ForgeKind::Gitea | ForgeKind::Forgejo => {
                 // Gitea signs the JSON, also when it sends it form-encoded.
                 let ct = h.get("content-type").and_then(|v| v.to_str().ok());
                 let json = payload_json(ct, body).map_err(|_| Rejection::MalformedSignature)?;
@@ -362,7 +319,7 @@ impl Verifier {
                 });
                 verify::gitea(&self.gitea, &json, sig)
             }
-            Forge::Gitlab => self.verify_gitlab(h, body, now_unix),
+            ForgeKind::Gitlab => self.verify_gitlab(h, body, now_unix),
         };
         match result {
             Err(Rejection::MissingSignature) if unsigned_ok => Ok(()),

@@ -1391,7 +1391,7 @@ impl FakeForge {
         what: &Happening,
         secret: &str,
     ) -> trunkwarden::webhook::fixture::Fixture {
-        use trunkwarden::webhook::{Forge as Wf, fixture};
+        use trunkwarden::webhook::{ForgeKind as Wf, fixture};
         let f = self.state.lock().unwrap();
         let r = &f.repos[full];
         let dialect = if f.kind == "forgejo" { "gitea" } else { f.kind };

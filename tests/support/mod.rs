@@ -15,7 +15,7 @@ use trunkwarden::queue::Sync;
 use trunkwarden::queue::worker::{RetryPolicy, WorkerConfig};
 use trunkwarden::server::Settings;
 use trunkwarden::webhook::verify::Secrets;
-use trunkwarden::webhook::{Forge, Verifier, fixture};
+use trunkwarden::webhook::{ForgeKind, Verifier, fixture};
 
 /// A test server on a free loopback port that checks every forge's deliveries with `secret`,
 /// retries quickly, and keeps its ledger in `data_dir` (or PostgreSQL at `db`).
@@ -80,7 +80,7 @@ pub fn delivery_of(
 pub fn delivery_event(
     fx: &fixture::Fixture,
 ) -> Option<(trunkwarden::queue::Delivery, trunkwarden::webhook::Event)> {
-    let forge = Forge::detect(&fx.headers).expect("a forge's delivery");
+    let forge = trunkwarden::webhook::detect(&fx.headers).expect("a forge's delivery");
     let header = |n: &str| {
         fx.headers
             .get(n)
@@ -133,7 +133,7 @@ pub fn github(name: &str, delivery: &str) -> fixture::Fixture {
         "x-github-delivery",
         HeaderValue::from_str(delivery).unwrap(),
     );
-    f.sign(Forge::Github, SECRET, delivery).unwrap();
+    f.sign(ForgeKind::Github, SECRET, delivery).unwrap();
     f
 }
 

@@ -299,7 +299,7 @@ async fn open_engine_with(
         ),
         _ => Arc::new(
             forge::gitea::Gitea::new(
-                forge::Kind::Gitea,
+                forge::ForgeKind::Gitea,
                 &fake.url,
                 Token::new(token),
                 Retry::default(),

@@ -1,15 +1,11 @@
-//! Facts from git objects for the rules: what a commit or the index changes, which commits a
-//! push brings, and which secrets sit on the lines a change adds.
+//! Reading git: what a commit or the index changes, which commits a push brings, which lines a
+//! change adds, what a tree holds. Nothing here knows of rules or secrets.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::rc::Rc;
 
-use git2::{Delta, DiffOptions, FileMode, Oid, Repository, Sort, Tree};
-
-use crate::policy::CommitFacts;
-use crate::secrets::{Finding, Scanner};
+use git2::{Delta, DiffOptions, ErrorCode, FileMode, Oid, Repository, Sort, Tree};
 
 /// One changed path of a diff.
 pub struct Changed {
@@ -123,16 +119,6 @@ pub fn commit_changes(
     Ok(changes(&diff))
 }
 
-/// The facts the ref rules need about one commit.
-pub fn commit_facts(commit: &git2::Commit<'_>, changes: &[Changed]) -> CommitFacts {
-    CommitFacts {
-        id: commit.id().to_string(),
-        parents: commit.parent_count(),
-        author_email: String::from_utf8_lossy(commit.author().email_bytes()).into_owned(),
-        paths: changes.iter().map(|c| c.path.clone()).collect(),
-    }
-}
-
 /// Commits reachable from `tip` and from none of `hide`, oldest first.
 pub fn new_commits(
     repo: &Repository,
@@ -161,64 +147,8 @@ pub fn ref_tips(repo: &Repository, glob: Option<&str>) -> Result<Vec<Oid>, git2:
         .collect())
 }
 
-/// Scans blobs for secrets, each blob once however many commits carry it, and keeps the
-/// findings on lines a change adds.
-pub struct BlobScanner<'a> {
-    repo: &'a Repository,
-    scanner: &'a Scanner,
-    cache: HashMap<Oid, Rc<Vec<Finding>>>,
-}
-
-impl<'a> BlobScanner<'a> {
-    /// A scanner over one repository's objects.
-    pub fn new(repo: &'a Repository, scanner: &'a Scanner) -> BlobScanner<'a> {
-        BlobScanner {
-            repo,
-            scanner,
-            cache: HashMap::new(),
-        }
-    }
-
-    fn findings(&mut self, path: &[u8], blob: Oid) -> Result<Rc<Vec<Finding>>, git2::Error> {
-        if let Some(f) = self.cache.get(&blob) {
-            return Ok(f.clone());
-        }
-        let b = self.repo.find_blob(blob)?;
-        let content = b.content();
-        let found =
-            if content.len() as u64 > self.scanner.max_file_size() || Scanner::is_binary(content) {
-                Vec::new()
-            } else {
-                self.scanner.scan(&String::from_utf8_lossy(path), content)
-            };
-        let found = Rc::new(found);
-        self.cache.insert(blob, found.clone());
-        Ok(found)
-    }
-
-    /// Findings in `change.new` on lines that are not in `change.old`.
-    pub fn added(&mut self, change: &Changed) -> Result<Vec<Finding>, git2::Error> {
-        let Some(new) = change.new else {
-            return Ok(Vec::new());
-        };
-        let found = self.findings(&change.path, new)?;
-        if found.is_empty() {
-            return Ok(Vec::new());
-        }
-        let Some(old) = change.old else {
-            return Ok(found.to_vec());
-        };
-        let added = added_lines(self.repo, old, new)?;
-        Ok(found
-            .iter()
-            .filter(|f| added.contains(&f.line))
-            .cloned()
-            .collect())
-    }
-}
-
 /// 1-based line numbers of `new` that a diff from `old` adds.
-fn added_lines(repo: &Repository, old: Oid, new: Oid) -> Result<HashSet<usize>, git2::Error> {
+pub fn added_lines(repo: &Repository, old: Oid, new: Oid) -> Result<HashSet<usize>, git2::Error> {
     let (old, new) = (repo.find_blob(old)?, repo.find_blob(new)?);
     let mut opts = DiffOptions::new();
     opts.context_lines(0).force_text(true);
@@ -245,6 +175,65 @@ pub fn blob_at(repo: &Repository, tree: &Tree<'_>, path: &Path) -> Option<Vec<u8
     let entry = tree.get_path(path).ok()?;
     let blob = repo.find_blob(entry.id()).ok()?;
     Some(blob.content().to_vec())
+}
+
+/// The index that will be committed: `GIT_INDEX_FILE` when git set one (`commit -a`,
+/// `commit <path>` use a temporary index), else the repository's own.
+fn staged_index(repo: &Repository) -> Result<git2::Index, String> {
+    match std::env::var_os("GIT_INDEX_FILE") {
+        Some(p) => git2::Index::open(Path::new(&p)).map_err(|e| {
+            format!(
+                "cannot read the index GIT_INDEX_FILE={}: {}",
+                Path::new(&p).display(),
+                e.message()
+            )
+        }),
+        None => repo
+            .index()
+            .map_err(|e| format!("cannot read the index: {}", e.message())),
+    }
+}
+
+/// Up to this index size libgit2 compares the index with HEAD faster than a `git diff-index`
+/// process; beyond it git's cache-tree wins (measured: 2.3 KB index 4.4 ms against 6.4 ms whole
+/// hook, 400 KB index 11.8 ms against 6.9 ms; the lines cross near 110 KB).
+const IN_PROCESS_INDEX_MAX: u64 = 64 << 10;
+
+/// What the commit will change: the index against HEAD.
+pub fn staged(repo: &Repository) -> Result<Vec<Changed>, String> {
+    let index_file = std::env::var_os("GIT_INDEX_FILE")
+        .map_or_else(|| repo.path().join("index"), std::path::PathBuf::from);
+    let small = std::fs::metadata(&index_file).map_or(true, |m| m.len() <= IN_PROCESS_INDEX_MAX);
+    let head = head_tree(repo)?;
+    let workdir = repo.workdir();
+    if small || head.is_none() || workdir.is_none() {
+        let in_process = staged_index(repo).and_then(|index| {
+            repo.diff_tree_to_index(head.as_ref(), Some(&index), Some(&mut diff_options()))
+                .map_err(|e| format!("cannot compare the index with HEAD: {}", e.message()))
+                .map(|d| changes(&d))
+        });
+        match (in_process, workdir) {
+            (Ok(changes), _) => return Ok(changes),
+            // libgit2 cannot read every index git writes (a split index); git can.
+            (Err(_), Some(_)) if head.is_some() => {}
+            (Err(e), _) => return Err(e),
+        }
+    }
+    let dir = workdir.unwrap_or(repo.path());
+    staged_changes(dir)
+}
+
+/// HEAD's tree; `None` before the first commit.
+pub fn head_tree(repo: &Repository) -> Result<Option<git2::Tree<'_>>, String> {
+    match repo.head() {
+        Ok(h) => {
+            Ok(Some(h.peel_to_tree().map_err(|e| {
+                format!("cannot read HEAD's tree: {}", e.message())
+            })?))
+        }
+        Err(e) if matches!(e.code(), ErrorCode::UnbornBranch | ErrorCode::NotFound) => Ok(None),
+        Err(e) => Err(format!("cannot read HEAD: {}", e.message())),
+    }
 }
 
 #[cfg(test)]
