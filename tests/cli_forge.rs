@@ -165,6 +165,8 @@ async fn doctor_says_what_is_wrong_and_how_to_fix_it() {
     let bare = sb.bare("app.git");
     let fake = FakeForge::start("github", TOKEN, bare).await;
     let data = sb.path("data");
+    let reset = chrono::Utc::now().timestamp() + 3600;
+    fake.state.lock().unwrap().budget = Some((5000, 4321, reset));
     let args = [
         "doctor",
         "--repo",
@@ -177,6 +179,11 @@ async fn doctor_says_what_is_wrong_and_how_to_fix_it() {
     let said = stdout(&out);
     assert!(
         said.contains("ok   github: the token works as @trunkwarden"),
+        "{said}"
+    );
+    // The budget the forge announced, as the calls just made left it.
+    assert!(
+        said.contains("ok   github: API budget 43") && said.contains(" of 5000 requests left"),
         "{said}"
     );
     assert!(said.contains("FAIL github: @trunkwarden has none access to acme/app — fix: give @trunkwarden write access"), "{said}");

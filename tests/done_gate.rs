@@ -49,16 +49,6 @@ impl Story {
             .collect()
     }
 
-    /// The sticky comment on a pull request.
-    fn sticky(&self, n: u64) -> String {
-        let f = self.fake.state.lock().unwrap();
-        f.comments
-            .iter()
-            .find(|c| c.thread.1 == n && c.body.contains("trunkwarden:task"))
-            .map(|c| c.body.clone())
-            .unwrap_or_default()
-    }
-
     /// Every version of a task's row the trunk has had.
     fn row_history(&self, id: &str) -> Vec<String> {
         let log = self.sb.ok(
@@ -82,10 +72,8 @@ impl Story {
         let merge = self.merge().await;
         self.ci(&merge, "ci/build", "pending");
         self.send(&Happening::PrMerged(7)).await;
-        self.until("waiting for CI", |s| {
-            s.row("T-1").contains("waiting for CI")
-        })
-        .await;
+        self.until("waiting for CI", |s| s.sticky(7).contains("waiting for CI"))
+            .await;
         self.idle().await;
         assert!(self.issue_open(3), "closed before green");
         self.ci(&merge, "ci/build", "success");
@@ -210,7 +198,7 @@ async fn a_merge_while_the_pull_request_is_read_is_not_a_missing_commit() {
         });
         s.send(&Happening::PrOpened(7)).await;
         s.until("the merge noted", |s| {
-            s.row("T-1").contains("waiting for CI")
+            s.sticky(7).contains("waiting for CI")
         })
         .await;
         let merge = merged.lock().unwrap().clone().unwrap();
@@ -465,7 +453,7 @@ async fn green_waits_for_what_a_ruleset_requires() {
     let merge = s.merge().await;
     s.ci(&merge, "ci/build", "success");
     s.send(&Happening::PrMerged(7)).await;
-    s.until("waiting", |s| s.row("T-1").contains("waiting for CI"))
+    s.until("waiting", |s| s.sticky(7).contains("waiting for CI"))
         .await;
     s.idle().await;
     assert!(s.issue_open(3), "ci/e2e is required by the ruleset");
@@ -499,20 +487,21 @@ async fn a_command_survives_a_crash_before_its_reply() {
             .unwrap()
             .permissions
             .insert("alice".into(), write.into());
-        // The first reply starts by listing the thread's comments: the process dies there.
+        // The first reply is posted, and the process dies before it hears so: the reply is on
+        // the forge, the ledger does not know its id.
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let parked = Arc::new(Mutex::new(Some(rx)));
         let hit = Arc::new(tokio::sync::Notify::new());
         let (p, h) = (parked.clone(), hit.clone());
         s.fake.on_request(move |_, r| {
-            let listing = r.method == "GET"
+            let posting = r.method == "POST"
                 && (r.path.ends_with("/issues/7/comments")
                     || r.path.ends_with("/merge_requests/7/notes"));
             let mut slot = p.lock().unwrap();
             match slot.take() {
-                Some(rx) if listing => {
+                Some(rx) if posting => {
                     h.notify_one();
-                    Act::Park(rx)
+                    Act::ApplyThenPark(rx)
                 }
                 other => {
                     *slot = other;

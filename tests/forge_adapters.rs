@@ -12,8 +12,8 @@ use support::fake_forge::{Ci, FakeForge};
 use support::git::Sandbox;
 use trunkwarden::forge::{
     self, CiSource, CiState, Forge, ForgeError, ForgeKind, HookHealth, HookOutcome, HookSpec,
-    HookTarget, Permission, PrState, Protection, RepoRef, RepoSettings, Retry, StatusSpec, Thread,
-    Token, User,
+    HookTarget, Permission, PrState, Prior, Protection, RepoRef, RepoSettings, Retry, StatusSpec,
+    Thread, Token, User,
 };
 
 const TOKEN: &str = "tw-test-token-RECOGNISABLE-7f3a9c";
@@ -236,7 +236,7 @@ async fn the_sticky_comment_is_edited_not_duplicated_across_three_updates() {
         for text in ["CI pending", "CI green", "CI green, merged"] {
             outcomes.push(
                 s.forge
-                    .upsert_comment(&s.repo, thread(kind), "status", text)
+                    .upsert_comment(&s.repo, thread(kind), "status", text, Prior::Unknown)
                     .await
                     .unwrap(),
             );
@@ -249,7 +249,13 @@ async fn the_sticky_comment_is_edited_not_duplicated_across_three_updates() {
         assert!(outcomes.iter().all(|o| o.id == outcomes[0].id), "{kind}");
         // The same text again changes nothing.
         s.forge
-            .upsert_comment(&s.repo, thread(kind), "status", "CI green, merged")
+            .upsert_comment(
+                &s.repo,
+                thread(kind),
+                "status",
+                "CI green, merged",
+                Prior::Unknown,
+            )
             .await
             .unwrap();
         let f = s.fake.state.lock().unwrap();
@@ -372,7 +378,13 @@ async fn two_writers_creating_one_sticky_comment_leave_one() {
         });
         let out = s
             .forge
-            .upsert_comment(&s.repo, thread(kind), "task", "from this writer")
+            .upsert_comment(
+                &s.repo,
+                thread(kind),
+                "task",
+                "from this writer",
+                Prior::Unknown,
+            )
             .await
             .unwrap();
         assert_eq!((out.id, out.created), (50, false), "{kind}");
@@ -768,6 +780,43 @@ async fn rate_limits_are_waited_out_as_the_forge_asks() {
             "{kind}: {e}"
         );
         assert!(t.elapsed() < Duration::from_secs(1));
+    }
+}
+
+#[tokio::test]
+async fn a_spent_budget_is_waited_for_and_never_overdrawn() {
+    for kind in KINDS {
+        let s = setup(kind).await;
+        // Three calls left, refilled two seconds from now.
+        let reset = chrono::Utc::now().timestamp() + 2;
+        s.fake.state.lock().unwrap().budget = Some((5000, 3, reset));
+        let t = Instant::now();
+        for i in 0..6 {
+            // A changed answer each time: a 304 would cost nothing.
+            s.fake
+                .state
+                .lock()
+                .unwrap()
+                .pulls
+                .get_mut(&7)
+                .unwrap()
+                .title = format!("t{i}");
+            let pr = s.forge.pull_request(&s.repo, 7).await.unwrap();
+            assert_eq!(pr.number, 7);
+        }
+        let f = s.fake.state.lock().unwrap();
+        assert_eq!(
+            f.over_budget, 0,
+            "{kind}: called while the budget was spent"
+        );
+        assert!(
+            t.elapsed() >= Duration::from_secs(1),
+            "{kind}: did not wait for the refill ({:?})",
+            t.elapsed()
+        );
+        let b = s.forge.budget().expect("the announced budget is kept");
+        assert_eq!(b.limit, Some(5000), "{kind}");
+        assert_eq!(b.reset_at, reset, "{kind}");
     }
 }
 

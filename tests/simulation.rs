@@ -97,6 +97,8 @@ struct Ctl {
     fired: Arc<tokio::sync::Notify>,
     /// (repo, issue) → the task's pull request and whether it was squash-merged and reverted.
     truth: HashMap<(String, u64), (Option<u64>, bool, bool)>,
+    /// Issues the bot closed, each checked green at that moment; until reopened.
+    bot_closed: std::collections::HashSet<(String, u64)>,
     violations: Vec<String>,
 }
 
@@ -270,6 +272,7 @@ impl World {
             parked: Vec::new(),
             fired: Arc::new(tokio::sync::Notify::new()),
             truth: HashMap::new(),
+            bot_closed: Default::default(),
             violations: Vec::new(),
         }));
         let c = ctl.clone();
@@ -914,14 +917,32 @@ impl World {
                 else {
                     continue;
                 };
-                if row.contains("waiting for CI on the trunk") {
-                    let f = self.fake.state.lock().unwrap();
+                // The wait is noted in the sticky comment; in the row once a commit carries it.
+                let f = self.fake.state.lock().unwrap();
+                let sticky =
+                    t.pr.and_then(|n| {
+                        let marker = trunkwarden::forge::marker_line("task");
+                        f.repos[repo_name(ri)]
+                            .comments
+                            .iter()
+                            .find(|c| c.thread.1 == n && c.body.contains(&marker))
+                    })
+                    .map(|c| c.body.contains("waiting for CI on the trunk"));
+                if row.contains("waiting for CI on the trunk") || sticky == Some(true) {
                     let open = f.repos[repo_name(ri)].issues[&t.issue];
                     // Green by now: the bot may have closed it and not yet written the row.
                     let now_green = t.pr.is_some_and(|n| green(&f, repo_name(ri), n));
-                    if !open && !now_green {
+                    // Closed by the bot while green (checked then), and CI changed since:
+                    // the next pass reopens it.
+                    let by_bot = self
+                        .ctl
+                        .lock()
+                        .unwrap()
+                        .bot_closed
+                        .contains(&(repo_name(ri).to_owned(), t.issue));
+                    if !open && !now_green && !by_bot && !row.contains("| done ") {
                         found.push(format!(
-                            "{}: the table says it waits for CI, but #{} is closed: {row}",
+                            "{}: the table or the sticky comment says it waits for CI, but #{} is closed: {row}",
                             t.id, t.issue
                         ));
                     }
@@ -1198,6 +1219,11 @@ fn hook(ctl: &Arc<Mutex<Ctl>>, f: &mut FakeState, r: &Recorded) -> Act {
         if !open && !state {
             c.violations
                 .push(format!("{repo}#{issue}: closed while closed"));
+        }
+        if open {
+            c.bot_closed.remove(&(repo.clone(), issue));
+        } else {
+            c.bot_closed.insert((repo.clone(), issue));
         }
         if !open {
             let ok = match c.truth.get(&(repo.clone(), issue)) {

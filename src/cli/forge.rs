@@ -405,10 +405,10 @@ pub fn run_doctor(a: DoctorArgs) -> anyhow::Result<Outcome> {
                 (Some(t), Some(url)) => Some((t.clone(), forge.webhook_health(&t, url).await)),
                 _ => None,
             };
-            anyhow::Ok((me, access, hook, green))
+            anyhow::Ok((me, access, hook, green, forge.budget()))
         });
         match probe {
-            Ok((me, access, hook, green)) => {
+            Ok((me, access, hook, green, budget)) => {
                 if let Some(g) = green {
                     lines.push((true, format!("{kind}: {g}")));
                 }
@@ -423,6 +423,24 @@ pub fn run_doctor(a: DoctorArgs) -> anyhow::Result<Outcome> {
                     });
                 }
                 lines.push((true, format!("{kind}: the token works as @{}", me.login)));
+                if let Some(b) = budget {
+                    let of = b.limit.map(|l| format!(" of {l}")).unwrap_or_default();
+                    let reset = chrono::DateTime::from_timestamp(b.reset_at, 0)
+                        .map(|t| t.format("%H:%M:%S UTC").to_string())
+                        .unwrap_or_default();
+                    let fix = if b.remaining == 0 {
+                        " — fix: the bot waits for the refill; spread the token over fewer bots"
+                    } else {
+                        ""
+                    };
+                    lines.push((
+                        b.remaining > 0,
+                        format!(
+                            "{kind}: API budget {}{of} requests left, refilled at {reset}{fix}",
+                            b.remaining
+                        ),
+                    ));
+                }
                 if let Some((r, p)) = access {
                     let ok = p >= forge::Permission::Write;
                     let fix = if ok {

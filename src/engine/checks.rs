@@ -169,7 +169,7 @@ impl Engine {
         task: Option<&str>,
     ) -> Result<(), EngineError> {
         let key = checks_key(repo, pr);
-        if !matches!(self.ledger.claim(&key).await?, Claim::Mine) {
+        if !matches!(self.ledger.claim(&key).await?, Claim::Mine { .. }) {
             return Ok(());
         }
         let kind = self.forge.kind();

@@ -75,13 +75,17 @@ impl Engine {
             use sha2::Digest;
             hex::encode(sha2::Sha256::digest(previous.as_deref().unwrap_or("")))
         };
-        let mut recheck = false;
+        let (mut recheck, mut changed) = (false, false);
         for (i, f) in found.iter().enumerate() {
             let key = format!("{}:{}:{i}", c.comment_id, &against[..16]);
-            let plan = match self.ledger.command_line(&r, &key).await? {
+            // A plan made now has never been answered: its reply is posted without a search.
+            let (plan, fresh) = match self.ledger.command_line(&r, &key).await? {
                 Some((_, true)) => continue,
-                Some((json, false)) => serde_json::from_str::<Plan>(&json)
-                    .map_err(|e| EngineError::Other(format!("a recorded command plan: {e}")))?,
+                Some((json, false)) => (
+                    serde_json::from_str::<Plan>(&json)
+                        .map_err(|e| EngineError::Other(format!("a recorded command plan: {e}")))?,
+                    false,
+                ),
                 None => {
                     if i > 0 {
                         // Each command sees what the previous ones committed.
@@ -96,25 +100,22 @@ impl Engine {
                     let json = serde_json::to_string(&plan)
                         .map_err(|e| EngineError::Other(e.to_string()))?;
                     self.ledger.plan_command_line(&r, &key, &json).await?;
-                    plan
+                    (plan, true)
                 }
             };
             recheck |= plan.recheck;
+            changed |= plan.recheck || !plan.rows.is_empty() || !plan.ops.is_empty();
             self.apply_plan(repo, &trunk, &plan).await?;
-            self.forge
-                .upsert_comment(
-                    repo,
-                    thread,
-                    &format!("reply-{key}"),
-                    &format!("@{} {}", user.login, plan.reply),
-                )
+            let reply = format!("@{} {}", user.login, plan.reply);
+            self.say(repo, thread, &format!("reply-{key}"), &reply, fresh)
                 .await?;
             self.ledger.command_line_done(&r, &key).await?;
         }
         // Only now is the body "seen": a crash before here runs the lines again, and the
         // ledger makes each one run once.
         self.ledger.see_comment(&r, c.comment_id, &c.body).await?;
-        if let Some(pr) = &pr {
+        // A command that only answered changed nothing a reconcile would see.
+        if let Some(pr) = pr.as_ref().filter(|_| changed) {
             drop(trunk);
             if recheck {
                 self.ledger
@@ -257,7 +258,7 @@ impl Engine {
                 &t.tasks_path,
                 &changes,
                 &learnings,
-                &plan.message,
+                &super::skip_ci(&plan.message),
                 &who,
                 self.config.push_attempts,
             )
@@ -349,15 +350,15 @@ impl Engine {
         by: &str,
         text: String,
     ) -> Result<(), EngineError> {
-        self.forge
-            .upsert_comment(
-                repo,
-                Thread::Pull(pr),
-                &format!("merge-{head}"),
-                &format!("@{by} {text}"),
-            )
-            .await?;
-        Ok(())
+        let body = format!("@{by} {text}");
+        self.say(
+            repo,
+            Thread::Pull(pr),
+            &format!("merge-{head}"),
+            &body,
+            false,
+        )
+        .await
     }
 }
 

@@ -135,6 +135,9 @@ pub struct Decision {
     pub summary: Option<String>,
     /// A learning to record: the task finished beyond ±50% of its estimate.
     pub learning: Option<serde_json::Value>,
+    /// Only notes of a wait changed: worth a commit of its own to no one (each bot commit
+    /// runs the trunk's CI), so they ride along with the next commit that happens anyway.
+    pub quiet: bool,
 }
 
 /// Everything [`decide`] reads about one task and its pull request.
@@ -298,6 +301,7 @@ fn merged(f: &Facts<'_>, d: &mut Decision) {
     let set = |d: &mut Decision, k: &str, v: String| d.cells.push((k.to_owned(), v));
     let note_only = |d: &mut Decision, note: String| {
         if !task.is_done() && task.notes != note {
+            d.quiet = d.cells.is_empty();
             d.cells.push(("notes".to_owned(), note));
         }
     };

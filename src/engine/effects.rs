@@ -5,7 +5,7 @@
 use super::decide::Effect;
 use super::ledger::{self, Claim};
 use super::{Engine, EngineError};
-use crate::forge::{ForgeError, RepoRef, Thread};
+use crate::forge::{Prior, RepoRef, Thread};
 
 /// How an owed effect went this time.
 pub(super) enum Performed {
@@ -31,7 +31,7 @@ impl Engine {
         effect: &Effect,
     ) -> Result<Performed, EngineError> {
         let key = format!("{repo}:{key}");
-        match self.ledger.claim(&key).await? {
+        let first = match self.ledger.claim(&key).await? {
             Claim::Done => return Ok(Performed::Before),
             Claim::Busy => return Ok(Performed::Elsewhere),
             Claim::Deferred { retry_at, error } => {
@@ -40,15 +40,15 @@ impl Engine {
                     ledger::rfc3339(retry_at)
                 )));
             }
-            Claim::Mine => {}
-        }
-        match self.apply(repo, pull, &key, effect).await {
+            Claim::Mine { first } => first,
+        };
+        match self.apply(repo, pull, &key, effect, first).await {
             Ok(()) => {
                 self.ledger.done(&key).await?;
                 tracing::info!(effect = key, "effect performed");
                 Ok(Performed::Now)
             }
-            Err(e) if e.is_permanent() => {
+            Err(EngineError::Forge(e)) if e.is_permanent() => {
                 let what = match effect {
                     Effect::CloseIssue { issue, .. } => format!("cannot close #{issue}: {e}"),
                     Effect::ReopenIssue { issue, .. } => format!("cannot reopen #{issue}: {e}"),
@@ -60,20 +60,22 @@ impl Engine {
             }
             Err(e) => {
                 self.ledger.release(&key).await?;
-                Err(e.into())
+                Err(e)
             }
         }
     }
 
     /// The forge calls of one effect. Each is safe to repeat after a crash: the state is read
-    /// before it is changed, and comments are found again by their marker.
+    /// before it is changed, and comments are found again by their marker. `fresh` when no
+    /// earlier attempt of the effect can have posted its comment.
     async fn apply(
         &self,
         repo: &RepoRef,
         pull: u64,
         key: &str,
         effect: &Effect,
-    ) -> Result<(), ForgeError> {
+        fresh: bool,
+    ) -> Result<(), EngineError> {
         match effect {
             Effect::CloseIssue {
                 issue,
@@ -83,27 +85,79 @@ impl Engine {
                 if *open {
                     self.forge.set_issue_open(repo, *issue, false).await?;
                 }
-                self.forge
-                    .upsert_comment(repo, Thread::Issue(*issue), &format!("done-{key}"), comment)
+                let marker = format!("done-{key}");
+                self.say(repo, Thread::Issue(*issue), &marker, comment, fresh)
                     .await?;
             }
             Effect::ReopenIssue { issue, comment } => {
                 self.forge.set_issue_open(repo, *issue, true).await?;
-                self.forge
-                    .upsert_comment(
-                        repo,
-                        Thread::Issue(*issue),
-                        &format!("reopen-{key}"),
-                        comment,
-                    )
+                let marker = format!("reopen-{key}");
+                self.say(repo, Thread::Issue(*issue), &marker, comment, fresh)
                     .await?;
             }
             Effect::PullComment { marker, body } => {
-                self.forge
-                    .upsert_comment(repo, Thread::Pull(pull), marker, body)
+                self.say(repo, Thread::Pull(pull), marker, body, fresh)
                     .await?;
             }
         }
         Ok(())
     }
+
+    /// Writes the bot's comment carrying `marker`, spending as few calls as the ledger allows:
+    /// none when it already says `body`, one edit when its id is known, one post when it was
+    /// never written (`fresh`, or a ledger that records every comment has no record of it), a
+    /// search of the thread only when unsure (a ledger older than its record of comments).
+    pub(super) async fn say(
+        &self,
+        repo: &RepoRef,
+        thread: Thread,
+        marker: &str,
+        body: &str,
+        fresh: bool,
+    ) -> Result<(), EngineError> {
+        let r = repo.to_string();
+        let place = match thread {
+            Thread::Pull(n) => format!("pull-{n}"),
+            Thread::Issue(n) => format!("issue-{n}"),
+        };
+        let digest = digest(body);
+        let (prior, expect) = match self.ledger.said(&r, &place, marker).await? {
+            Some((id, d)) if id > 0 && d == digest => return Ok(()),
+            Some((id, _)) if id > 0 => (Prior::Id(id), id),
+            Some(_) => (Prior::Unknown, 0),
+            None if self.ledger.begin_saying(&r, &place, marker).await?
+                && (fresh || self.ledger.knows_all_comments()) =>
+            {
+                (Prior::None, 0)
+            }
+            None => (Prior::Unknown, 0),
+        };
+        let out = self
+            .forge
+            .upsert_comment(repo, thread, marker, body, prior)
+            .await?;
+        let recorded = self
+            .ledger
+            .said_as(&r, &place, marker, expect, out.id, &digest)
+            .await?;
+        // Another writer (a replica that stalled past its lease, or its successor) recorded
+        // its comment first: a comment this one just posted is a duplicate.
+        if let Some(theirs) = recorded
+            && theirs != out.id
+            && out.created
+        {
+            match self.forge.delete_comment(repo, thread, out.id).await {
+                Ok(()) => {}
+                Err(e) if e.status() == Some(404) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A short digest of a comment's body, to know it unchanged without reading it back.
+fn digest(body: &str) -> String {
+    use sha2::Digest as _;
+    hex::encode(&sha2::Sha256::digest(body.as_bytes())[..12])
 }

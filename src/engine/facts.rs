@@ -64,16 +64,17 @@ impl Engine {
         Ok(())
     }
 
-    /// The issues a task's completion closes, with their state read where a decision needs it
-    /// (the pull request merged onto the trunk), and which of them the forge's own keywords
-    /// name (in the pull request or its squash commit).
+    /// The issues a task's completion closes, and which of them the forge's own keywords name
+    /// (in the pull request or its squash commit), with their state read where a decision
+    /// needs it: on a squash commit on the trunk, unless CI there is still pending — then only
+    /// an issue the forge may have closed at merge.
     pub(super) async fn issue_facts(
         &self,
         repo: &RepoRef,
         task: &Task,
         pr: &PullRequest,
         squash_message: &str,
-        landed: Option<&str>,
+        landed: Option<&Landed>,
     ) -> Result<Vec<IssueFact>, EngineError> {
         let kind = self.forge.kind();
         let mut forge_closes: Vec<u64> = link::mentions(&pr.title, kind)
@@ -87,22 +88,26 @@ impl Engine {
         let mut out = Vec::new();
         for number in link::issues_for(task, pr, kind) {
             let (mut open, mut closes, mut reopens) = (None, 0, 0);
-            if let Some(sha) = landed {
-                open = match self.forge.issue_open(repo, number).await {
-                    Ok(open) => Some(open),
-                    // An issue that is gone (or a pull request number) has nothing to close.
-                    Err(e) if e.status() == Some(404) => continue,
-                    Err(e) => return Err(e.into()),
-                };
-                let rounds = |what: &str| format!("{repo}:{what}:{number}:{sha}");
+            let by_forge = forge_closes.contains(&number);
+            if let Some(l) = landed {
+                let rounds = |what: &str| format!("{repo}:{what}:{number}:{}", l.sha);
                 closes = self.ledger.rounds_done(&rounds("close")).await?;
                 reopens = self.ledger.rounds_done(&rounds("reopen")).await?
                     + self.ledger.rounds_done(&rounds("reopen-early")).await?;
+                let waiting = matches!(l.ci, CiVerdict::Pending(_)) && l.reverted_by.is_none();
+                if !waiting || by_forge || closes > 0 {
+                    open = match self.forge.issue_open(repo, number).await {
+                        Ok(open) => Some(open),
+                        // An issue that is gone (or a pull request number) has nothing to close.
+                        Err(e) if e.status() == Some(404) => continue,
+                        Err(e) => return Err(e.into()),
+                    };
+                }
             }
             out.push(IssueFact {
                 number,
                 open,
-                forge_closes: forge_closes.contains(&number),
+                forge_closes: by_forge,
                 closes,
                 reopens,
             });

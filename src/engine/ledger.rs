@@ -55,8 +55,9 @@ pub fn rfc3339(ms: i64) -> String {
 /// What claiming an effect's key found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
-    /// This process holds the key now and performs the effect.
-    Mine,
+    /// This process holds the key now and performs the effect; `first` when no process held
+    /// it before, so nothing of the effect can have reached the forge yet.
+    Mine { first: bool },
     /// The effect was performed before.
     Done,
     /// Another live replica is performing it.
@@ -66,7 +67,7 @@ pub enum Claim {
 }
 
 /// The ledger's tables; `forge` leads every key.
-const SCHEMA: [&str; 10] = [
+const SCHEMA: [&str; 11] = [
     "CREATE TABLE IF NOT EXISTS engine_effects (forge TEXT NOT NULL, key TEXT NOT NULL, done_at TEXT NOT NULL, PRIMARY KEY (forge, key))",
     "CREATE TABLE IF NOT EXISTS engine_effect_claims (forge TEXT NOT NULL, key TEXT NOT NULL, owner TEXT NOT NULL, claimed_at BIGINT NOT NULL, attempts BIGINT NOT NULL, retry_at BIGINT NOT NULL, last_error TEXT, PRIMARY KEY (forge, key))",
     "CREATE TABLE IF NOT EXISTS engine_claims (forge TEXT NOT NULL, repo TEXT NOT NULL, pr BIGINT NOT NULL, task TEXT NOT NULL, PRIMARY KEY (forge, repo, pr))",
@@ -77,6 +78,7 @@ const SCHEMA: [&str; 10] = [
     "CREATE TABLE IF NOT EXISTS engine_red_heads (forge TEXT NOT NULL, repo TEXT NOT NULL, pr BIGINT NOT NULL, sha TEXT NOT NULL, PRIMARY KEY (forge, repo, pr, sha))",
     "CREATE TABLE IF NOT EXISTS engine_pending_since (forge TEXT NOT NULL, repo TEXT NOT NULL, sha TEXT NOT NULL, since BIGINT NOT NULL, PRIMARY KEY (forge, repo, sha))",
     "CREATE TABLE IF NOT EXISTS engine_repos (forge TEXT NOT NULL, name TEXT NOT NULL, PRIMARY KEY (forge, name))",
+    "CREATE TABLE IF NOT EXISTS engine_said (forge TEXT NOT NULL, repo TEXT NOT NULL, thread TEXT NOT NULL, marker TEXT NOT NULL, id BIGINT NOT NULL, digest TEXT NOT NULL, PRIMARY KEY (forge, repo, thread, marker))",
 ];
 
 /// Tables of ledgers written before the forge was a column (a table per forge on PostgreSQL,
@@ -107,6 +109,9 @@ pub struct Ledger {
     owner: String,
     /// Whether other processes share the database (PostgreSQL).
     shared: bool,
+    /// Whether every comment the bot wrote is recorded (the ledger began with the record),
+    /// so a comment not recorded was never written.
+    knows_all_comments: bool,
     clock: Arc<dyn Clock>,
 }
 
@@ -156,14 +161,17 @@ impl Ledger {
             owner: uuid::Uuid::new_v4().to_string(),
             shared: db.is_some(),
             clock,
+            knows_all_comments: false,
         };
-        ledger.schema().await?;
+        let mut ledger = ledger;
+        ledger.knows_all_comments = ledger.schema().await?;
         Ok(ledger)
     }
 
     /// Creates the tables and moves rows of the older layout over, in one transaction (on
-    /// PostgreSQL under a lock, so replicas starting together do it once).
-    async fn schema(&self) -> Result<(), sqlx::Error> {
+    /// PostgreSQL under a lock, so replicas starting together do it once). Says whether the
+    /// ledger has recorded every comment the bot wrote: it began before any repository did.
+    async fn schema(&self) -> Result<bool, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         if self.shared {
             sqlx::query(
@@ -223,7 +231,30 @@ impl Ledger {
         )))
         .execute(&mut *tx)
         .await?;
-        tx.commit().await
+        let repos: i64 = sqlx::query_scalar(q("SELECT COUNT(*) FROM engine_repos WHERE forge = ?"))
+            .bind(&self.forge)
+            .fetch_one(&mut *tx)
+            .await?;
+        sqlx::query(q(
+            "INSERT INTO engine_said (forge, repo, thread, marker, id, digest) VALUES (?, '', '', 'ledger', ?, '') ON CONFLICT DO NOTHING",
+        ))
+        .bind(&self.forge)
+        .bind(i64::from(repos == 0))
+        .execute(&mut *tx)
+        .await?;
+        let whole: i64 = sqlx::query_scalar(q(
+            "SELECT id FROM engine_said WHERE forge = ? AND repo = '' AND thread = '' AND marker = 'ledger'",
+        ))
+        .bind(&self.forge)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(whole == 1)
+    }
+
+    /// Whether a comment the ledger has no record of was never written.
+    pub fn knows_all_comments(&self) -> bool {
+        self.knows_all_comments
     }
 
     /// Now, by the engine's clock.
@@ -251,7 +282,7 @@ impl Ledger {
             .await?
             .rows_affected();
             if inserted == 1 {
-                return Ok(Claim::Mine);
+                return Ok(Claim::Mine { first: true });
             }
             let row: Option<(String, i64, i64, Option<String>)> = sqlx::query_as(q(
                 "SELECT owner, claimed_at, retry_at, last_error FROM engine_effect_claims WHERE forge = ? AND key = ?",
@@ -287,7 +318,11 @@ impl Ledger {
             .execute(&self.pool)
             .await?
             .rows_affected();
-            return Ok(if taken == 1 { Claim::Mine } else { Claim::Busy });
+            return Ok(if taken == 1 {
+                Claim::Mine { first: false }
+            } else {
+                Claim::Busy
+            });
         }
         Ok(Claim::Busy)
     }
@@ -524,6 +559,83 @@ impl Ledger {
         Ok(())
     }
 
+    // The bot's own marked comments, so writing one again needs no search of the thread.
+
+    /// The id and body digest of the bot's comment carrying `marker` on `thread`, as last
+    /// written; id 0 when a write began and its outcome is unknown.
+    pub async fn said(
+        &self,
+        repo: &str,
+        thread: &str,
+        marker: &str,
+    ) -> Result<Option<(u64, String)>, sqlx::Error> {
+        let row: Option<(i64, String)> = sqlx::query_as(q(
+            "SELECT id, digest FROM engine_said WHERE forge = ? AND repo = ? AND thread = ? AND marker = ?",
+        ))
+        .bind(&self.forge)
+        .bind(repo)
+        .bind(thread)
+        .bind(marker)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(id, digest)| (id.max(0) as u64, digest)))
+    }
+
+    /// Marks a first write of a comment as begun; false when another writer began it first.
+    pub async fn begin_saying(
+        &self,
+        repo: &str,
+        thread: &str,
+        marker: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let inserted = sqlx::query(q(
+            "INSERT INTO engine_said (forge, repo, thread, marker, id, digest) VALUES (?, ?, ?, ?, 0, '') ON CONFLICT DO NOTHING",
+        ))
+        .bind(&self.forge)
+        .bind(repo)
+        .bind(thread)
+        .bind(marker)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(inserted == 1)
+    }
+
+    /// Records the comment as written — its id and the digest of its body — if the record
+    /// still holds `expect` (the id the write started from, 0 for none). Otherwise another
+    /// writer recorded first: returns the id it recorded.
+    pub async fn said_as(
+        &self,
+        repo: &str,
+        thread: &str,
+        marker: &str,
+        expect: u64,
+        id: u64,
+        digest: &str,
+    ) -> Result<Option<u64>, sqlx::Error> {
+        let updated = sqlx::query(q(
+            "UPDATE engine_said SET id = ?, digest = ? WHERE forge = ? AND repo = ? AND thread = ? AND marker = ? AND id = ?",
+        ))
+        .bind(id as i64)
+        .bind(digest)
+        .bind(&self.forge)
+        .bind(repo)
+        .bind(thread)
+        .bind(marker)
+        .bind(expect as i64)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if updated == 1 {
+            return Ok(None);
+        }
+        Ok(Some(
+            self.said(repo, thread, marker)
+                .await?
+                .map_or(0, |(id, _)| id),
+        ))
+    }
+
     // Comments and their command lines.
 
     /// The body of a comment as the bot last acted on it.
@@ -665,5 +777,30 @@ impl Ledger {
             .bind(&self.forge)
             .fetch_all(&self.pool)
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_first_writer_of_a_comment_record_wins_and_the_other_learns_its_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Ledger::open("gitea", None, dir.path(), Arc::new(SystemClock))
+            .await
+            .unwrap();
+        let (r, t, m) = ("acme/app", "pull-7", "task");
+        assert_eq!(l.said(r, t, m).await.unwrap(), None);
+        assert!(l.begin_saying(r, t, m).await.unwrap());
+        assert!(!l.begin_saying(r, t, m).await.unwrap(), "one writer begins");
+        assert_eq!(l.said(r, t, m).await.unwrap(), Some((0, String::new())));
+        // Two writers posted (11 and 12); the first to record stands.
+        assert_eq!(l.said_as(r, t, m, 0, 11, "d1").await.unwrap(), None);
+        assert_eq!(l.said_as(r, t, m, 0, 12, "d2").await.unwrap(), Some(11));
+        assert_eq!(l.said(r, t, m).await.unwrap(), Some((11, "d1".into())));
+        // An edit of the known comment moves the digest only.
+        assert_eq!(l.said_as(r, t, m, 11, 11, "d3").await.unwrap(), None);
+        assert_eq!(l.said(r, t, m).await.unwrap(), Some((11, "d3".into())));
     }
 }

@@ -77,6 +77,12 @@ pub struct ReconcileReport {
     pub effects: Vec<String>,
 }
 
+/// A bot commit's message with the marker every CI the trunk may run honours (GitHub Actions,
+/// Gitea and Forgejo Actions, GitLab CI, Woodpecker): the task table changes nothing CI tests.
+fn skip_ci(message: &str) -> String {
+    format!("{}\n\n[skip ci]\n", message.trim_end())
+}
+
 /// A cached answer and when it was read.
 type Cached<T> = std::sync::Mutex<HashMap<String, (Instant, T)>>;
 
@@ -90,6 +96,11 @@ pub struct Engine {
     /// Head and merge commits seen, to the pull request they belong to: a CI event names only
     /// a sha.
     shas: std::sync::Mutex<HashMap<(String, String), u64>>,
+    /// Squash commits this process saw on the trunk: a push that ends at one brings nothing
+    /// new.
+    on_trunk: std::sync::Mutex<BTreeSet<(String, String)>>,
+    /// Merged pull requests as read once (merged is final), by (repository, number).
+    merged: std::sync::Mutex<HashMap<(String, u64), crate::forge::PullRequest>>,
     /// Required contexts the forge names for the trunk, per repository.
     required: Cached<facts::Required>,
     /// Default branches, per repository.
@@ -120,6 +131,8 @@ impl Engine {
             ledger,
             known: std::sync::Mutex::new(names.into_iter().collect()),
             shas: Default::default(),
+            merged: Default::default(),
+            on_trunk: Default::default(),
             required: Default::default(),
             defaults: Default::default(),
             permissions: Default::default(),
@@ -264,31 +277,58 @@ impl Engine {
 
 /// Runs the engine for deliveries from the queue.
 impl Handler for Engine {
-    async fn handle(&self, _d: &Delivery, event: &Event) -> Result<(), HandlerError> {
-        let Some(repo) = event.repo().and_then(|r| RepoRef::parse(&r.full_name)) else {
-            return Ok(());
-        };
-        let (pulls, shas): (Vec<u64>, Vec<String>) = match event {
-            Event::PullRequest(p) => (vec![p.number], vec![]),
-            Event::Comment(c) if c.on_pull_request => (vec![c.number], vec![]),
-            Event::CiStatus(c) => (vec![], vec![c.sha.clone()]),
-            Event::Push(p) => (vec![], vec![p.after.clone()]),
-            _ => (vec![], vec![]),
-        };
-        let result = match event {
-            Event::Comment(c) => self.command(&repo, c).await,
-            _ => self.reconcile(&repo, &pulls, &shas).await,
-        };
-        match result {
-            Ok(r) => {
-                tracing::info!(repo = %repo, pulls = ?r.pulls, commit = ?r.commit, effects = r.effects.len(), "reconciled");
-                Ok(())
-            }
-            Err(EngineError::Forge(e)) if e.is_permanent() => {
-                Err(HandlerError::Permanent(e.to_string()))
-            }
-            Err(e) => Err(HandlerError::Transient(e.to_string())),
+    async fn handle(&self, d: &Delivery, event: &Event) -> Result<(), HandlerError> {
+        if let Event::Comment(c) = event {
+            let Some(repo) = event.repo().and_then(|r| RepoRef::parse(&r.full_name)) else {
+                return Ok(());
+            };
+            return outcome(&repo, self.command(&repo, c).await);
         }
+        self.handle_together(d, &[event]).await
+    }
+
+    /// Everything but comment commands: a burst of CI results and pushes is one reconcile.
+    fn coalesces(&self, event: &Event) -> bool {
+        !matches!(event, Event::Comment(_))
+    }
+
+    async fn handle_together(&self, _d: &Delivery, events: &[&Event]) -> Result<(), HandlerError> {
+        // Hints per repository, in the order the repositories first appear; an event with no
+        // hint (a ping) asks for every task.
+        let mut hints: Vec<(RepoRef, BTreeSet<u64>, BTreeSet<String>, bool)> = Vec::new();
+        for event in events {
+            let Some(repo) = event.repo().and_then(|r| RepoRef::parse(&r.full_name)) else {
+                continue;
+            };
+            let (pulls, shas): (Vec<u64>, Vec<String>) = match event {
+                Event::PullRequest(p) => (vec![p.number], vec![]),
+                Event::CiStatus(c) => (vec![], vec![c.sha.clone()]),
+                Event::Push(p) if self.push_is_news(&repo, p).await => {
+                    (vec![], vec![p.after.clone()])
+                }
+                Event::Push(_) => continue,
+                _ => (vec![], vec![]),
+            };
+            let at = match hints.iter().position(|(r, ..)| *r == repo) {
+                Some(i) => i,
+                None => {
+                    hints.push((repo, BTreeSet::new(), BTreeSet::new(), false));
+                    hints.len() - 1
+                }
+            };
+            hints[at].3 |= pulls.is_empty() && shas.is_empty();
+            hints[at].1.extend(pulls);
+            hints[at].2.extend(shas);
+        }
+        for (repo, pulls, shas, all) in hints {
+            let (pulls, shas): (Vec<u64>, Vec<String>) = if all {
+                (Vec::new(), Vec::new())
+            } else {
+                (pulls.into_iter().collect(), shas.into_iter().collect())
+            };
+            outcome(&repo, self.reconcile(&repo, &pulls, &shas).await)?;
+        }
+        Ok(())
     }
 
     async fn tick(&self) {
@@ -297,5 +337,48 @@ impl Handler for Engine {
                 tracing::warn!(forge = %self.forge.kind(), repo, error = %e, "resync failed");
             }
         }
+    }
+}
+
+impl Engine {
+    /// Whether a push can move a task: not a tag, not the bot's own commit of the task table,
+    /// nor a push ending at a squash commit a pass already saw on the trunk (that pass fetched
+    /// everything before it).
+    async fn push_is_news(&self, repo: &RepoRef, p: &crate::webhook::event::Push) -> bool {
+        if !p.git_ref.starts_with("refs/heads/") {
+            return false;
+        }
+        if p.forced || p.deleted {
+            return true;
+        }
+        if self
+            .forge
+            .me()
+            .await
+            .is_ok_and(|me| me.id == p.actor.id && me.login == p.actor.login)
+        {
+            return false;
+        }
+        !self
+            .on_trunk
+            .lock()
+            .is_ok_and(|s| s.contains(&(repo.to_string(), p.after.clone())))
+    }
+}
+
+/// A reconcile's result as the queue takes it.
+fn outcome(
+    repo: &RepoRef,
+    result: Result<ReconcileReport, EngineError>,
+) -> Result<(), HandlerError> {
+    match result {
+        Ok(r) => {
+            tracing::info!(repo = %repo, pulls = ?r.pulls, commit = ?r.commit, effects = r.effects.len(), "reconciled");
+            Ok(())
+        }
+        Err(EngineError::Forge(e)) if e.is_permanent() => {
+            Err(HandlerError::Permanent(e.to_string()))
+        }
+        Err(e) => Err(HandlerError::Transient(e.to_string())),
     }
 }

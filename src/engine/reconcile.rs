@@ -19,6 +19,8 @@ use crate::tasks::Task;
 struct Pass {
     report: ReconcileReport,
     changes: Vec<RowChange>,
+    /// Notes of waits, committed only along with a change worth a commit.
+    quiet: Vec<RowChange>,
     summaries: Vec<String>,
     learnings: Vec<Learning>,
     /// Tasks that became done in this pass (their dependents may start).
@@ -44,6 +46,7 @@ struct Settled {
     learning: Option<serde_json::Value>,
     blocked: Vec<String>,
     acted: bool,
+    quiet: bool,
 }
 
 impl Engine {
@@ -60,7 +63,11 @@ impl Engine {
         let bot = self.forge.me().await?;
         let required = self.required_contexts(repo, &t.policy).await;
         t.policy.ci.required = required.contexts.clone();
-        let prs = self.read_pulls(repo, &mut t, numbers).await?;
+        // A pull request an event names, and every one on the resync, is read afresh.
+        let resync = pulls.is_empty() && shas.is_empty();
+        let prs = self
+            .read_pulls(repo, &mut t, numbers, |n| resync || pulls.contains(&n))
+            .await?;
         let mut pass = Pass::default();
         for pr in prs {
             let hinted = pulls.contains(&pr.number);
@@ -81,8 +88,7 @@ impl Engine {
                 blocked: &x.blocked,
                 trunk: t.name(),
             });
-            self.forge
-                .upsert_comment(repo, Thread::Pull(x.pr.number), "task", &body)
+            self.say(repo, Thread::Pull(x.pr.number), "task", &body, false)
                 .await?;
         }
         Ok(pass.report)
@@ -175,16 +181,33 @@ impl Engine {
 
     /// Reads the pull requests — before the trunk's commits are trusted: a merge that lands
     /// while this pass runs is then either not seen at all, or seen with its commit fetched.
+    /// A merged one is read once, then kept: merged is final.
     async fn read_pulls(
         &self,
         repo: &RepoRef,
         t: &mut Trunk,
         numbers: BTreeSet<u64>,
+        fresh: impl Fn(u64) -> bool,
     ) -> Result<Vec<PullRequest>, EngineError> {
         let mut prs = Vec::new();
         for n in numbers {
+            let key = (repo.to_string(), n);
+            let known = self.merged.lock().ok().and_then(|m| m.get(&key).cloned());
+            if let Some(pr) = known.filter(|_| !fresh(n)) {
+                prs.push(pr);
+                continue;
+            }
             match self.forge.pull_request(repo, n).await {
-                Ok(pr) => prs.push(pr),
+                Ok(pr) => {
+                    // Merged is final: the pull request is not read again but by the resync.
+                    if pr.state == PrState::Merged
+                        && pr.merge_commit_sha.is_some()
+                        && let Ok(mut m) = self.merged.lock()
+                    {
+                        m.insert(key, pr.clone());
+                    }
+                    prs.push(pr);
+                }
                 Err(e) if e.status() == Some(404) => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -228,17 +251,23 @@ impl Engine {
             return Ok(());
         };
         pass.report.pulls.push(n);
-        let head = decide::verdict(
-            &self.forge.ci_results(repo, &pr.head_sha).await?,
-            &t.policy.ci,
-            bot,
-        );
+        // CI on the head matters only while the pull request is open.
+        let head = if pr.state == PrState::Open {
+            decide::verdict(
+                &self.forge.ci_results(repo, &pr.head_sha).await?,
+                &t.policy.ci,
+                bot,
+            )
+        } else {
+            CiVerdict::Pending(Vec::new())
+        };
         let (landed, message) = self.landed(repo, t, bot, &pr).await?;
         let gave_up = self
             .failures(repo, &pr, &head, t.policy.ci.fail_after)
             .await?;
-        let squash = landed.as_ref().map(|l| l.sha.as_str());
-        let issues = self.issue_facts(repo, task, &pr, &message, squash).await?;
+        let issues = self
+            .issue_facts(repo, task, &pr, &message, landed.as_ref())
+            .await?;
         let used = decide::used_trailer(&message).or_else(|| decide::used_trailer(&pr.body));
         let now = self.now();
         let d = decide::decide(&decide::Facts {
@@ -264,11 +293,16 @@ impl Engine {
                     entry,
                 });
             }
-            pass.changes.push(RowChange {
+            let change = RowChange {
                 id: task.id.clone(),
                 cells: s.cells.clone(),
                 expect: t.row_cells(task),
-            });
+            };
+            if s.quiet {
+                pass.quiet.push(change);
+            } else {
+                pass.changes.push(change);
+            }
         }
         // The sticky comment is refreshed where something changed or an event pointed.
         if !s.cells.is_empty() || s.acted || !s.blocked.is_empty() || hinted {
@@ -302,6 +336,9 @@ impl Engine {
         let Some(f) = tokio::task::block_in_place(|| landed_facts(&t.mirror, t.tip, sha)) else {
             return Ok((None, String::new()));
         };
+        if let Ok(mut seen) = self.on_trunk.lock() {
+            seen.insert((repo.to_string(), sha.clone()));
+        }
         let ci = decide::verdict(&self.forge.ci_results(repo, sha).await?, &t.policy.ci, bot);
         let mut l = Landed {
             sha: sha.clone(),
@@ -341,6 +378,7 @@ impl Engine {
             learning: d.learning,
             blocked,
             acted: !d.effects.is_empty(),
+            quiet: d.quiet,
         };
         if d.gated && elsewhere {
             // The replica performing the effects writes the row.
@@ -368,11 +406,13 @@ impl Engine {
         if pass.changes.is_empty() {
             return Ok(None);
         }
+        let changes: Vec<RowChange> = pass.changes.iter().chain(&pass.quiet).cloned().collect();
         let message = if pass.summaries.is_empty() {
             "chore(tasks): update task rows".to_owned()
         } else {
             format!("chore(tasks): {}", pass.summaries.join("; "))
         };
+        let message = super::skip_ci(&message);
         let who = Identity {
             name: t.policy.bot.name.clone(),
             email: t.policy.bot.email.clone(),
@@ -381,7 +421,7 @@ impl Engine {
         Ok(tokio::task::block_in_place(|| {
             t.mirror.update(
                 &t.tasks_path,
-                &pass.changes,
+                &changes,
                 &pass.learnings,
                 &message,
                 &who,

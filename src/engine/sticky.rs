@@ -43,11 +43,14 @@ pub(super) fn sticky(s: &Sticky<'_>) -> String {
         "**trunkwarden** · task `{}` is **{status}**\n\n> {notes}\n\n",
         task.id
     );
-    out.push_str(&format!(
-        "- CI on the head `{}`: {}\n",
-        decide::short(&s.pr.head_sha),
-        s.head
-    ));
+    // CI on the head is read while the pull request is open; after, the trunk's CI counts.
+    if s.pr.state == PrState::Open {
+        out.push_str(&format!(
+            "- CI on the head `{}`: {}\n",
+            decide::short(&s.pr.head_sha),
+            s.head
+        ));
+    }
     if let Some(l) = s.landed {
         out.push_str(&format!(
             "- CI on the merge commit `{}`: {}\n",

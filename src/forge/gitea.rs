@@ -301,9 +301,19 @@ impl Forge for Gitea {
         thread: Thread,
         marker: &str,
         body: &str,
+        prior: super::Prior,
     ) -> Result<CommentOutcome, ForgeError> {
         let me = self.me().await?;
-        super::upsert_sticky(self, &me, repo, thread, marker, body).await
+        super::upsert_sticky(self, &me, repo, thread, marker, body, prior).await
+    }
+
+    async fn delete_comment(
+        &self,
+        repo: &RepoRef,
+        thread: Thread,
+        id: u64,
+    ) -> Result<(), ForgeError> {
+        super::Comments::delete_comment(self, repo, thread, id).await
     }
 
     async fn set_issue_open(
@@ -348,6 +358,10 @@ impl Forge for Gitea {
             .json("get repository", Method::GET, &Self::repo_path(repo), None)
             .await?;
         Ok(r.default_branch)
+    }
+
+    fn budget(&self) -> Option<super::Budget> {
+        self.rest.state.budget()
     }
 
     async fn set_status(

@@ -7,7 +7,7 @@ use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::http::{Reply, segment, with_retry};
+use super::http::{CallState, Reply, segment, with_state};
 use super::{
     CiResult, CiSource, CiState, CommentOutcome, Forge, ForgeError, ForgeKind, HookHealth,
     HookOutcome, HookSpec, HookTarget, Permission, PrState, Protection, PullRequest, RepoRef,
@@ -22,6 +22,8 @@ pub struct Github {
     token: Token,
     retry: Retry,
     me: tokio::sync::OnceCell<User>,
+    /// What this adapter remembers between calls.
+    pub state: CallState,
 }
 
 impl Github {
@@ -46,6 +48,7 @@ impl Github {
             token,
             retry,
             me: tokio::sync::OnceCell::new(),
+            state: CallState::default(),
         })
     }
 
@@ -67,25 +70,43 @@ impl Github {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Reply, ForgeError> {
-        with_retry(KIND, call, &self.retry, &self.token, || async {
-            let o = &self.octo;
-            let resp = match method {
-                Method::GET => o._get(path).await,
-                Method::POST => o._post(path, body).await,
-                Method::PATCH => o._patch(path, body).await,
-                Method::PUT => o._put(path, body).await,
-                _ => o._delete(path, body).await,
-            }
-            .map_err(|e| e.to_string())?;
-            let status = resp.status().as_u16();
-            let headers = resp.headers().clone();
-            let text = o.body_to_string(resp).await.map_err(|e| e.to_string())?;
-            Ok(Reply {
-                status,
-                headers,
-                body: text.into_bytes(),
-            })
-        })
+        let conditional = (method == Method::GET).then_some(path);
+        let method = &method;
+        with_state(
+            KIND,
+            call,
+            &self.retry,
+            &self.token,
+            Some(&self.state),
+            conditional,
+            |etag| async move {
+                let o = &self.octo;
+                let resp = match *method {
+                    Method::GET => {
+                        let mut h = reqwest::header::HeaderMap::new();
+                        if let Some(v) =
+                            etag.and_then(|e| reqwest::header::HeaderValue::from_str(&e).ok())
+                        {
+                            h.insert(reqwest::header::IF_NONE_MATCH, v);
+                        }
+                        o._get_with_headers(path, Some(h)).await
+                    }
+                    Method::POST => o._post(path, body).await,
+                    Method::PATCH => o._patch(path, body).await,
+                    Method::PUT => o._put(path, body).await,
+                    _ => o._delete(path, body).await,
+                }
+                .map_err(|e| e.to_string())?;
+                let status = resp.status().as_u16();
+                let headers = resp.headers().clone();
+                let text = o.body_to_string(resp).await.map_err(|e| e.to_string())?;
+                Ok(Reply {
+                    status,
+                    headers,
+                    body: text.into_bytes(),
+                })
+            },
+        )
         .await
     }
 
@@ -352,9 +373,19 @@ impl Forge for Github {
         thread: Thread,
         marker: &str,
         body: &str,
+        prior: super::Prior,
     ) -> Result<CommentOutcome, ForgeError> {
         let me = self.me().await?;
-        super::upsert_sticky(self, &me, repo, thread, marker, body).await
+        super::upsert_sticky(self, &me, repo, thread, marker, body, prior).await
+    }
+
+    async fn delete_comment(
+        &self,
+        repo: &RepoRef,
+        thread: Thread,
+        id: u64,
+    ) -> Result<(), ForgeError> {
+        super::Comments::delete_comment(self, repo, thread, id).await
     }
 
     async fn set_issue_open(
@@ -479,6 +510,10 @@ impl Forge for Github {
             Err(e) => return Err(e),
         }
         Ok(out)
+    }
+
+    fn budget(&self) -> Option<super::Budget> {
+        self.state.budget()
     }
 
     async fn set_status(

@@ -267,9 +267,19 @@ impl Forge for Gitlab {
         thread: Thread,
         marker: &str,
         body: &str,
+        prior: super::Prior,
     ) -> Result<CommentOutcome, ForgeError> {
         let me = self.me().await?;
-        super::upsert_sticky(self, &me, repo, thread, marker, body).await
+        super::upsert_sticky(self, &me, repo, thread, marker, body, prior).await
+    }
+
+    async fn delete_comment(
+        &self,
+        repo: &RepoRef,
+        thread: Thread,
+        id: u64,
+    ) -> Result<(), ForgeError> {
+        super::Comments::delete_comment(self, repo, thread, id).await
     }
 
     async fn set_issue_open(
@@ -349,6 +359,10 @@ impl Forge for Gitlab {
             },
             notes,
         )
+    }
+
+    fn budget(&self) -> Option<super::Budget> {
+        self.rest.state.budget()
     }
 
     async fn set_status(

@@ -175,7 +175,7 @@ impl Default for Retry {
 }
 
 /// One HTTP response, read whole.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Reply {
     pub status: u16,
     pub headers: HeaderMap,
@@ -253,23 +253,173 @@ fn error_message(reply: &Reply, token: &Token) -> String {
     }
 }
 
+/// The rate-limit budget a forge last announced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    pub limit: Option<u64>,
+    pub remaining: u64,
+    /// Unix seconds when the budget refills.
+    pub reset_at: i64,
+}
+
+/// GET answers kept by their `ETag`, at most this many: a conditional read answered `304 Not
+/// Modified` costs nothing against GitHub's rate limit.
+const CONDITIONAL_MAX: usize = 2048;
+
+/// What one adapter remembers between calls: answers to conditional reads and the budget the
+/// forge announced.
+#[derive(Debug, Default)]
+pub struct CallState {
+    conditional: std::sync::Mutex<std::collections::HashMap<String, (String, Reply)>>,
+    budget: std::sync::Mutex<Option<Budget>>,
+}
+
+impl CallState {
+    /// The budget the forge announced last, if it announces one.
+    pub fn budget(&self) -> Option<Budget> {
+        self.budget.lock().ok().and_then(|b| *b)
+    }
+
+    fn cached(&self, key: &str) -> Option<(String, Reply)> {
+        self.conditional.lock().ok()?.get(key).cloned()
+    }
+
+    fn keep(&self, key: &str, reply: &Reply) {
+        let Some(etag) = reply
+            .headers
+            .get(reqwest::header::ETAG)
+            .and_then(|v| v.to_str().ok())
+        else {
+            return;
+        };
+        if let Ok(mut c) = self.conditional.lock() {
+            if c.len() >= CONDITIONAL_MAX {
+                c.clear();
+            }
+            c.insert(key.to_owned(), (etag.to_owned(), reply.clone()));
+        }
+    }
+
+    /// Notes the budget a reply announces (GitHub `X-RateLimit-*`, GitLab `RateLimit-*`).
+    fn note_budget(&self, forge: ForgeKind, reply: &Reply) {
+        let header = |name: &str| {
+            reply
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<i64>().ok())
+        };
+        let Some(remaining) =
+            header("x-ratelimit-remaining").or_else(|| header("ratelimit-remaining"))
+        else {
+            return;
+        };
+        let reset = header("x-ratelimit-reset").or_else(|| header("ratelimit-reset"));
+        let now = chrono::Utc::now().timestamp();
+        let reset_at = match reset {
+            Some(r) if r > 1_000_000_000 => r,
+            Some(r) => now + r,
+            None => now + 60,
+        };
+        let limit = header("x-ratelimit-limit")
+            .or_else(|| header("ratelimit-limit"))
+            .map(|l| l.max(0) as u64);
+        metrics::gauge!("trunkwarden_forge_rate_limit_remaining", "forge" => forge.as_str())
+            .set(remaining as f64);
+        if let Ok(mut b) = self.budget.lock() {
+            *b = Some(Budget {
+                limit,
+                remaining: remaining.max(0) as u64,
+                reset_at,
+            });
+        }
+    }
+
+    /// How long to hold a call so as not to spend a budget the forge said is gone.
+    fn hold(&self) -> Option<Duration> {
+        let b = self.budget()?;
+        let now = chrono::Utc::now().timestamp();
+        (b.remaining == 0 && b.reset_at > now)
+            .then(|| Duration::from_secs((b.reset_at - now) as u64))
+    }
+}
+
 /// Runs one call with retries: 5xx and connection errors back off exponentially; rate limits
-/// wait as long as the forge asks (up to `max_wait`); anything else is final.
+/// wait as long as the forge asks (up to `max_wait`), and a call is held while the budget the
+/// forge announced is spent; anything else is final. Every attempt is counted by forge, call
+/// and status.
 pub async fn with_retry<F, Fut>(
     forge: ForgeKind,
     call: &'static str,
     retry: &Retry,
     token: &Token,
+    attempt: F,
+) -> Result<Reply, ForgeError>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: Future<Output = Result<Reply, String>>,
+{
+    with_state(forge, call, retry, token, None, None, attempt).await
+}
+
+/// [`with_retry`] with what the adapter remembers: `conditional` names a GET whose earlier
+/// answer is reused when the forge says it has not changed (`If-None-Match` → 304).
+pub async fn with_state<F, Fut>(
+    forge: ForgeKind,
+    call: &'static str,
+    retry: &Retry,
+    token: &Token,
+    state: Option<&CallState>,
+    conditional: Option<&str>,
     mut attempt: F,
 ) -> Result<Reply, ForgeError>
 where
-    F: FnMut() -> Fut,
+    F: FnMut(Option<String>) -> Fut,
     Fut: Future<Output = Result<Reply, String>>,
 {
+    let cached = match (state, conditional) {
+        (Some(s), Some(k)) => s.cached(k),
+        _ => None,
+    };
     let mut backoff = retry.backoff;
     for n in 1..=retry.attempts.max(1) {
         let last = n >= retry.attempts.max(1);
-        match attempt().await {
+        if let Some(wait) = state.and_then(CallState::hold) {
+            if wait > retry.max_wait {
+                return Err(ForgeError::RateLimited {
+                    forge,
+                    call,
+                    retry_after_secs: wait.as_secs(),
+                });
+            }
+            tracing::warn!(%forge, call, wait_ms = wait.as_millis() as u64, "the forge's rate-limit budget is spent; waiting for it to refill");
+            tokio::time::sleep(wait).await;
+        }
+        let result = attempt(cached.as_ref().map(|(etag, _)| etag.clone())).await;
+        let status = match &result {
+            Ok(r) => r.status.to_string(),
+            Err(_) => "error".to_owned(),
+        };
+        metrics::counter!("trunkwarden_forge_requests_total", "forge" => forge.as_str(), "endpoint" => call, "status" => status).increment(1);
+        if let (Some(s), Ok(r)) = (state, &result) {
+            s.note_budget(forge, r);
+        }
+        let result = match result {
+            Ok(r) if r.status == 304 => match &cached {
+                Some((_, kept)) => Ok(kept.clone()),
+                None => Ok(r),
+            },
+            Ok(r) => {
+                if let (Some(s), Some(k), true) =
+                    (state, conditional, (200..300).contains(&r.status))
+                {
+                    s.keep(k, &r);
+                }
+                Ok(r)
+            }
+            Err(e) => Err(e),
+        };
+        match result {
             Err(message) if last => {
                 return Err(ForgeError::Transport {
                     forge,
@@ -330,6 +480,8 @@ pub struct Rest {
     token: Token,
     auth: Auth,
     retry: Retry,
+    /// What this client remembers between calls.
+    pub state: CallState,
 }
 
 impl Rest {
@@ -359,6 +511,7 @@ impl Rest {
             token,
             auth,
             retry,
+            state: CallState::default(),
         })
     }
 
@@ -392,32 +545,44 @@ impl Rest {
             message: "the token contains characters a header cannot carry".into(),
         })?;
         value.set_sensitive(true);
-        with_retry(self.kind, call, &self.retry, &self.token, || {
-            let mut req = self
-                .client
-                .request(method.clone(), &url)
-                .header(name.clone(), value.clone())
-                .header(reqwest::header::ACCEPT, "application/json");
-            if let Some(b) = body {
-                req = req
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .body(b.to_string());
-            }
-            async move {
-                let resp = req.send().await.map_err(|e| e.without_url().to_string())?;
-                let status = resp.status().as_u16();
-                let headers = resp.headers().clone();
-                let body = resp
-                    .bytes()
-                    .await
-                    .map_err(|e| e.without_url().to_string())?;
-                Ok(Reply {
-                    status,
-                    headers,
-                    body: body.to_vec(),
-                })
-            }
-        })
+        let conditional = (method == reqwest::Method::GET).then_some(path);
+        with_state(
+            self.kind,
+            call,
+            &self.retry,
+            &self.token,
+            Some(&self.state),
+            conditional,
+            |etag| {
+                let mut req = self
+                    .client
+                    .request(method.clone(), &url)
+                    .header(name.clone(), value.clone())
+                    .header(reqwest::header::ACCEPT, "application/json");
+                if let Some(e) = &etag {
+                    req = req.header(reqwest::header::IF_NONE_MATCH, e.as_str());
+                }
+                if let Some(b) = body {
+                    req = req
+                        .header(reqwest::header::CONTENT_TYPE, "application/json")
+                        .body(b.to_string());
+                }
+                async move {
+                    let resp = req.send().await.map_err(|e| e.without_url().to_string())?;
+                    let status = resp.status().as_u16();
+                    let headers = resp.headers().clone();
+                    let body = resp
+                        .bytes()
+                        .await
+                        .map_err(|e| e.without_url().to_string())?;
+                    Ok(Reply {
+                        status,
+                        headers,
+                        body: body.to_vec(),
+                    })
+                }
+            },
+        )
         .await
     }
 

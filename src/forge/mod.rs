@@ -13,7 +13,7 @@ use std::fmt;
 use serde::Serialize;
 
 pub use crate::webhook::event::CiState;
-pub use http::{ForgeError, Retry, Token};
+pub use http::{Budget, ForgeError, Retry, Token};
 
 pub use crate::event::ForgeKind;
 
@@ -268,7 +268,16 @@ pub trait Forge: Send + Sync {
         thread: Thread,
         marker: &str,
         body: &str,
+        prior: Prior,
     ) -> Result<CommentOutcome, ForgeError>;
+
+    /// Deletes the bot's comment: a duplicate another writer's comment stands for.
+    async fn delete_comment(
+        &self,
+        repo: &RepoRef,
+        thread: Thread,
+        id: u64,
+    ) -> Result<(), ForgeError>;
 
     /// Closes (`open == false`) or reopens an issue.
     async fn set_issue_open(
@@ -359,6 +368,11 @@ pub trait Forge: Send + Sync {
             },
             Vec::new(),
         )
+    }
+
+    /// The rate-limit budget the forge announced last, where it announces one.
+    fn budget(&self) -> Option<Budget> {
+        None
     }
 
     /// Applies merge settings and protection of `branch`.
@@ -456,8 +470,20 @@ pub(crate) trait Comments {
     ) -> Result<(), ForgeError>;
 }
 
+/// What the caller knows of a marked comment before writing it: each answer but `Unknown`
+/// spares a listing of the thread's comments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prior {
+    /// Nothing known: search the thread.
+    Unknown,
+    /// Known never posted (the ledger holds the only right to post it).
+    None,
+    /// Posted before with this id.
+    Id(u64),
+}
+
 /// Finds `me`'s comment carrying `marker` and edits it (only when its text differs), or
-/// creates it.
+/// creates it; what the caller knows (`prior`) spares the search.
 pub(crate) async fn upsert_sticky<C: Comments + Sync + ?Sized>(
     c: &C,
     me: &User,
@@ -465,9 +491,23 @@ pub(crate) async fn upsert_sticky<C: Comments + Sync + ?Sized>(
     thread: Thread,
     marker: &str,
     body: &str,
+    prior: Prior,
 ) -> Result<CommentOutcome, ForgeError> {
     let line = marker_line(marker);
     let text = sticky_body(marker, body);
+    match prior {
+        Prior::None => {
+            let id = c.create_comment(repo, thread, &text).await?;
+            return Ok(CommentOutcome { id, created: true });
+        }
+        Prior::Id(id) => match c.edit_comment(repo, thread, id, &text).await {
+            Ok(()) => return Ok(CommentOutcome { id, created: false }),
+            // Deleted by someone: look for it again, else post it anew.
+            Err(e) if e.status() == Some(404) => {}
+            Err(e) => return Err(e),
+        },
+        Prior::Unknown => {}
+    }
     for page in 1..=30 {
         let batch = c.comments_page(repo, thread, page).await?;
         let n = batch.len();

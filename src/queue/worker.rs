@@ -46,6 +46,26 @@ pub trait Handler: Send + Sync + 'static {
     fn tick(&self) -> impl Future<Output = ()> + Send {
         async {}
     }
+
+    /// Whether `event` may be handled in one call with the events queued behind it in its
+    /// lane (the engine: one reconcile, one commit, for a burst of CI results).
+    fn coalesces(&self, _event: &Event) -> bool {
+        false
+    }
+
+    /// Handles events that coalesce as one; each counts as handled when this returns `Ok`.
+    fn handle_together(
+        &self,
+        delivery: &Delivery,
+        events: &[&Event],
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        async move {
+            for e in events {
+                self.handle(delivery, e).await?;
+            }
+            Ok(())
+        }
+    }
 }
 
 /// A shared handler is a handler, so callers can keep a reference to its state.
@@ -60,6 +80,18 @@ impl<H: Handler> Handler for Arc<H> {
 
     fn tick(&self) -> impl Future<Output = ()> + Send {
         (**self).tick()
+    }
+
+    fn coalesces(&self, event: &Event) -> bool {
+        (**self).coalesces(event)
+    }
+
+    fn handle_together(
+        &self,
+        delivery: &Delivery,
+        events: &[&Event],
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        (**self).handle_together(delivery, events)
     }
 }
 
@@ -415,6 +447,9 @@ fn forget(lanes: &mut HashMap<String, Lane>, in_flight: &mut HashSet<i64>, name:
     }
 }
 
+/// Deliveries handled in one call at most.
+const COALESCE_MAX: usize = 64;
+
 async fn lane_loop<H: Handler>(
     mut rx: mpsc::UnboundedReceiver<Job>,
     handler: Arc<H>,
@@ -423,13 +458,37 @@ async fn lane_loop<H: Handler>(
     done: mpsc::UnboundedSender<Outcome>,
     stop: watch::Receiver<bool>,
 ) {
-    while let Some(job) = rx.recv().await {
+    // Jobs taken from the channel but not handled yet, in order.
+    let mut held: std::collections::VecDeque<Job> = Default::default();
+    loop {
+        let job = match held.pop_front() {
+            Some(j) => j,
+            None => match rx.recv().await {
+                Some(j) => j,
+                None => return,
+            },
+        };
         if *stop.borrow() {
             return; // still queued in the ledger; the next start picks it up
         }
+        // Deliveries already waiting behind this one that the handler takes in the same call:
+        // they were stored before the call starts, so its reads see what they announce.
+        let mut also = Vec::new();
+        if held.is_empty() && coalescable(handler.as_ref(), &job) {
+            while also.len() + 1 < COALESCE_MAX {
+                match rx.try_recv() {
+                    Ok(j) if coalescable(handler.as_ref(), &j) => also.push(j),
+                    Ok(j) => {
+                        held.push_back(j);
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
         let (lane, id) = (job.lane.clone(), job.delivery.id);
         let d = &job.delivery;
-        let span = tracing::info_span!("delivery", id = d.id, forge = %d.forge, event = %d.event, delivery_id = %d.delivery_id, lane = %lane);
+        let span = tracing::info_span!("delivery", id = d.id, forge = %d.forge, event = %d.event, delivery_id = %d.delivery_id, lane = %lane, together = also.len());
         let report = |finish: Option<Finish>, last: bool| {
             let _ = done.send(Outcome {
                 lane: lane.clone(),
@@ -438,8 +497,13 @@ async fn lane_loop<H: Handler>(
                 last,
             });
         };
+        let extra: Vec<&Event> = also
+            .iter()
+            .filter_map(|j| j.normalized.as_ref().ok().and_then(Option::as_ref))
+            .collect();
         let last = process(
-            job,
+            &job,
+            &extra,
             handler.as_ref(),
             &permits,
             retry,
@@ -448,14 +512,49 @@ async fn lane_loop<H: Handler>(
         )
         .instrument(span)
         .await;
+        let together = matches!(last, Some(Finish::Done { .. }));
         report(last, true);
+        if together {
+            for j in also {
+                let result = j
+                    .normalized
+                    .as_ref()
+                    .ok()
+                    .and_then(Option::as_ref)
+                    .map(|e| serde_json::to_string(e).unwrap_or_default())
+                    .unwrap_or_default();
+                metrics::counter!("trunkwarden_processed_total", "outcome" => "done").increment(1);
+                let _ = done.send(Outcome {
+                    lane: j.lane.clone(),
+                    id: j.delivery.id,
+                    finish: Some(Finish::Done {
+                        id: j.delivery.id,
+                        lane: j.lane.clone(),
+                        result,
+                    }),
+                    last: true,
+                });
+            }
+        } else {
+            // Not handled: each goes again on its own, in order.
+            for j in also.into_iter().rev() {
+                held.push_front(j);
+            }
+        }
     }
+}
+
+/// A job whose event the handler may take together with others, and that is due now.
+fn coalescable<H: Handler>(handler: &H, job: &Job) -> bool {
+    job.delivery.next_attempt_at <= now_ms()
+        && matches!(&job.normalized, Ok(Some(e)) if handler.coalesces(e))
 }
 
 /// Processes one delivery; returns the outcome to record, or `None` when stopped first (it
 /// stays queued). Retries are reported through `report` as they happen.
 async fn process<H: Handler>(
-    job: Job,
+    job: &Job,
+    also: &[&Event],
     handler: &H,
     permits: &Semaphore,
     retry: RetryPolicy,
@@ -463,7 +562,7 @@ async fn process<H: Handler>(
     report: &impl Fn(Option<Finish>, bool),
 ) -> Option<Finish> {
     let d = &job.delivery;
-    let event = match job.normalized {
+    let event = match &job.normalized {
         Err(e) => {
             // A verified delivery we cannot read: keep it for an operator, do not retry.
             tracing::warn!(error = %e, "payload does not parse; dead-lettered");
@@ -499,7 +598,13 @@ async fn process<H: Handler>(
         };
         attempts += 1;
         let started = Instant::now();
-        let outcome = handler.handle(d, &event).await;
+        let outcome = if also.is_empty() {
+            handler.handle(d, event).await
+        } else {
+            let mut all = vec![event];
+            all.extend_from_slice(also);
+            handler.handle_together(d, &all).await
+        };
         metrics::histogram!("trunkwarden_processing_seconds")
             .record(started.elapsed().as_secs_f64());
         match outcome {
@@ -508,7 +613,7 @@ async fn process<H: Handler>(
                 return Some(Finish::Done {
                     id: d.id,
                     lane: job.lane.clone(),
-                    result: serde_json::to_string(&event).unwrap_or_default(),
+                    result: serde_json::to_string(event).unwrap_or_default(),
                 });
             }
             Err(HandlerError::Transient(msg)) if attempts < i64::from(retry.max_attempts) => {

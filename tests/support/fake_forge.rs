@@ -138,6 +138,12 @@ pub struct Forge {
     pub faults: VecDeque<Fault>,
     pub requests: Vec<Recorded>,
     pub hook: Option<RequestHook>,
+    /// GET answers sent as `304 Not Modified`.
+    pub not_modified: usize,
+    /// A rate-limit budget announced on every answer: `(limit, remaining, reset epoch)`.
+    pub budget: Option<(u64, u64, i64)>,
+    /// Requests made while the announced budget was spent.
+    pub over_budget: usize,
     next_id: u64,
 }
 
@@ -206,6 +212,9 @@ impl FakeForge {
             faults: VecDeque::new(),
             requests: Vec::new(),
             hook: None,
+            not_modified: 0,
+            budget: None,
+            over_budget: 0,
             next_id: 100,
         }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -437,6 +446,25 @@ async fn handle(State(state): State<Arc<Mutex<Forge>>>, req: Request) -> Respons
         };
         (path, act)
     };
+    // A spent budget is refused as GitHub refuses it, and counted: the bot must wait.
+    {
+        let mut f = state.lock().unwrap();
+        if let Some((limit, 0, reset)) = f.budget
+            && reset > chrono::Utc::now().timestamp()
+        {
+            f.over_budget += 1;
+            let mut r = reply(403, json!({ "message": "API rate limit exceeded" }));
+            for (k, v) in [
+                ("x-ratelimit-limit", limit.to_string()),
+                ("x-ratelimit-remaining", "0".to_owned()),
+                ("x-ratelimit-reset", reset.to_string()),
+            ] {
+                r.headers_mut()
+                    .insert(k, HeaderValue::from_str(&v).unwrap());
+            }
+            return r;
+        }
+    }
     let late = match act {
         Act::Proceed => None,
         Act::Respond(status, body) => return reply(status, body),
@@ -456,7 +484,40 @@ async fn handle(State(state): State<Arc<Mutex<Forge>>>, req: Request) -> Respons
     if let Some(rx) = late {
         let _ = rx.await;
     }
-    resp
+    // Conditional reads, as GitHub (and GitLab's API) answer them: an unchanged answer is a
+    // 304 without a body, which does not count against the budget. Gitea and Forgejo send no
+    // ETag on their JSON API.
+    let (mut parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, 64 << 20)
+        .await
+        .unwrap_or_default();
+    let etags = matches!(state.lock().unwrap().kind, "github" | "gitlab");
+    if method == "GET" && parts.status == StatusCode::OK && etags {
+        use sha2::Digest;
+        let etag = format!("W/\"{}\"", hex::encode(&sha2::Sha256::digest(&bytes)[..12]));
+        parts
+            .headers
+            .insert("etag", HeaderValue::from_str(&etag).unwrap());
+        let asked = headers.get("if-none-match").and_then(|v| v.to_str().ok());
+        if asked == Some(etag.as_str()) {
+            state.lock().unwrap().not_modified += 1;
+            parts.status = StatusCode::NOT_MODIFIED;
+            return Response::from_parts(parts, Body::empty());
+        }
+    }
+    let mut f = state.lock().unwrap();
+    if let Some(b) = f.budget.as_mut() {
+        b.1 = b.1.saturating_sub(1);
+        let (limit, remaining, reset) = *b;
+        for (k, v) in [
+            ("x-ratelimit-limit", limit.to_string()),
+            ("x-ratelimit-remaining", remaining.to_string()),
+            ("x-ratelimit-reset", reset.to_string()),
+        ] {
+            parts.headers.insert(k, HeaderValue::from_str(&v).unwrap());
+        }
+    }
+    Response::from_parts(parts, Body::from(bytes))
 }
 
 /// Answers one authenticated request: an injected fault, else the forge's own answer.

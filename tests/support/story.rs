@@ -208,6 +208,17 @@ impl Story {
             .to_owned()
     }
 
+    /// The bot's sticky comment on pull request `n`, where it says what a task waits for.
+    pub fn sticky(&self, n: u64) -> String {
+        let marker = trunkwarden::forge::marker_line("task");
+        let f = self.fake.state.lock().unwrap();
+        f.comments
+            .iter()
+            .find(|c| c.thread.1 == n && c.body.contains(&marker))
+            .map(|c| c.body.clone())
+            .unwrap_or_default()
+    }
+
     pub async fn until(&self, what: &str, check: impl Fn(&Story) -> bool) {
         let start = Instant::now();
         while !check(self) {
@@ -281,7 +292,7 @@ impl Story {
 
 /// An engine talking to the story's fake forge with `token`; a token other than the story's
 /// is another replica, with a data directory of its own.
-async fn open_engine_with(
+pub async fn open_engine_with(
     kind: &'static str,
     fake: &FakeForge,
     sb: &Sandbox,
