@@ -679,11 +679,14 @@ async fn results_arriving_together_are_one_commit() {
         (9, "T-3", "t-3-audit"),
     ] {
         if n != 7 {
+            // Branched from the trunk, as a worker would.
             let w = s.sb.repo(branch);
+            let o = s.origin.to_str().unwrap();
+            s.sb.ok(&w, &["fetch", "-q", o, "main"]);
+            s.sb.ok(&w, &["checkout", "-q", "-B", branch, "FETCH_HEAD"]);
             write(&w, format!("src/{branch}.rs"), "pub fn f() {}\n");
             s.sb.ok(&w, &["add", "-A"]);
             s.sb.ok(&w, &["commit", "-q", "-m", &format!("feat({id}): work")]);
-            let o = s.origin.to_str().unwrap();
             s.sb.ok(&w, &["push", "-q", o, &format!("HEAD:refs/heads/{branch}")]);
         }
         s.open_pull(n, "alice", branch, &format!("feat({id}): work"), "");

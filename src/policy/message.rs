@@ -85,9 +85,19 @@ pub fn check(message: &str, types: &[String], task: Option<&str>) -> Option<Viol
         })
     };
     let Some(parsed) = parse_subject(subject) else {
+        let (problems, fixed) = diagnose(subject, types, example_scope);
+        let what = if problems.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", problems.join("; "))
+        };
+        let fix = match fixed.as_deref().and_then(parse_subject) {
+            Some(_) => format!("write `{}`", fixed.unwrap_or_default()),
+            None => format!("write it like `fix({example_scope}): validate the OIDC issuer`"),
+        };
         return violation(
-            format!("subject `{shown}` does not follow `type(scope): summary`"),
-            format!("write it like `fix({example_scope}): validate the OIDC issuer`"),
+            format!("subject `{shown}` does not follow `type(scope): summary`{what}"),
+            fix,
         );
     };
     if !types.iter().any(|t| t == parsed.kind) {
@@ -101,6 +111,13 @@ pub fn check(message: &str, types: &[String], task: Option<&str>) -> Option<Viol
                 "start the subject with one of them, e.g. `fix({example_scope}): {}`",
                 parsed.summary
             ),
+        );
+    }
+    let (problems, fixed) = style(subject, &parsed);
+    if !problems.is_empty() {
+        return violation(
+            format!("subject `{shown}`: {}", problems.join("; ")),
+            format!("write `{fixed}`"),
         );
     }
     if let Some(task) = task
@@ -118,6 +135,84 @@ pub fn check(message: &str, types: &[String], task: Option<&str>) -> Option<Viol
         );
     }
     None
+}
+
+/// The longest subject accepted, as commitlint's conventional preset has it.
+pub const MAX_SUBJECT: usize = 100;
+
+/// What is wrong with a subject that does not parse, and the subject corrected where that is
+/// clear: a capitalized type, a missing type, no space after the colon, a space before it.
+fn diagnose(subject: &str, types: &[String], scope: &str) -> (Vec<String>, Option<String>) {
+    let mut problems = Vec::new();
+    let Some(colon) = subject.find(':') else {
+        problems.push("missing the type".to_owned());
+        let first = types.first().map_or("fix", String::as_str);
+        let line = format!("{first}({scope}): {}", lower_first(subject));
+        return (problems, Some(line));
+    };
+    let (head, rest) = (&subject[..colon], &subject[colon + 1..]);
+    let mut head = head.to_owned();
+    if head.ends_with(' ') {
+        problems.push("a space before the colon".to_owned());
+        head = head.trim_end().to_owned();
+    }
+    let kind_end = head.find(['(', '!']).unwrap_or(head.len());
+    let kind = &head[..kind_end];
+    if kind.is_empty() {
+        problems.push("missing type before the scope".to_owned());
+    } else if kind.chars().any(|c| c.is_ascii_uppercase()) {
+        problems.push(format!("the type `{kind}` has a capital letter"));
+        head = format!("{}{}", kind.to_ascii_lowercase(), &head[kind_end..]);
+    }
+    if rest.trim().is_empty() {
+        problems.push("nothing after the colon".to_owned());
+        return (problems, None);
+    }
+    if !rest.starts_with(' ') {
+        problems.push("no space after the colon".to_owned());
+    }
+    let line = format!("{head}: {}", rest.trim_start());
+    let fixed = match parse_subject(&line) {
+        Some(p) => style(&line, &p).1,
+        None => line,
+    };
+    (problems, Some(fixed))
+}
+
+/// Style of a subject that parses: a summary in sentence case, a trailing period, length.
+fn style(subject: &str, parsed: &Subject<'_>) -> (Vec<String>, String) {
+    let mut problems = Vec::new();
+    let mut summary = parsed.summary.to_owned();
+    let first_word = summary.split_whitespace().next().unwrap_or("");
+    let mut chars = first_word.chars();
+    // `Add` is sentence case; `GitHub`, `OIDC` and `README` are names.
+    if chars.next().is_some_and(|c| c.is_uppercase()) && chars.all(|c| c.is_lowercase()) {
+        problems.push(format!(
+            "the summary starts with a capital letter (`{first_word}`)"
+        ));
+        summary = lower_first(&summary);
+    }
+    if summary.ends_with('.') && !summary.ends_with("..") {
+        problems.push("a period at the end".to_owned());
+        summary.pop();
+    }
+    let head = &subject[..subject.len() - parsed.summary.len()];
+    let fixed = format!("{head}{summary}");
+    let n = fixed.chars().count();
+    if n > MAX_SUBJECT {
+        problems.push(format!(
+            "{n} characters, more than {MAX_SUBJECT}: say the rest in the body"
+        ));
+    }
+    (problems, fixed)
+}
+
+fn lower_first(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().chain(c).collect(),
+        None => String::new(),
+    }
 }
 
 struct Subject<'a> {
@@ -288,6 +383,55 @@ mod tests {
         );
         assert_eq!(task_for_branch("ms-sec-0012", &tasks), None);
         assert_eq!(task_for_branch("main", &tasks), None);
+    }
+
+    #[test]
+    fn each_mistake_is_named_and_the_line_corrected() {
+        let t = types();
+        for (bad, named, fixed) in [
+            (
+                "update readme",
+                "missing the type",
+                "feat(scope): update readme",
+            ),
+            ("Fix: the parser", "capital letter", "fix: the parser"),
+            (
+                "fix:the parser",
+                "no space after the colon",
+                "fix: the parser",
+            ),
+            (
+                "fix : the parser",
+                "a space before the colon",
+                "fix: the parser",
+            ),
+            (
+                "fix: Add the parser",
+                "starts with a capital letter",
+                "fix: add the parser",
+            ),
+            (
+                "fix(core): the parser.",
+                "a period at the end",
+                "fix(core): the parser",
+            ),
+            ("Feat:Add x.", "no space after the colon", "feat: add x"),
+        ] {
+            let v = check(bad, &t, None).unwrap_or_else(|| panic!("{bad} accepted"));
+            assert!(v.message.contains(named), "{bad}: {}", v.message);
+            assert_eq!(v.fix, format!("write `{fixed}`"), "{bad}");
+        }
+        // Names are not sentence case.
+        for ok in [
+            "fix: GitHub answers 304",
+            "docs: OIDC notes",
+            "feat: README",
+        ] {
+            assert_eq!(check(ok, &t, None), None, "{ok}");
+        }
+        let long = format!("feat: {}", "word ".repeat(30));
+        let v = check(long.trim(), &t, None).unwrap();
+        assert!(v.message.contains("more than 100"), "{}", v.message);
     }
 
     #[test]
