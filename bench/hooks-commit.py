@@ -46,6 +46,8 @@ def make_repo(path, files):
         f.write("# Changes\n")
     run(["git", "add", "-A"], path)
     run(["git", "commit", "-q", "-m", "chore: start"], path)
+    # Work happens on a branch: trunkwarden refuses commits on the trunk itself.
+    run(["git", "switch", "-q", "-c", "work"], path)
 
 
 def commit(path, i):

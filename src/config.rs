@@ -179,6 +179,10 @@ pub struct TrunkPolicy {
     /// whoever pressed the button; the squash-only and secrets rules still apply.
     #[serde(default = "yes")]
     pub allow_forge_merges: bool,
+    /// Refuse a commit made on the trunk at `pre-commit` already, not only its push (the bot's
+    /// own commits and a repository's first commit pass).
+    #[serde(default = "yes")]
+    pub refuse_commits: bool,
     /// The repository's default branch as the reader of the policy found it (the remote's
     /// `HEAD`, the bare repository's `HEAD`, the forge's setting); never read from the file.
     #[serde(skip)]
@@ -190,6 +194,7 @@ impl Default for TrunkPolicy {
         TrunkPolicy {
             branch: None,
             allow_forge_merges: true,
+            refuse_commits: true,
             default_branch: None,
         }
     }

@@ -189,6 +189,7 @@ fn pre_commit_scans_the_index_not_the_working_tree() {
     let sb = Sandbox::new();
     let repo = sb.repo("r");
     install(&sb, &repo);
+    sb.ok(&repo, &["switch", "-q", "-c", "work"]);
     // Staged secret, working copy cleaned afterwards: what would be committed is the secret.
     write(&repo, "config.py", &secret_line());
     sb.ok(&repo, &["add", "config.py"]);
@@ -299,6 +300,7 @@ fn commit_messages_follow_the_convention_as_git_stores_them() {
     let sb = Sandbox::new();
     let repo = sb.repo("r");
     install(&sb, &repo);
+    sb.ok(&repo, &["switch", "-q", "-c", "work"]);
     let commit = |msg: &[u8], extra: &[&str]| {
         std::fs::write(sb.path("msg"), msg).unwrap();
         let n = std::fs::read_dir(&repo).unwrap().count();
@@ -343,7 +345,7 @@ fn commit_messages_follow_the_convention_as_git_stores_them() {
     sb.ok(&repo, &["revert", "--no-edit", "HEAD~1"]);
     sb.ok(&repo, &["checkout", "-q", "-b", "side"]);
     assert!(commit(b"feat: side\n", &[]).status.success());
-    sb.ok(&repo, &["checkout", "-q", "main"]);
+    sb.ok(&repo, &["checkout", "-q", "work"]);
     sb.ok(&repo, &["merge", "-q", "--no-ff", "--no-edit", "side"]);
 
     // `commit -v`: the editor sees a scissors line and a diff below it; only the part above counts.
@@ -529,6 +531,7 @@ fn a_large_index_is_read_by_git_with_the_same_result() {
     sb.ok(&repo, &["commit", "-q", "-m", "chore: many files"]);
     assert!(std::fs::metadata(repo.join(".git/index")).unwrap().len() > 64 << 10);
     install(&sb, &repo);
+    sb.ok(&repo, &["switch", "-q", "-c", "work"]);
     write(&repo, "d3/file-3.txt", &format!("3\n{}", secret_line()));
     refused(
         &sb.git(&repo, &["commit", "-a", "-m", "feat: leak"]),
@@ -571,4 +574,37 @@ fn pre_push_guards_the_default_branch_the_clone_knows() {
     write(&repo, ".trunkwarden.toml", "[trunk]\nbranch = \"main\"\n");
     let out = sb.git(&repo, &["push", "origin", "+topic~1:main"]);
     refused(&out, "`main`");
+}
+
+#[test]
+fn a_commit_on_the_trunk_is_refused_where_it_is_made() {
+    let sb = Sandbox::new();
+    let repo = sb.repo("r");
+    install(&sb, &repo);
+    write(&repo, "a.txt", "a\n");
+    sb.ok(&repo, &["add", "a.txt"]);
+    let out = sb.git(&repo, &["commit", "-m", "feat: a"]);
+    refused(&out, "committing on `main` is refused");
+    assert!(stderr(&out).contains("git switch -c"), "{}", text(&out));
+    // Moved to a branch, the staged change commits.
+    sb.ok(&repo, &["switch", "-q", "-c", "t-1-a"]);
+    sb.ok(&repo, &["commit", "-q", "-m", "feat: a"]);
+    // The bot's own commits on the trunk pass.
+    sb.ok(&repo, &["switch", "-q", "main"]);
+    write(&repo, "b.txt", "b\n");
+    sb.ok(&repo, &["add", "b.txt"]);
+    let bot = sb.git_env(
+        &repo,
+        &["commit", "-q", "-m", "chore(tasks): b"],
+        &[("GIT_AUTHOR_EMAIL", "trunkwarden@users.noreply.invalid")],
+    );
+    assert!(bot.status.success(), "{}", text(&bot));
+    // A repository that allows local commits on the trunk gets them (their push stays refused).
+    write(
+        &repo,
+        ".trunkwarden.toml",
+        "[trunk]\nrefuse-commits = false\n",
+    );
+    sb.ok(&repo, &["add", ".trunkwarden.toml"]);
+    sb.ok(&repo, &["commit", "-q", "-m", "chore: allow local commits"]);
 }

@@ -235,7 +235,9 @@ fn baseline_accepts_known_findings_and_reports_new_ones() {
     let o = scan(&sb, &r, &["--format", "json"]);
     assert!(found(&o).contains(&pair("copy.env", "github-pat")));
 
-    // The pre-commit hook honours the work tree's baseline and allowlists.
+    // The pre-commit hook honours the work tree's baseline and allowlists (on a branch: the
+    // trunk takes no commits).
+    sb.ok(&r, &["switch", "-q", "-c", "work"]);
     sb.ok(&r, &["add", "old.env", ".trunkwarden-baseline.json"]);
     let o = sb.tw(&r, &["hook", "pre-commit"], None, &[]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));

@@ -47,6 +47,7 @@ pub fn pre_commit() -> Result<Report, HookError> {
     let (policy, skipped, unknown) = prepare(&repo)?;
     let changes = staged(&repo)?;
     let mut violations = Vec::new();
+    violations.extend(commit_on_trunk(&repo, &policy));
     if let Some(sc) = local_scanner(&repo, &policy)? {
         let mut blobs = BlobScanner::new(&repo, &sc);
         for c in &changes {
@@ -75,6 +76,30 @@ pub fn pre_commit() -> Result<Report, HookError> {
         }
     }
     Ok(finish(&policy, violations, skipped, unknown))
+}
+
+/// A commit on the trunk, refused where it is made rather than at its push (as pre-commit's
+/// `no-commit-to-branch`): the bot's own, a repository's first, and a policy that allows them
+/// pass.
+fn commit_on_trunk(repo: &Repository, policy: &RepoPolicy) -> Option<Violation> {
+    if !policy.trunk.refuse_commits || !active(policy, Rule::Trunk) {
+        return None;
+    }
+    let branch = branch_name(repo)?;
+    let trunk = policy.trunk.name();
+    if branch != trunk || repo.head().is_err() {
+        return None;
+    }
+    if author_email(repo).eq_ignore_ascii_case(&policy.bot.email) {
+        return None;
+    }
+    Some(Violation::new(
+        Rule::Trunk,
+        format!("committing on `{trunk}` is refused: the trunk changes through pull requests"),
+        "move the work to a branch of its own — `git switch -c <task-branch>` keeps the staged \
+         changes — and commit there (`[trunk] refuse-commits = false` in .trunkwarden.toml \
+         allows such commits locally; their push is still refused)",
+    ))
 }
 
 /// The author of the commit being made: `GIT_AUTHOR_EMAIL` (set by `--author` and by callers),

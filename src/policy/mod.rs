@@ -29,7 +29,8 @@ pub struct Violation {
 }
 
 impl Violation {
-    fn new(rule: Rule, message: impl Into<String>, fix: impl Into<String>) -> Violation {
+    /// A violation of no particular place.
+    pub fn new(rule: Rule, message: impl Into<String>, fix: impl Into<String>) -> Violation {
         Violation {
             rule,
             message: message.into(),
