@@ -197,6 +197,13 @@ fn pre_commit_scans_the_index_not_the_working_tree() {
     let out = sb.git(&repo, &["commit", "-m", "feat: config"]);
     refused(&out, "[secrets] config.py:1: GitHub");
     assert!(stderr(&out).contains("ghp_…FLh2"), "{}", text(&out));
+    // Named by rule and column, so it can be found, disabled or allowed.
+    assert!(
+        stderr(&out).contains("(rule `github-pat`, column 10)")
+            && stderr(&out).contains("disable = [\"github-pat\"]"),
+        "{}",
+        text(&out)
+    );
     // Staging the clean version makes the commit clean.
     sb.ok(&repo, &["add", "config.py"]);
     sb.ok(&repo, &["commit", "-q", "-m", "feat: config"]);

@@ -314,14 +314,19 @@ pub fn staged_task_table(policy: &RepoPolicy, author_email: &str) -> Option<Viol
 pub fn secret_violation(finding: &Finding, path: &[u8], commit: Option<&str>) -> Violation {
     Violation {
         rule: Rule::Secrets,
-        message: format!("{} {}", finding.description, finding.masked),
+        message: format!(
+            "{} {} (rule `{}`, column {})",
+            finding.description, finding.masked, finding.rule, finding.column
+        ),
         path: Some(path.to_vec()),
         line: Some(finding.line),
         commit: commit.map(str::to_owned),
-        fix: "remove it from the commit, rotate the credential (it may already be exposed), \
-              and amend or rewrite the unpushed commits; a false alarm takes `trunkwarden:allow` \
-              in a comment on that line"
-            .into(),
+        fix: format!(
+            "remove it from the commit, rotate the credential (it may already be exposed), and \
+             amend or rewrite the unpushed commits; a false alarm takes `trunkwarden:allow` in a \
+             comment on that line, or `disable = [\"{}\"]` under `[secrets]` in .trunkwarden.toml",
+            finding.rule
+        ),
     }
 }
 
