@@ -189,7 +189,7 @@ async fn doctor_says_what_is_wrong_and_how_to_fix_it() {
     assert!(said.contains("FAIL github: @trunkwarden has none access to acme/app — fix: give @trunkwarden write access"), "{said}");
     assert!(
         said.contains(&format!(
-            "ok   data directory {} is writable",
+            "ok   data directory {} does not exist yet; serve creates it",
             data.display()
         )),
         "{said}"
@@ -320,5 +320,29 @@ async fn organisation_hook_installed_once_and_doctor_reads_its_deliveries() {
         stdout(&out).contains("FAIL github: no webhook on acme/app sends to https://elsewhere.example/hook — fix: trunkwarden webhook install --forge github --repo acme/app --url https://elsewhere.example/hook"),
         "{}",
         text(&out)
+    );
+}
+
+#[test]
+fn doctor_on_a_laptop_without_a_token_passes_and_creates_nothing() {
+    let sb = Sandbox::new();
+    let repo = sb.repo("r");
+    let installed = sb.tw(&repo, &["hooks", "install"], None, &[]);
+    assert!(installed.status.success());
+    let out = sb.tw(&repo, &["doctor"], None, &[]);
+    let said = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains(".trunkwarden.toml: the defaults apply"),
+        "{said}"
+    );
+    assert!(said.contains("forge checks skipped"), "{said}");
+    assert!(
+        said.contains("does not exist yet; serve creates it"),
+        "{said}"
+    );
+    assert!(
+        !repo.join("trunkwarden-data").exists(),
+        "doctor created the data directory"
     );
 }

@@ -272,12 +272,17 @@ pub fn run_doctor(a: DoctorArgs) -> anyhow::Result<Outcome> {
     let mut local_policy = None;
     // Repository policy.
     if let Some(root) = trunkwarden::config::find_repo_root(&cwd) {
+        let file = root.join(".trunkwarden.toml");
         match trunkwarden::config::RepoPolicy::load(&root) {
             Ok(p) => {
                 local_policy = Some(p);
                 lines.push((
                     true,
-                    format!("{} parses", root.join(".trunkwarden.toml").display()),
+                    if file.exists() {
+                        format!("{} parses", file.display())
+                    } else {
+                        format!("no {}: the defaults apply", file.display())
+                    },
                 ));
             }
             Err(e) => lines.push((
@@ -316,17 +321,33 @@ pub fn run_doctor(a: DoctorArgs) -> anyhow::Result<Outcome> {
         .data_dir
         .clone()
         .unwrap_or_else(|| "trunkwarden-data".into());
-    let probe = dir.join(format!(".doctor-{}", std::process::id()));
-    let writable = std::fs::create_dir_all(&dir)
-        .and_then(|()| std::fs::write(&probe, b"ok"))
-        .is_ok();
+    // Probed where it is, or where serve would create it: doctor itself creates nothing.
+    let existing = dir
+        .ancestors()
+        .find(|d| d.as_os_str().is_empty() || d.is_dir())
+        .map(|d| {
+            if d.as_os_str().is_empty() {
+                std::path::Path::new(".")
+            } else {
+                d
+            }
+        })
+        .unwrap_or(std::path::Path::new("."))
+        .to_path_buf();
+    let probe = existing.join(format!(".trunkwarden-doctor-{}", std::process::id()));
+    let writable = std::fs::write(&probe, b"ok").is_ok();
     let _ = std::fs::remove_file(&probe);
+    let exists = dir.is_dir();
     lines.push((
         writable,
-        if writable {
-            format!("data directory {} is writable", dir.display())
-        } else {
-            format!("data directory {} is not writable — fix: create it for the user serve runs as, or set TRUNKWARDEN_DATA_DIR", dir.display())
+        match (exists, writable) {
+            (true, true) => format!("data directory {} is writable", dir.display()),
+            (false, true) => format!(
+                "data directory {} does not exist yet; serve creates it ({} is writable)",
+                dir.display(),
+                existing.display()
+            ),
+            _ => format!("data directory {} is not writable — fix: create it for the user serve runs as, or set TRUNKWARDEN_DATA_DIR", dir.display()),
         },
     ));
     // Webhook secrets and forge tokens.
@@ -462,7 +483,7 @@ pub fn run_doctor(a: DoctorArgs) -> anyhow::Result<Outcome> {
         }
     }
     if !any_forge {
-        lines.push((false, "no forge token set — fix: set TRUNKWARDEN_GITHUB_TOKEN (or GITEA, FORGEJO, GITLAB) and its _URL; without one the bot only records deliveries".into()));
+        lines.push((true, "no forge token set: forge checks skipped (serve then only records deliveries; set TRUNKWARDEN_GITHUB_TOKEN, or GITEA, FORGEJO, GITLAB, and its _URL to run the task engine)".into()));
     }
     let mut out = String::new();
     for (ok, l) in &lines {
