@@ -10,7 +10,7 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// Git hooks and forge bot for trunk-based development.
 #[derive(Debug, Parser)]
@@ -42,6 +42,10 @@ enum Command {
     Protect(cli::forge::ProtectArgs),
     /// Check configuration, tokens, the data directory and local hooks, with a fix for each problem.
     Doctor(cli::forge::DoctorArgs),
+    /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff), e.g. `trunkwarden man > trunkwarden.1`.
+    Man,
 }
 
 /// What a command concluded; errors are separate and exit 2.
@@ -68,6 +72,19 @@ fn main() -> ExitCode {
         Command::Webhook(args) => cli::forge::run_webhook(args),
         Command::Protect(args) => cli::forge::run_protect(args),
         Command::Doctor(args) => cli::forge::run_doctor(args),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "trunkwarden",
+                &mut std::io::stdout(),
+            );
+            Ok(Outcome::Clean)
+        }
+        Command::Man => clap_mangen::Man::new(Cli::command())
+            .render(&mut std::io::stdout())
+            .map(|()| Outcome::Clean)
+            .map_err(anyhow::Error::from),
     };
     match result {
         Ok(Outcome::Clean) => ExitCode::SUCCESS,

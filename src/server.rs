@@ -265,20 +265,33 @@ pub async fn start<H: Handler>(
         addr: settings.listen,
         source,
     })?;
-    for forge in ForgeKind::ALL {
-        if !settings.verifier.has_secret(forge) {
-            if settings.verifier.allow_unsigned.contains(&forge) {
-                tracing::warn!(
-                    forge = forge.as_str(),
-                    "no secret configured: accepting UNSIGNED deliveries, as configured"
-                );
-            } else {
-                tracing::warn!(
-                    forge = forge.as_str(),
-                    "no secret configured: this forge's deliveries are refused"
-                );
-            }
-        }
+    // One line says which forges are heard; unsigned acceptance is worth a warning of its own.
+    let names = |keep: &dyn Fn(ForgeKind) -> bool| {
+        ForgeKind::ALL
+            .into_iter()
+            .filter(|f| keep(*f))
+            .map(ForgeKind::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let v = &settings.verifier;
+    let signed = names(&|f| v.has_secret(f));
+    let unsigned = names(&|f| !v.has_secret(f) && v.allow_unsigned.contains(&f));
+    let refused = names(&|f| !v.has_secret(f) && !v.allow_unsigned.contains(&f));
+    if signed.is_empty() && unsigned.is_empty() {
+        tracing::warn!(
+            "no webhook secret configured: every delivery is refused (README: Webhook secrets)"
+        );
+    } else {
+        tracing::info!(
+            accepting = %signed,
+            refusing = %refused,
+            "accepting signed deliveries from {}",
+            if signed.is_empty() { "no forge" } else { signed.as_str() }
+        );
+    }
+    if !unsigned.is_empty() {
+        tracing::warn!(forges = %unsigned, "accepting UNSIGNED deliveries, as configured");
     }
     let (stop, stop_rx) = watch::channel(false);
     let heartbeat = settings.workers.map(|_| Heartbeat::default());

@@ -97,14 +97,28 @@ fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
     })
 }
 
+/// Logs to stderr: text for people, or one JSON object per line
+/// (`TRUNKWARDEN_LOG_FORMAT=json`) with the delivery's and repository's span fields, for log
+/// pipelines.
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TRUNKWARDEN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let json =
+        std::env::var("TRUNKWARDEN_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .try_init()
+    } else {
+        builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init()
+    };
 }
 
 async fn stop_signal() {
