@@ -76,10 +76,87 @@ pub fn metrics_handle() -> PrometheusHandle {
                 .build_recorder();
             let handle = recorder.handle();
             // Fails only if another recorder is installed; then our handle renders nothing.
-            let _ = metrics::set_global_recorder(recorder);
+            if metrics::set_global_recorder(recorder).is_ok() {
+                describe_metrics();
+            }
             handle
         })
         .clone()
+}
+
+/// A `# HELP` line for every metric, and every series a dashboard or an alert reads present
+/// from the start at zero, before the first event.
+fn describe_metrics() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "trunkwarden_deliveries_received_total",
+        "Webhook deliveries received, by forge."
+    );
+    describe_counter!(
+        "trunkwarden_deliveries_accepted_total",
+        "Deliveries verified and stored, by forge and event."
+    );
+    describe_counter!(
+        "trunkwarden_deliveries_rejected_total",
+        "Deliveries refused, by forge and reason (signature, size, header)."
+    );
+    describe_counter!(
+        "trunkwarden_deliveries_duplicate_total",
+        "Redeliveries of a delivery already stored, by forge."
+    );
+    describe_counter!(
+        "trunkwarden_processed_total",
+        "Deliveries processed, by outcome (done, ignored)."
+    );
+    describe_counter!(
+        "trunkwarden_retries_total",
+        "Processing attempts that failed for now and were scheduled again."
+    );
+    describe_counter!(
+        "trunkwarden_dead_letters_total",
+        "Deliveries given up on; `trunkwarden deliveries list --state dead` shows why."
+    );
+    describe_counter!(
+        "trunkwarden_forge_requests_total",
+        "Forge API requests, by forge, endpoint and HTTP status."
+    );
+    describe_gauge!(
+        "trunkwarden_queue_depth",
+        "Deliveries stored and not yet processed."
+    );
+    describe_gauge!(
+        "trunkwarden_deliveries",
+        "Deliveries in the ledger, by state."
+    );
+    describe_gauge!(
+        "trunkwarden_forge_rate_limit_remaining",
+        "Requests left in the rate-limit budget the forge announced last, by forge."
+    );
+    describe_histogram!(
+        "trunkwarden_ack_seconds",
+        metrics::Unit::Seconds,
+        "Time from a delivery's arrival to its answer, by forge."
+    );
+    describe_histogram!(
+        "trunkwarden_processing_seconds",
+        metrics::Unit::Seconds,
+        "Time to process one delivery."
+    );
+    for name in [
+        "trunkwarden_dead_letters_total",
+        "trunkwarden_retries_total",
+    ] {
+        metrics::counter!(name).absolute(0);
+    }
+    for outcome in ["done", "ignored"] {
+        metrics::counter!("trunkwarden_processed_total", "outcome" => outcome).absolute(0);
+    }
+    for forge in ForgeKind::ALL {
+        let f = forge.as_str();
+        metrics::counter!("trunkwarden_deliveries_received_total", "forge" => f).absolute(0);
+        metrics::counter!("trunkwarden_deliveries_duplicate_total", "forge" => f).absolute(0);
+    }
+    metrics::gauge!("trunkwarden_queue_depth").set(0.0);
 }
 
 /// Builds the router over an opened store.

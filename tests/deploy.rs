@@ -178,3 +178,82 @@ fn the_example_configuration_files_parse_with_every_key() {
         "everything else shows the defaults"
     );
 }
+
+/// Metric names the program registers, as its source names them.
+fn registered_metrics() -> std::collections::BTreeSet<String> {
+    fn walk(dir: &Path, out: &mut std::collections::BTreeSet<String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                let text = std::fs::read_to_string(&p).unwrap();
+                for (i, _) in text.match_indices("\"trunkwarden_") {
+                    let name: String = text[i + 1..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                        .collect();
+                    out.insert(name);
+                }
+            }
+        }
+    }
+    let mut out = Default::default();
+    walk(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut out);
+    out
+}
+
+/// The metric names an expression reads, histogram suffixes taken off.
+fn metrics_in(expr: &str) -> Vec<String> {
+    expr.match_indices("trunkwarden_")
+        .map(|(i, _)| {
+            let n: String = expr[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            ["_bucket", "_sum", "_count"]
+                .iter()
+                .fold(n.clone(), |n, s| n.strip_suffix(s).unwrap_or(&n).to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn alerts_and_the_dashboard_read_metrics_the_program_exports() {
+    use yaml_rust2::YamlLoader;
+    let known = registered_metrics();
+    assert!(
+        known.contains("trunkwarden_dead_letters_total"),
+        "{known:?}"
+    );
+    let alerts = YamlLoader::load_from_str(&read("monitoring/alerts.yml")).expect("alerts parse");
+    let rules = alerts[0]["groups"][0]["rules"]
+        .as_vec()
+        .expect("a group of rules");
+    let mut exprs: Vec<String> = Vec::new();
+    for r in rules {
+        assert!(r["alert"].as_str().is_some(), "{r:?}");
+        assert!(r["annotations"]["description"].as_str().is_some(), "{r:?}");
+        exprs.push(r["expr"].as_str().expect("an expression").to_owned());
+    }
+    for name in [
+        "dead_letters",
+        "queue_depth",
+        "rate_limit_remaining",
+        "processing_seconds",
+    ] {
+        assert!(exprs.iter().any(|e| e.contains(name)), "no alert on {name}");
+    }
+    let dash: serde_json::Value =
+        serde_json::from_str(&read("monitoring/grafana-dashboard.json")).expect("dashboard parses");
+    for p in dash["panels"].as_array().expect("panels") {
+        for t in p["targets"].as_array().expect("targets") {
+            exprs.push(t["expr"].as_str().expect("expr").to_owned());
+        }
+    }
+    for e in &exprs {
+        for m in metrics_in(e) {
+            assert!(known.contains(&m), "{m} (in `{e}`) is not exported");
+        }
+    }
+}

@@ -442,8 +442,28 @@ async fn health_readiness_and_metrics() {
         "trunkwarden_deliveries_accepted_total{forge=\"github\",event=\"push\"}",
         "trunkwarden_processing_seconds_bucket",
         "trunkwarden_queue_depth 0",
+        // Present before any happened, for alerts to read from the start.
+        "trunkwarden_dead_letters_total 0",
+        "trunkwarden_deliveries_received_total{forge=\"gitlab\"} 0",
     ] {
         assert!(text.contains(needle), "missing {needle} in\n{text}");
+    }
+    // Every metric says what it counts.
+    let names: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("trunkwarden_"))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .map(|n| {
+            ["_bucket", "_sum", "_count"]
+                .iter()
+                .fold(n, |n, s| n.strip_suffix(s).unwrap_or(n))
+        })
+        .collect();
+    for name in names {
+        assert!(
+            text.contains(&format!("# HELP {name} ")),
+            "no HELP for {name}"
+        );
     }
     running.shutdown().await;
 }
