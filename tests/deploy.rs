@@ -149,6 +149,34 @@ fn compose_and_kubernetes_parse_and_reference_what_exists() {
     }
     let dockerfile = read("Dockerfile");
     assert!(dockerfile.contains("HEALTHCHECK") && dockerfile.contains("USER trunkwarden"));
+    // Hardened as a cluster's admission policies expect (restricted Pod Security Standard).
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["automountServiceAccountToken"].as_bool(), Some(false));
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"].as_str(),
+        Some("RuntimeDefault")
+    );
+    assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true));
+    let sc = &container["securityContext"];
+    assert_eq!(sc["readOnlyRootFilesystem"].as_bool(), Some(true));
+    assert_eq!(sc["allowPrivilegeEscalation"].as_bool(), Some(false));
+    assert_eq!(sc["capabilities"]["drop"][0].as_str(), Some("ALL"));
+    for (kind, what) in [
+        ("requests", "cpu"),
+        ("requests", "memory"),
+        ("limits", "memory"),
+    ] {
+        assert!(
+            container["resources"][kind][what].as_str().is_some(),
+            "resources.{kind}.{what}"
+        );
+    }
+    let image = container["image"].as_str().unwrap();
+    assert_eq!(
+        image,
+        format!("trunkwarden:{}", env!("CARGO_PKG_VERSION")),
+        "the image is pinned to this release"
+    );
 }
 
 #[test]
