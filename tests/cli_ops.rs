@@ -87,3 +87,40 @@ fn serve_logs_json_lines_and_names_the_forges_it_hears_once() {
         "{lines:#?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ledger_in_json_says_times_in_rfc3339() {
+    use trunkwarden::event::ForgeKind;
+    use trunkwarden::queue::{NewDelivery, Store, Sync, now_ms};
+    let sb = Sandbox::new();
+    let data = sb.path("data");
+    std::fs::create_dir_all(&data).unwrap();
+    {
+        let store = Store::connect(None, &data, Sync::Full).await.unwrap();
+        store
+            .insert(NewDelivery {
+                forge: ForgeKind::Github,
+                hook_id: "1".into(),
+                delivery_id: "d-1".into(),
+                event: "push".into(),
+                headers: r#"{"x-github-event":"push"}"#.into(),
+                body: b"{}".to_vec().into(),
+                received_at: now_ms(),
+            })
+            .await
+            .unwrap();
+    }
+    let d = data.to_str().unwrap();
+    let out = sb.tw(
+        sb.dir.path(),
+        &["deliveries", "list", "--format", "json", "--data-dir", d],
+        None,
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let at = rows[0]["received_at"].as_str().expect("a string");
+    let parsed = chrono::DateTime::parse_from_rfc3339(at).expect("RFC 3339");
+    let age = chrono::Utc::now().signed_duration_since(parsed);
+    assert!(age.num_seconds().abs() < 60, "{at}");
+}

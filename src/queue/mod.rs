@@ -139,15 +139,41 @@ pub struct Delivery {
     pub headers: serde_json::Value,
     #[serde(skip)]
     pub body: Bytes,
+    #[serde(serialize_with = "rfc3339::at")]
     pub received_at: i64,
     pub state: String,
     pub attempts: i64,
+    #[serde(serialize_with = "rfc3339::at")]
     pub next_attempt_at: i64,
     pub last_error: Option<String>,
     pub lane: Option<String>,
     /// What processing recorded: the normalized event, or why it was ignored.
     pub result: Option<serde_json::Value>,
+    #[serde(serialize_with = "rfc3339::maybe")]
     pub finished_at: Option<i64>,
+}
+
+/// Times in JSON output as RFC 3339 (UTC, milliseconds), as people and log tools read them;
+/// the ledger keeps Unix milliseconds.
+mod rfc3339 {
+    use serde::Serializer;
+
+    fn text(ms: i64) -> String {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .unwrap_or_default()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    }
+
+    pub fn at<S: Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&text(*ms))
+    }
+
+    pub fn maybe<S: Serializer>(ms: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+        match ms {
+            Some(ms) => s.serialize_str(&text(*ms)),
+            None => s.serialize_none(),
+        }
+    }
 }
 
 impl Delivery {
