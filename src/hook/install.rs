@@ -212,11 +212,27 @@ pub fn current_binary() -> Result<PathBuf, InstallError> {
         .map_err(|e| InstallError::Git(format!("cannot find this executable's path: {e}")))
 }
 
-/// Installs the local hooks into the repository at `dir`; `None` outside a repository.
+/// Another hook manager owning the repository's hooks, if one does.
+fn manager(dir: &Path, hooks: &Path) -> Result<Option<super::managers::Manager>, InstallError> {
+    Ok(git(dir, &["rev-parse", "--show-toplevel"])?
+        .and_then(|top| super::managers::find(Path::new(&top), hooks)))
+}
+
+/// Installs the local hooks into the repository at `dir`; `None` outside a repository. With
+/// husky, trunkwarden joins its scripts; with lefthook or pre-commit, it refuses and prints
+/// what to add to their configuration — never writing over hooks another manager owns.
 pub fn install_local(dir: &Path, binary: &Path) -> Result<Option<Vec<Step>>, InstallError> {
     let Some(hooks) = hooks_dir(dir)? else {
         return Ok(None);
     };
+    if let Some(m) = manager(dir, &hooks)? {
+        if let Some(refused) = super::managers::refusal(&m) {
+            return Err(refused);
+        }
+        if let super::managers::Manager::Husky { scripts } = &m {
+            return super::managers::install_husky(scripts).map(Some);
+        }
+    }
     LOCAL_HOOKS
         .iter()
         .map(|h| install_at(h, &hooks.join(h), &shim(h, Some(binary), None), true))
@@ -229,6 +245,9 @@ pub fn uninstall_local(dir: &Path) -> Result<Option<Vec<Step>>, InstallError> {
     let Some(hooks) = hooks_dir(dir)? else {
         return Ok(None);
     };
+    if let Some(super::managers::Manager::Husky { scripts }) = manager(dir, &hooks)? {
+        return super::managers::uninstall_husky(&scripts).map(Some);
+    }
     LOCAL_HOOKS
         .iter()
         .map(|h| uninstall_at(h, &hooks.join(h)))
@@ -236,17 +255,31 @@ pub fn uninstall_local(dir: &Path) -> Result<Option<Vec<Step>>, InstallError> {
         .map(Some)
 }
 
-/// Reports which local hooks are installed.
+/// Reports which local hooks are installed, and which manager took them over.
 pub fn status_local(dir: &Path) -> Result<Option<Vec<Step>>, InstallError> {
     let Some(hooks) = hooks_dir(dir)? else {
         return Ok(None);
     };
+    let owner = manager(dir, &hooks)?;
     Ok(Some(
         LOCAL_HOOKS
             .iter()
             .map(|h| {
                 let path = hooks.join(h);
-                let what = if std::fs::symlink_metadata(&path).is_err() {
+                let what = if let Some(m) = &owner {
+                    match m {
+                        super::managers::Manager::Husky { scripts }
+                            if std::fs::read_to_string(scripts.join(h))
+                                .is_ok_and(|t| t.contains("trunkwarden hook")) =>
+                        {
+                            "installed through husky".to_owned()
+                        }
+                        _ => format!(
+                            "not installed: {} owns the hooks — `trunkwarden hooks install` says how to add trunkwarden to it",
+                            m.name()
+                        ),
+                    }
+                } else if std::fs::symlink_metadata(&path).is_err() {
                     "not installed".to_owned()
                 } else if !is_ours(&path) {
                     "another hook, not trunkwarden's".to_owned()

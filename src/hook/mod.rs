@@ -3,6 +3,7 @@
 
 pub mod install;
 pub(crate) mod local;
+pub mod managers;
 mod server;
 
 use std::io::BufRead;

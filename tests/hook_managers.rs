@@ -1,0 +1,248 @@
+//! trunkwarden beside the hook managers teams already run, each the real one from its
+//! registry: husky (npm) keeps the team's hooks and gains trunkwarden's line; lefthook (npm) and
+//! pre-commit (PyPI) get a refusal with the exact snippet, and the snippet, added, works.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use support::git::{BIN, Sandbox, TOKEN, stderr, text, write};
+
+/// PATH with the trunkwarden under test first, as a developer who installed it has.
+fn path_with_trunkwarden(extra: &[&Path]) -> String {
+    let bin = Path::new(BIN).parent().unwrap();
+    let mut parts: Vec<PathBuf> = vec![bin.to_owned()];
+    parts.extend(extra.iter().map(|p| p.to_path_buf()));
+    parts.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    std::env::join_paths(parts)
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn run(sb: &Sandbox, dir: &Path, program: &str, args: &[&str], path: &str) -> Output {
+    let mut c = sb.command(program, dir);
+    c.args(args).env("PATH", path);
+    // The registry client's cache outlives the sandbox: one download per machine.
+    if let Some(home) = std::env::var_os("HOME") {
+        c.env("npm_config_cache", Path::new(&home).join(".npm"));
+        c.env("PIP_CACHE_DIR", Path::new(&home).join(".cache/pip"));
+    }
+    c.output().unwrap()
+}
+
+fn ok(sb: &Sandbox, dir: &Path, program: &str, args: &[&str], path: &str) -> String {
+    let out = run(sb, dir, program, args, path);
+    assert!(out.status.success(), "{program} {args:?}: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn npm_project(sb: &Sandbox, repo: &Path, package: &str, path: &str) {
+    write(
+        repo,
+        "package.json",
+        "{\"name\":\"app\",\"version\":\"1.0.0\",\"private\":true}\n",
+    );
+    ok(
+        sb,
+        repo,
+        "npm",
+        &[
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--silent",
+            "-D",
+            package,
+        ],
+        path,
+    );
+    write(repo, ".gitignore", "node_modules/\n");
+}
+
+#[test]
+fn husky_keeps_the_teams_hooks_and_runs_trunkwarden_first() {
+    let sb = Sandbox::new();
+    let repo = sb.repo("r");
+    let path = path_with_trunkwarden(&[]);
+    npm_project(&sb, &repo, "husky@9", &path);
+    ok(&sb, &repo, "npx", &["husky"], &path);
+    let log = sb.path("team.log");
+    write(
+        &repo,
+        ".husky/pre-commit",
+        &format!("echo team >> '{}'\n", log.display()),
+    );
+    sb.ok(&repo, &["switch", "-q", "-c", "work"]);
+
+    let out = run(&sb, &repo, BIN, &["hooks", "install"], &path);
+    assert!(out.status.success(), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("husky: trunkwarden's line added first"),
+        "{said}"
+    );
+    // husky's own directory is untouched: its next `npm install` keeps trunkwarden.
+    assert!(
+        !std::fs::read_to_string(repo.join(".husky/_/pre-commit"))
+            .unwrap_or_default()
+            .contains("trunkwarden")
+    );
+
+    // A secret is refused through husky; the team's hook did not run after the refusal.
+    write(&repo, "config.py", &format!("token = \"{TOKEN}\"\n"));
+    sb.ok(&repo, &["add", "config.py"]);
+    let refused = run(&sb, &repo, "git", &["commit", "-m", "feat: config"], &path);
+    assert!(!refused.status.success(), "{}", text(&refused));
+    assert!(stderr(&refused).contains("[secrets]"), "{}", text(&refused));
+    assert!(!stderr(&refused).contains(TOKEN));
+
+    // A clean commit passes both, the team's hook included.
+    write(&repo, "config.py", "token = os.environ['TOKEN']\n");
+    sb.ok(&repo, &["add", "-A"]);
+    let clean = run(
+        &sb,
+        &repo,
+        "git",
+        &["commit", "-q", "-m", "feat: config"],
+        &path,
+    );
+    assert!(clean.status.success(), "{}", text(&clean));
+    assert!(std::fs::read_to_string(&log).unwrap().contains("team"));
+
+    // The team's hook still refuses when it fails.
+    let mut script = std::fs::read_to_string(repo.join(".husky/pre-commit")).unwrap();
+    script.push_str("exit 1\n");
+    write(&repo, ".husky/pre-commit", &script);
+    write(&repo, "b.txt", "b\n");
+    sb.ok(&repo, &["add", "b.txt"]);
+    let blocked = run(&sb, &repo, "git", &["commit", "-q", "-m", "feat: b"], &path);
+    assert!(
+        !blocked.status.success(),
+        "the team's failing hook was disabled"
+    );
+
+    // After `npm install` runs husky again, trunkwarden is still called.
+    ok(&sb, &repo, "npx", &["husky"], &path);
+    let status = ok(&sb, &repo, BIN, &["hooks", "status"], &path);
+    assert!(status.contains("installed through husky"), "{status}");
+    let removed = ok(&sb, &repo, BIN, &["hooks", "uninstall"], &path);
+    assert!(removed.contains("trunkwarden's line removed"), "{removed}");
+    assert!(
+        std::fs::read_to_string(repo.join(".husky/pre-commit"))
+            .unwrap()
+            .contains("echo team")
+    );
+}
+
+#[test]
+fn lefthook_gets_the_snippet_and_the_snippet_works() {
+    let sb = Sandbox::new();
+    let repo = sb.repo("r");
+    let path = path_with_trunkwarden(&[]);
+    npm_project(&sb, &repo, "lefthook@1", &path);
+    write(
+        &repo,
+        "lefthook.yml",
+        "pre-commit:\n  commands:\n    team:\n      run: true\n",
+    );
+    let out = run(&sb, &repo, BIN, &["hooks", "install"], &path);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("lefthook manages this repository's hooks"),
+        "{err}"
+    );
+    assert!(
+        !repo.join(".git/hooks/pre-commit").exists()
+            || !std::fs::read_to_string(repo.join(".git/hooks/pre-commit"))
+                .unwrap()
+                .contains("trunkwarden hook shim"),
+        "wrote into git's hooks anyway"
+    );
+    // The snippet, as printed, merged into the team's file by hand.
+    let snippet: String = err
+        .lines()
+        .skip_while(|l| !l.starts_with("pre-commit:"))
+        .take_while(|l| !l.starts_with("then run"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let merged = snippet.replace(
+        "pre-commit:\n  commands:\n",
+        "pre-commit:\n  commands:\n    team:\n      run: true\n",
+    );
+    write(&repo, "lefthook.yml", &format!("{merged}\n"));
+    ok(&sb, &repo, "npx", &["lefthook", "install"], &path);
+    sb.ok(&repo, &["switch", "-q", "-c", "work"]);
+    write(&repo, "config.py", &format!("token = \"{TOKEN}\"\n"));
+    sb.ok(&repo, &["add", "config.py"]);
+    let refused = run(&sb, &repo, "git", &["commit", "-m", "feat: config"], &path);
+    assert!(!refused.status.success(), "{}", text(&refused));
+    assert!(text(&refused).contains("[secrets]"), "{}", text(&refused));
+    let status = ok(&sb, &repo, BIN, &["hooks", "status"], &path);
+    assert!(status.contains("lefthook owns the hooks"), "{status}");
+}
+
+#[test]
+fn pre_commit_gets_the_snippet_and_the_snippet_works() {
+    let sb = Sandbox::new();
+    let repo = sb.repo("r");
+    let venv = sb.path("venv");
+    let py = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .output()
+        .unwrap();
+    assert!(py.status.success(), "{}", text(&py));
+    let bin = venv.join("bin");
+    let path = path_with_trunkwarden(&[&bin]);
+    ok(&sb, &repo, "pip", &["install", "-q", "pre-commit"], &path);
+    write(&repo, ".pre-commit-config.yaml", "repos: []\n");
+    let out = run(&sb, &repo, BIN, &["hooks", "install"], &path);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = stderr(&out);
+    let snippet: String = err
+        .lines()
+        .skip_while(|l| !l.starts_with("repos:"))
+        .take_while(|l| !l.starts_with("then run"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    write(&repo, ".pre-commit-config.yaml", &format!("{snippet}\n"));
+    sb.ok(&repo, &["add", ".pre-commit-config.yaml"]);
+    ok(
+        &sb,
+        &repo,
+        "pre-commit",
+        &[
+            "install",
+            "--hook-type",
+            "pre-commit",
+            "--hook-type",
+            "commit-msg",
+        ],
+        &path,
+    );
+    sb.ok(&repo, &["switch", "-q", "-c", "work"]);
+    write(&repo, "config.py", &format!("token = \"{TOKEN}\"\n"));
+    sb.ok(&repo, &["add", "config.py"]);
+    let refused = run(&sb, &repo, "git", &["commit", "-m", "feat: config"], &path);
+    assert!(!refused.status.success(), "{}", text(&refused));
+    assert!(text(&refused).contains("[secrets]"), "{}", text(&refused));
+    // And the message rule through the commit-msg stage.
+    write(&repo, "config.py", "token = os.environ['TOKEN']\n");
+    sb.ok(&repo, &["add", "-A"]);
+    let bad = run(&sb, &repo, "git", &["commit", "-m", "Update config"], &path);
+    assert!(!bad.status.success(), "{}", text(&bad));
+    assert!(text(&bad).contains("missing the type"), "{}", text(&bad));
+    let good = run(
+        &sb,
+        &repo,
+        "git",
+        &["commit", "-q", "-m", "feat: config"],
+        &path,
+    );
+    assert!(good.status.success(), "{}", text(&good));
+}
