@@ -246,3 +246,52 @@ fn pre_commit_gets_the_snippet_and_the_snippet_works() {
     );
     assert!(good.status.success(), "{}", text(&good));
 }
+
+#[test]
+fn trunkwarden_is_a_pre_commit_hook_repository() {
+    let sb = Sandbox::new();
+    let repo = sb.repo("r");
+    let venv = sb.path("venv");
+    let py = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .output()
+        .unwrap();
+    assert!(py.status.success(), "{}", text(&py));
+    let bin = venv.join("bin");
+    let path = path_with_trunkwarden(&[&bin]);
+    ok(&sb, &repo, "pip", &["install", "-q", "pre-commit"], &path);
+    let here = env!("CARGO_MANIFEST_DIR");
+    let manifest = Path::new(here).join(".pre-commit-hooks.yaml");
+    ok(
+        &sb,
+        &repo,
+        "pre-commit",
+        &["validate-manifest", manifest.to_str().unwrap()],
+        &path,
+    );
+    // This checkout as the hook repository, its system hook on a staged secret.
+    sb.ok(&repo, &["switch", "-q", "-c", "work"]);
+    write(&repo, "config.py", &format!("token = \"{TOKEN}\"\n"));
+    sb.ok(&repo, &["add", "config.py"]);
+    let out = run(
+        &sb,
+        &repo,
+        "pre-commit",
+        &["try-repo", here, "trunkwarden-system"],
+        &path,
+    );
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("[secrets]"), "{}", text(&out));
+    assert!(!text(&out).contains(TOKEN), "secret printed whole");
+    write(&repo, "config.py", "token = os.environ['TOKEN']\n");
+    sb.ok(&repo, &["add", "config.py"]);
+    let clean = run(
+        &sb,
+        &repo,
+        "pre-commit",
+        &["try-repo", here, "trunkwarden-system"],
+        &path,
+    );
+    assert!(clean.status.success(), "{}", text(&clean));
+}
