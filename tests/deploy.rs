@@ -72,7 +72,7 @@ fn the_systemd_unit_passes_systemd_analyze_verify() {
         .arg("verify")
         .arg(&path)
         .output()
-        .expect("systemd-analyze (apt-get install systemd; .ci/run installs it)");
+        .expect("systemd-analyze (apt-get install systemd; scripts/test installs it)");
     assert!(
         out.status.success(),
         "{}",

@@ -23,7 +23,7 @@ async fn fresh_schema() -> String {
     let schema = format!("tw_{}_{}", std::process::id(), rand::random::<u32>());
     let mut conn = sqlx::PgConnection::connect(&base)
         .await
-        .expect("PostgreSQL on 127.0.0.1:5432 (see .ci/run)");
+        .expect("PostgreSQL on 127.0.0.1:5432 (scripts/test starts one)");
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
         .execute(&mut conn)
         .await
