@@ -295,3 +295,31 @@ fn trunkwarden_is_a_pre_commit_hook_repository() {
     );
     assert!(clean.status.success(), "{}", text(&clean));
 }
+
+#[test]
+fn husky_installed_after_trunkwarden_is_reported_and_joined_on_the_next_install() {
+    let sb = Sandbox::new();
+    let repo = sb.repo("r");
+    let path = path_with_trunkwarden(&[]);
+    let first = run(&sb, &repo, BIN, &["hooks", "install"], &path);
+    assert!(first.status.success(), "{}", text(&first));
+    // husky arrives afterwards and points git at its own directory.
+    npm_project(&sb, &repo, "husky@9", &path);
+    ok(&sb, &repo, "npx", &["husky"], &path);
+    let doctor = run(&sb, &repo, BIN, &["doctor"], &path);
+    let said = String::from_utf8_lossy(&doctor.stdout);
+    assert_eq!(doctor.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("FAIL hook pre-commit: not installed: husky owns the hooks"),
+        "{said}"
+    );
+    // The fix doctor names joins husky; a secret is refused again.
+    let again = ok(&sb, &repo, BIN, &["hooks", "install"], &path);
+    assert!(again.contains("husky:"), "{again}");
+    sb.ok(&repo, &["switch", "-q", "-c", "work"]);
+    write(&repo, "config.py", &format!("token = \"{TOKEN}\"\n"));
+    sb.ok(&repo, &["add", "config.py"]);
+    let refused = run(&sb, &repo, "git", &["commit", "-m", "feat: config"], &path);
+    assert!(!refused.status.success(), "{}", text(&refused));
+    assert!(stderr(&refused).contains("[secrets]"), "{}", text(&refused));
+}
