@@ -261,8 +261,7 @@ fn trunkwarden_is_a_pre_commit_hook_repository() {
     let bin = venv.join("bin");
     let path = path_with_trunkwarden(&[&bin]);
     ok(&sb, &repo, "pip", &["install", "-q", "pre-commit"], &path);
-    let here = env!("CARGO_MANIFEST_DIR");
-    let manifest = Path::new(here).join(".pre-commit-hooks.yaml");
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join(".pre-commit-hooks.yaml");
     ok(
         &sb,
         &repo,
@@ -270,7 +269,13 @@ fn trunkwarden_is_a_pre_commit_hook_repository() {
         &["validate-manifest", manifest.to_str().unwrap()],
         &path,
     );
-    // This checkout as the hook repository, its system hook on a staged secret.
+    // A hook repository carrying this checkout's manifest (the checkout itself need not be a
+    // git repository), its system hook on a staged secret.
+    let hooks_repo = sb.repo("hooks-repo");
+    std::fs::copy(&manifest, hooks_repo.join(".pre-commit-hooks.yaml")).unwrap();
+    sb.ok(&hooks_repo, &["add", "-A"]);
+    sb.ok(&hooks_repo, &["commit", "-q", "-m", "chore: the manifest"]);
+    let here = hooks_repo.to_str().unwrap();
     sb.ok(&repo, &["switch", "-q", "-c", "work"]);
     write(&repo, "config.py", &format!("token = \"{TOKEN}\"\n"));
     sb.ok(&repo, &["add", "config.py"]);
