@@ -35,10 +35,31 @@ pub struct Settings {
     /// Largest accepted body; GitHub sends up to 25 MB.
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
+    pub connections: Connections,
     /// `None` runs ingest only: deliveries are stored and left for another process.
     pub workers: Option<WorkerConfig>,
     pub sync: Sync,
     pub verifier: Verifier,
+}
+
+/// Bounds on connections, so idle or slow sockets cannot hold the front door open.
+#[derive(Debug, Clone, Copy)]
+pub struct Connections {
+    /// Open connections at most; one past it is closed at once. Keep it under the process's
+    /// file-descriptor limit (`LimitNOFILE` in the systemd unit, `ulimit -n` in containers).
+    pub max: usize,
+    /// A request's header must arrive within this, and an idle keep-alive connection is closed
+    /// after it.
+    pub header_timeout: Duration,
+}
+
+impl Default for Connections {
+    fn default() -> Self {
+        Connections {
+            max: 512,
+            header_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 /// Why the server could not start.
@@ -379,15 +400,12 @@ pub async fn start<H: Handler>(
         heartbeat: heartbeat.clone(),
     });
     let routes = router(app, settings.max_body_bytes, settings.request_timeout);
-    let mut http_stop = stop_rx.clone();
-    let http = tokio::spawn(async move {
-        let server = axum::serve(listener, routes).with_graceful_shutdown(async move {
-            let _ = http_stop.wait_for(|s| *s).await;
-        });
-        if let Err(e) = server.await {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
-    });
+    let http = tokio::spawn(accept(
+        listener,
+        routes,
+        settings.connections,
+        stop_rx.clone(),
+    ));
     let workers = match (settings.workers, heartbeat) {
         (Some(cfg), Some(hb)) => Some(tokio::spawn(worker::run(
             store.clone(),
@@ -406,6 +424,60 @@ pub async fn start<H: Handler>(
         http,
         workers,
     })
+}
+
+/// Serves HTTP/1.1 until `stop`: each connection bounded by a header-read (and keep-alive idle)
+/// timeout, at most `limits.max` at once — one more is closed on arrival instead of waiting, so
+/// a flood of idle sockets cannot starve signed deliveries of file descriptors. On stop, open
+/// requests finish (for up to the request timeout's worth of grace).
+async fn accept(
+    listener: tokio::net::TcpListener,
+    routes: Router,
+    limits: Connections,
+    mut stop: watch::Receiver<bool>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let permits = Arc::new(tokio::sync::Semaphore::new(limits.max.max(1)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors or a connection reset before accept: pause, go on.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+            () = async { let _ = stop.wait_for(|s| *s).await; } => break,
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            metrics::counter!("trunkwarden_connections_refused_total").increment(1);
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(routes.clone());
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_timeout);
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after 30 s of shutdown; closing them");
+    }
 }
 
 /// The settings file of `trunkwarden serve` (`--config`). Every key is optional; command-line
@@ -429,6 +501,11 @@ pub struct ServerSection {
     pub data_dir: Option<PathBuf>,
     pub max_body_bytes: Option<usize>,
     pub request_timeout_secs: Option<u64>,
+    /// Open connections at most (default 512).
+    pub max_connections: Option<usize>,
+    /// Seconds for a request's header to arrive, and for a keep-alive connection to stay idle
+    /// (default 10).
+    pub header_timeout_secs: Option<u64>,
 }
 
 /// `[queue]`: how deliveries are processed and retried.

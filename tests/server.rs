@@ -468,3 +468,106 @@ async fn health_readiness_and_metrics() {
     }
     running.shutdown().await;
 }
+
+/// A server whose connections are bounded tightly, for the tests of hostile clients.
+async fn bounded(max: usize, header_secs: u64) -> (tempfile::TempDir, Running, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Settings {
+        connections: trunkwarden::server::Connections {
+            max,
+            header_timeout: Duration::from_secs(header_secs),
+        },
+        ..settings(dir.path())
+    };
+    let running = start(s, Arc::new(RecordHandler)).await.unwrap();
+    let url = format!("http://{}", running.addr);
+    (dir, running, url)
+}
+
+/// Opens a connection that sends half a request header and then nothing.
+async fn half_header(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"POST /webhook HTTP/1.1\r\nHost: x\r\nX-GitHub-Ev")
+        .await
+        .unwrap();
+    s
+}
+
+/// Whether the server closed the connection within `within`.
+async fn closed_within(s: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            // A 408 or similar answer before the close.
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_header_clients_are_cut_off_and_signed_deliveries_still_land() {
+    let (_dir, running, url) = bounded(64, 1).await;
+    let mut idle = Vec::new();
+    for _ in 0..40 {
+        idle.push(half_header(running.addr).await);
+    }
+    // While they hang, a signed delivery is answered.
+    let http = client();
+    let (status, _) = post(
+        &http,
+        &format!("{url}/webhook"),
+        &github("push.none.4", "slow-1"),
+    )
+    .await;
+    assert_eq!(status, 202);
+    // Each hanging client is closed once its header is late.
+    for s in &mut idle {
+        assert!(
+            closed_within(s, Duration::from_secs(3)).await,
+            "an idle socket stayed open"
+        );
+    }
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_connection_cap_a_socket_is_refused_at_once_not_queued() {
+    let (_dir, running, url) = bounded(8, 2).await;
+    let mut idle = Vec::new();
+    for _ in 0..8 {
+        idle.push(half_header(running.addr).await);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The ninth is closed on arrival, well before any timeout.
+    let mut ninth = half_header(running.addr).await;
+    assert!(closed_within(&mut ninth, Duration::from_millis(500)).await);
+    // Once the idle ones are cut off, deliveries are accepted again.
+    for s in &mut idle {
+        assert!(closed_within(s, Duration::from_secs(4)).await);
+    }
+    let (status, _) = post(
+        &client(),
+        &format!("{url}/webhook"),
+        &github("push.none.4", "cap-1"),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let metrics = client()
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("trunkwarden_connections_refused_total"),
+        "{metrics}"
+    );
+    running.shutdown().await;
+}

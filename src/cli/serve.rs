@@ -86,6 +86,10 @@ fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
             .unwrap_or_else(|| PathBuf::from("trunkwarden-data")),
         max_body_bytes: file.server.max_body_bytes.unwrap_or(25 << 20),
         request_timeout: Duration::from_secs(file.server.request_timeout_secs.unwrap_or(30)),
+        connections: trunkwarden::server::Connections {
+            max: file.server.max_connections.unwrap_or(512),
+            header_timeout: Duration::from_secs(file.server.header_timeout_secs.unwrap_or(10)),
+        },
         workers: (workers > 0).then_some(WorkerConfig {
             concurrency: workers,
             retry,

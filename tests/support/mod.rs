@@ -26,6 +26,7 @@ pub fn settings(data_dir: &std::path::Path, db: Option<String>, secret: &str) ->
         data_dir: data_dir.to_owned(),
         max_body_bytes: 25 << 20,
         request_timeout: Duration::from_secs(10),
+        connections: Default::default(),
         workers: Some(WorkerConfig {
             concurrency: 4,
             retry: RetryPolicy {
