@@ -124,3 +124,30 @@ async fn the_ledger_in_json_says_times_in_rfc3339() {
     let age = chrono::Utc::now().signed_duration_since(parsed);
     assert!(age.num_seconds().abs() < 60, "{at}");
 }
+
+#[test]
+fn an_unreachable_postgres_is_named_with_its_cause_not_a_pool_timeout() {
+    let sb = Sandbox::new();
+    // A port nothing listens on: refused at once.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://trunkwarden@127.0.0.1:{port}/test");
+    let started = std::time::Instant::now();
+    let out = sb.tw(
+        sb.dir.path(),
+        &["deliveries", "list", "--db", &url],
+        None,
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refused") && !err.contains("timed out"),
+        "{err}"
+    );
+    // The pool's 30 s acquire timeout is not waited out.
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}

@@ -405,6 +405,21 @@ impl Store {
             return Err(StoreError::DbUrl(redact_url(url)));
         }
         sqlx::any::install_default_drivers();
+        // One plain connection first: a pool retries until its acquire timeout and then says
+        // only "timed out"; this says why (refused, authentication, DNS) within seconds.
+        {
+            use sqlx::Connection as _;
+            let probe =
+                tokio::time::timeout(Duration::from_secs(10), sqlx::AnyConnection::connect(url))
+                    .await
+                    .map_err(|_| {
+                        StoreError::Db(sqlx::Error::Io(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!("no answer from {} within 10 s", redact_url(url)),
+                        )))
+                    })??;
+            let _ = probe.close().await;
+        }
         let pool = AnyPoolOptions::new()
             .max_connections(16)
             .connect(url)
