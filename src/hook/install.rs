@@ -6,26 +6,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::Host;
-
-/// The hooks a working repository gets.
-pub const LOCAL_HOOKS: [&str; 3] = ["pre-commit", "commit-msg", "pre-push"];
+pub use super::steps::{InstallError, LOCAL_HOOKS, Step};
 
 /// Recognises our own shims.
 const MARKER: &str = "# trunkwarden hook shim";
 
 /// Suffix under which a pre-existing hook is kept and chained.
 pub const CHAINED_SUFFIX: &str = ".trunkwarden-chained";
-
-/// Why hooks could not be installed.
-#[derive(Debug, thiserror::Error)]
-pub enum InstallError {
-    #[error("{path}: {message}")]
-    Io { path: PathBuf, message: String },
-    #[error("{0}")]
-    Git(String),
-    #[error("{0}")]
-    Refused(String),
-}
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> InstallError + '_ {
     move |e| InstallError::Io {
@@ -68,14 +55,6 @@ pub fn shim(hook: &str, binary: Option<&Path>, host: Option<Host>) -> String {
     format!(
         "#!/bin/sh\n{MARKER} (see `trunkwarden hooks --help`)\n{lookup}if [ -z \"$tw\" ]; then\n{missing}fi\nexec \"$tw\" {args} -- \"$@\"\n"
     )
-}
-
-/// What happened to one hook.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Step {
-    pub hook: String,
-    pub path: PathBuf,
-    pub what: String,
 }
 
 fn git(dir: &Path, args: &[&str]) -> Result<Option<String>, InstallError> {

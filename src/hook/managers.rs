@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::install::{InstallError, LOCAL_HOOKS, Step};
+use super::steps::{InstallError, LOCAL_HOOKS, Step};
 
 /// Marks the line trunkwarden adds to a husky hook.
 const HUSKY_MARK: &str = "# trunkwarden";

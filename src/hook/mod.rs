@@ -5,6 +5,7 @@ pub mod install;
 pub(crate) mod local;
 pub mod managers;
 mod server;
+mod steps;
 
 use std::io::BufRead;
 use std::path::Path;
