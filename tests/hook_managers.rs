@@ -63,6 +63,20 @@ fn npm_project(sb: &Sandbox, repo: &Path, package: &str, path: &str) {
     write(repo, ".gitignore", "node_modules/\n");
 }
 
+/// pre-commit from PyPI in a virtual environment of the sandbox; the PATH that finds it.
+fn with_pre_commit(sb: &Sandbox, repo: &Path) -> String {
+    let venv = sb.path("venv");
+    let py = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .output()
+        .unwrap();
+    assert!(py.status.success(), "{}", text(&py));
+    let path = path_with_trunkwarden(&[&venv.join("bin")]);
+    ok(sb, repo, "pip", &["install", "-q", "pre-commit"], &path);
+    path
+}
+
 #[test]
 fn husky_keeps_the_teams_hooks_and_runs_trunkwarden_first() {
     let sb = Sandbox::new();
@@ -190,16 +204,7 @@ fn lefthook_gets_the_snippet_and_the_snippet_works() {
 fn pre_commit_gets_the_snippet_and_the_snippet_works() {
     let sb = Sandbox::new();
     let repo = sb.repo("r");
-    let venv = sb.path("venv");
-    let py = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .output()
-        .unwrap();
-    assert!(py.status.success(), "{}", text(&py));
-    let bin = venv.join("bin");
-    let path = path_with_trunkwarden(&[&bin]);
-    ok(&sb, &repo, "pip", &["install", "-q", "pre-commit"], &path);
+    let path = with_pre_commit(&sb, &repo);
     write(&repo, ".pre-commit-config.yaml", "repos: []\n");
     let out = run(&sb, &repo, BIN, &["hooks", "install"], &path);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
@@ -251,16 +256,7 @@ fn pre_commit_gets_the_snippet_and_the_snippet_works() {
 fn trunkwarden_is_a_pre_commit_hook_repository() {
     let sb = Sandbox::new();
     let repo = sb.repo("r");
-    let venv = sb.path("venv");
-    let py = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .output()
-        .unwrap();
-    assert!(py.status.success(), "{}", text(&py));
-    let bin = venv.join("bin");
-    let path = path_with_trunkwarden(&[&bin]);
-    ok(&sb, &repo, "pip", &["install", "-q", "pre-commit"], &path);
+    let path = with_pre_commit(&sb, &repo);
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join(".pre-commit-hooks.yaml");
     ok(
         &sb,
