@@ -1324,6 +1324,13 @@ async fn seeded_schedules_keep_the_done_gate() {
         }
     };
     let single = seeds.len() == 1;
+    // One seed under RUST_LOG shows what the engine did, step by step.
+    if single && std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
     let jobs = env("TRUNKWARDEN_SIM_JOBS").unwrap_or(3) as usize;
     let started = std::time::Instant::now();
     let mut failures = Vec::new();

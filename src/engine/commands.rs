@@ -114,8 +114,16 @@ impl Engine {
         // Only now is the body "seen": a crash before here runs the lines again, and the
         // ledger makes each one run once.
         self.ledger.see_comment(&r, c.comment_id, &c.body).await?;
-        // A command that only answered changed nothing a reconcile would see.
-        if let Some(pr) = pr.as_ref().filter(|_| changed) {
+        // A command that only answered changed nothing a reconcile would see — unless the
+        // bot never saw the pull request before (every delivery of it lost).
+        let unseen = match pr.as_ref() {
+            Some(pr) if !changed => {
+                let place = format!("pull-{}", pr.number);
+                self.ledger.said(&r, &place, "task").await?.is_none()
+            }
+            _ => false,
+        };
+        if let Some(pr) = pr.as_ref().filter(|_| changed || unseen) {
             drop(trunk);
             if recheck {
                 self.ledger

@@ -95,6 +95,9 @@ pub struct IssueFact {
     /// green, red and green again on one commit): each round is a cause of its own.
     pub closes: u32,
     pub reopens: u32,
+    /// A close the bot began for this squash commit and never recorded: it may have reached
+    /// the forge before the bot died, so a closed issue may be the bot's own doing.
+    pub closing: bool,
 }
 
 /// The key of a round of an effect: the first round keeps the plain key.
@@ -355,8 +358,9 @@ fn merged(f: &Facts<'_>, d: &mut Decision) {
     } else {
         format!("; {} stays open", issue_list(&still_open))
     };
-    // What the forge's keywords closed at merge is reopened while the task is not done (and
-    // the bot never closed it itself).
+    // What the forge's keywords closed at merge, or the bot itself on green before CI reran
+    // (with the row never written: the bot died between), is reopened while the task is not
+    // done.
     let reopen_early = |d: &mut Decision| {
         if task.is_done() {
             return;
@@ -364,7 +368,7 @@ fn merged(f: &Facts<'_>, d: &mut Decision) {
         for i in f
             .issues
             .iter()
-            .filter(|i| i.open == Some(false) && i.forge_closes && i.closes == 0)
+            .filter(|i| i.open == Some(false) && (i.forge_closes || i.closes > 0 || i.closing))
         {
             d.effects.push((
                 format!("reopen-early:{}:{}", i.number, l.sha),
@@ -582,6 +586,7 @@ mod tests {
                 forge_closes: false,
                 closes: 0,
                 reopens: 0,
+                closing: false,
             })
             .collect();
         super::decide(&Facts {
@@ -742,6 +747,7 @@ mod tests {
                 forge_closes: false,
                 closes: 0,
                 reopens: 0,
+                closing: false,
             }],
         );
         assert!(matches!(
@@ -786,6 +792,7 @@ mod tests {
                 forge_closes: true,
                 closes: 0,
                 reopens: 0,
+                closing: false,
             },
             IssueFact {
                 number: 6,
@@ -793,6 +800,7 @@ mod tests {
                 forge_closes: false,
                 closes: 0,
                 reopens: 0,
+                closing: false,
             },
         ];
         let d = with_issues(&t, &p, Some(&l), &issues);

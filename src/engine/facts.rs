@@ -87,15 +87,16 @@ impl Engine {
         forge_closes.dedup();
         let mut out = Vec::new();
         for number in link::issues_for(task, pr, kind) {
-            let (mut open, mut closes, mut reopens) = (None, 0, 0);
+            let (mut open, mut closes, mut reopens, mut closing) = (None, 0, 0, false);
             let by_forge = forge_closes.contains(&number);
             if let Some(l) = landed {
                 let rounds = |what: &str| format!("{repo}:{what}:{number}:{}", l.sha);
                 closes = self.ledger.rounds_done(&rounds("close")).await?;
                 reopens = self.ledger.rounds_done(&rounds("reopen")).await?
                     + self.ledger.rounds_done(&rounds("reopen-early")).await?;
+                closing = self.ledger.rounds_begun(&rounds("close")).await? > 0;
                 let waiting = matches!(l.ci, CiVerdict::Pending(_)) && l.reverted_by.is_none();
-                if !waiting || by_forge || closes > 0 {
+                if !waiting || by_forge || closes > 0 || closing {
                     open = match self.forge.issue_open(repo, number).await {
                         Ok(open) => Some(open),
                         // An issue that is gone (or a pull request number) has nothing to close.
@@ -110,6 +111,7 @@ impl Engine {
                 forge_closes: by_forge,
                 closes,
                 reopens,
+                closing,
             });
         }
         Ok(out)

@@ -413,19 +413,26 @@ impl Ledger {
 
     /// How many rounds of an effect were performed: `key` itself and `key:N`.
     pub async fn rounds_done(&self, key: &str) -> Result<u32, sqlx::Error> {
-        let escaped: String = key
-            .chars()
-            .flat_map(|c| match c {
-                '\\' | '%' | '_' => vec!['\\', c],
-                c => vec![c],
-            })
-            .collect();
         let n: i64 = sqlx::query_scalar(q(
             "SELECT COUNT(*) FROM engine_effects WHERE forge = ? AND (key = ? OR key LIKE ? ESCAPE '\\')",
         ))
         .bind(&self.forge)
         .bind(key)
-        .bind(format!("{escaped}:%"))
+        .bind(format!("{}:%", like_escaped(key)))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n.clamp(0, i64::from(u32::MAX)) as u32)
+    }
+
+    /// How many rounds of an effect were claimed and not recorded as done: begun, perhaps
+    /// applied by the forge, by a process that died or gave the claim back.
+    pub async fn rounds_begun(&self, key: &str) -> Result<u32, sqlx::Error> {
+        let n: i64 = sqlx::query_scalar(q(
+            "SELECT COUNT(*) FROM engine_effect_claims WHERE forge = ? AND (key = ? OR key LIKE ? ESCAPE '\\') AND last_error IS NULL",
+        ))
+        .bind(&self.forge)
+        .bind(key)
+        .bind(format!("{}:%", like_escaped(key)))
         .fetch_one(&self.pool)
         .await?;
         Ok(n.clamp(0, i64::from(u32::MAX)) as u32)
@@ -778,6 +785,16 @@ impl Ledger {
             .fetch_all(&self.pool)
             .await
     }
+}
+
+/// A key as a LIKE pattern that matches only itself (`\\` escapes).
+fn like_escaped(key: &str) -> String {
+    key.chars()
+        .flat_map(|c| match c {
+            '\\' | '%' | '_' => vec!['\\', c],
+            c => vec![c],
+        })
+        .collect()
 }
 
 #[cfg(test)]

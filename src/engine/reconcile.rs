@@ -129,11 +129,15 @@ impl Engine {
         }
         let resync = pulls.is_empty() && shas.is_empty();
         if resync || unknown_sha {
+            let now = self.ledger.now_ms();
             for task in &t.tasks {
                 let live = !task.is_done()
                     || shas
                         .iter()
-                        .any(|s| task.notes.contains(s.get(..7).unwrap_or(s)));
+                        .any(|s| task.notes.contains(s.get(..7).unwrap_or(s)))
+                    // A context that reports late, and red, on a squash commit the bot found
+                    // green may have been lost on the way: the resync looks again for a while.
+                    || (resync && done_lately(task, now));
                 if live {
                     numbers.extend(pr_numbers(&task.notes));
                 }
@@ -281,6 +285,13 @@ impl Engine {
             used,
             now: &now,
         });
+        tracing::debug!(
+            task = %task.id, pr = n, state = ?pr.state,
+            landed = ?landed.as_ref().map(|l| (&l.sha, &l.ci)),
+            issues = ?issues.iter().map(|i| (i.number, i.open, i.closes)).collect::<Vec<_>>(),
+            cells = ?d.cells, effects = ?d.effects.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            "decided"
+        );
         let s = self.settle(repo, t, task, &pr, d, pass).await?;
         if s.summary.is_some() && s.cells.iter().any(|(c, v)| c == "status" && v == "done") {
             pass.done_now.push(task.id.clone());
@@ -429,4 +440,15 @@ impl Engine {
             )
         })?)
     }
+}
+
+/// How long after a task became done the resync still reads CI on its squash commit.
+const RECHECK_DONE_MS: i64 = 24 * 3600 * 1000;
+
+/// Whether a done task finished recently enough for a late red context to undo it.
+fn done_lately(task: &Task, now_ms: i64) -> bool {
+    task.is_done()
+        && task
+            .completed_at
+            .is_some_and(|at| now_ms - at.timestamp_millis() < RECHECK_DONE_MS)
 }
