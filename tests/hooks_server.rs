@@ -372,3 +372,42 @@ fn the_trunk_is_the_bare_repositorys_default_branch() {
     refused(&s.push(&["HEAD:trunk"], &DEV), "direct push to `trunk`");
     accepted(&s.push(&["HEAD:main"], &DEV));
 }
+
+#[test]
+fn a_push_of_hundreds_of_refs_is_judged_in_one_walk() {
+    let s = Server::new("bare", BARE_POLICY);
+    // 300 branches over a shared history of 30 commits; one commit in the middle leaks.
+    s.sb.ok(&s.clone, &["checkout", "-q", "-b", "base"]);
+    let mut shas = Vec::new();
+    for i in 0..30 {
+        let content = if i == 17 {
+            format!("TOKEN={TOKEN}\n")
+        } else {
+            format!("n = {i}\n")
+        };
+        let file = if i == 17 { "leak.env" } else { "n.txt" };
+        shas.push(s.commit(file, &content, &format!("feat: step {i}"), &[]));
+    }
+    let mut args: Vec<String> = (0..300)
+        .map(|i| format!("{}:refs/heads/b{i:03}", shas[i % 30]))
+        .collect();
+    args.push("--atomic".into());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = s.push(&refs, &DEV);
+    refused(&out, "[secrets] leak.env:1");
+    // The leak is reported once, at its commit, however many refs reach it.
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("(commit {})", &shas[17][..10])),
+        "{err}"
+    );
+    assert!(err.contains("trunkwarden: 1 problem"), "{err}");
+    assert_eq!(s.server_ref("refs/heads/b000"), None);
+    // Without the leak the same shape is accepted whole.
+    let clean: Vec<String> = (0..300)
+        .map(|i| format!("{}:refs/heads/c{i:03}", shas[i % 17]))
+        .collect();
+    let refs: Vec<&str> = clean.iter().map(String::as_str).collect();
+    accepted(&s.push(&refs, &DEV));
+    assert_eq!(s.server_ref("refs/heads/c016"), Some(shas[16].clone()));
+}

@@ -125,9 +125,20 @@ pub fn new_commits(
     tip: Oid,
     hide: impl IntoIterator<Item = Oid>,
 ) -> Result<Vec<Oid>, git2::Error> {
+    new_commits_of(repo, &[tip], hide)
+}
+
+/// The commits reachable from any of `tips` and from none of `hide`, parents first.
+pub fn new_commits_of(
+    repo: &Repository,
+    tips: &[Oid],
+    hide: impl IntoIterator<Item = Oid>,
+) -> Result<Vec<Oid>, git2::Error> {
     let mut walk = repo.revwalk()?;
     walk.set_sorting(Sort::TOPOLOGICAL | Sort::REVERSE)?;
-    walk.push(tip)?;
+    for t in tips {
+        walk.push(*t)?;
+    }
     for h in hide {
         // A hidden tip we cannot read (a ref to a tree, a pruned object) hides nothing.
         let _ = walk.hide(h);
