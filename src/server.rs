@@ -34,6 +34,9 @@ pub struct Settings {
     pub db: Option<String>,
     /// Largest accepted body; GitHub sends up to 25 MB.
     pub max_body_bytes: usize,
+    /// Bytes of bodies read at once across all connections, before any signature is checked:
+    /// the bound on what unsigned senders can make the process hold.
+    pub max_body_bytes_in_flight: usize,
     pub request_timeout: Duration,
     pub connections: Connections,
     /// `None` runs ingest only: deliveries are stored and left for another process.
@@ -181,10 +184,12 @@ fn describe_metrics() {
 }
 
 /// Builds the router over an opened store.
-fn router(app: Arc<App>, max_body: usize, timeout: Duration) -> Router {
+fn router(app: Arc<App>, max_body: usize, in_flight: usize, timeout: Duration) -> Router {
+    let gate = BodyGate::new(max_body, in_flight);
     Router::new()
         .route("/webhook", post(ingest_detect))
         .route("/webhook/{forge}", post(ingest_named))
+        .route_layer(axum::middleware::from_fn_with_state(gate, gate_body))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(render_metrics))
@@ -194,6 +199,115 @@ fn router(app: Arc<App>, max_body: usize, timeout: Duration) -> Router {
             timeout,
         ))
         .with_state(app)
+}
+
+/// Room for request bodies, counted in KiB: a body is read only once its declared length (the
+/// largest allowed when it declares none) fits beside the others being read.
+#[derive(Clone)]
+struct BodyGate {
+    max_body: usize,
+    kib: Arc<tokio::sync::Semaphore>,
+    total_kib: u32,
+}
+
+impl BodyGate {
+    fn new(max_body: usize, in_flight: usize) -> BodyGate {
+        let total_kib = u32::try_from(in_flight.max(max_body).div_ceil(1024).max(1))
+            .unwrap_or(u32::MAX >> 4)
+            .min(tokio::sync::Semaphore::MAX_PERMITS as u32);
+        BodyGate {
+            max_body,
+            kib: Arc::new(tokio::sync::Semaphore::new(total_kib as usize)),
+            total_kib,
+        }
+    }
+}
+
+/// How long a body waits for room before the sender is told to come back.
+const BODY_ROOM_WAIT: Duration = Duration::from_secs(5);
+
+/// Refuses a declared length over the limit before a byte of the body is read, and holds room
+/// for the body while it is read, verified and stored.
+async fn gate_body(
+    State(gate): State<BodyGate>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > gate.max_body as u64) {
+        metrics::counter!("trunkwarden_deliveries_rejected_total", "forge" => "unknown", "reason" => "too_large")
+            .increment(1);
+        return reply(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            json!({ "error": format!("the body declares more than {} bytes", gate.max_body) }),
+        );
+    }
+    let bytes = declared.map_or(gate.max_body, |n| n as usize);
+    let want = u32::try_from(bytes.div_ceil(1024))
+        .unwrap_or(u32::MAX)
+        .clamp(1, gate.total_kib);
+    match tokio::time::timeout(BODY_ROOM_WAIT, gate.kib.clone().acquire_many_owned(want)).await {
+        Ok(Ok(room)) => {
+            // Read here into one buffer of the declared size: the body is held once, not
+            // as chunks and again as their copy.
+            let (parts, body) = req.into_parts();
+            let body = match read_body(body, declared, gate.max_body).await {
+                Ok(body) => body,
+                Err(response) => return response,
+            };
+            let response = next
+                .run(axum::extract::Request::from_parts(parts, body.into()))
+                .await;
+            drop(room);
+            response
+        }
+        _ => {
+            metrics::counter!("trunkwarden_deliveries_rejected_total", "forge" => "unknown", "reason" => "busy")
+                .increment(1);
+            let mut r = reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({ "error": "too many bodies being read at once; try again" }),
+            );
+            r.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("5"),
+            );
+            r
+        }
+    }
+}
+
+/// A request body, whole, refused past `max` bytes.
+async fn read_body(
+    body: axum::body::Body,
+    declared: Option<u64>,
+    max: usize,
+) -> Result<Bytes, Response> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut buf = bytes::BytesMut::with_capacity(declared.map_or(64 << 10, |n| n as usize));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            reply(
+                StatusCode::BAD_REQUEST,
+                json!({ "error": format!("cannot read the body: {e}") }),
+            )
+        })?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > max {
+                return Err(reply(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    json!({ "error": format!("the body is larger than {max} bytes") }),
+                ));
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
 }
 
 fn reply(status: StatusCode, body: serde_json::Value) -> Response {
@@ -399,7 +513,12 @@ pub async fn start<H: Handler>(
         metrics: metrics_handle(),
         heartbeat: heartbeat.clone(),
     });
-    let routes = router(app, settings.max_body_bytes, settings.request_timeout);
+    let routes = router(
+        app,
+        settings.max_body_bytes,
+        settings.max_body_bytes_in_flight,
+        settings.request_timeout,
+    );
     let http = tokio::spawn(accept(
         listener,
         routes,
@@ -462,7 +581,9 @@ async fn accept(
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
             .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_timeout);
+            .header_read_timeout(limits.header_timeout)
+            // What a connection buffers ahead of its handler, waiting or not: 64 KiB, not 400.
+            .max_buf_size(64 << 10);
         let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             if let Err(e) = conn.await {
@@ -500,6 +621,8 @@ pub struct ServerSection {
     pub listen: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub max_body_bytes: Option<usize>,
+    /// Bytes of bodies being read at once (default 2 × `max_body_bytes`).
+    pub max_body_bytes_in_flight: Option<usize>,
     pub request_timeout_secs: Option<u64>,
     /// Open connections at most (default 512).
     pub max_connections: Option<usize>,

@@ -18,6 +18,7 @@ use trunkwarden::webhook::verify::{self};
 fn settings(dir: &std::path::Path) -> Settings {
     Settings {
         max_body_bytes: 64 * 1024,
+        max_body_bytes_in_flight: 256 * 1024,
         ..support::settings(dir, None, SECRET)
     }
 }
@@ -570,4 +571,181 @@ async fn past_the_connection_cap_a_socket_is_refused_at_once_not_queued() {
         "{metrics}"
     );
     running.shutdown().await;
+}
+
+/// Sends a request header declaring `length` body bytes, then `sent` of them, and leaves the
+/// connection open.
+async fn declared(addr: std::net::SocketAddr, length: usize, sent: usize) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /webhook HTTP/1.1\r\nHost: x\r\nX-GitHub-Event: push\r\nX-GitHub-Delivery: d\r\nX-Hub-Signature-256: sha256=00\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&vec![b' '; sent]).await.unwrap();
+    s
+}
+
+/// The status line of the answer on `s`, within 10 s.
+async fn answer(s: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+        .await
+        .expect("no answer within 10 s")
+        .unwrap();
+    String::from_utf8_lossy(&buf[..n])
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_length_over_the_limit_is_refused_before_the_body_is_read() {
+    let (_dir, running, _url) = server(RecordHandler).await;
+    // 1 GiB declared, not one byte of it sent: the answer comes at once.
+    let mut s = declared(running.addr, 1 << 30, 0).await;
+    assert!(answer(&mut s).await.contains(" 413 "));
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_read_at_once_are_bounded_and_the_rest_come_back_later() {
+    // Room for 256 KiB of bodies being read; each sender below declares 64 KiB and stalls.
+    let (_dir, running, url) = server(RecordHandler).await;
+    let mut stalled = Vec::new();
+    for _ in 0..4 {
+        stalled.push(declared(running.addr, 64 * 1024, 1024).await);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A fifth is not read while they hold the room: told to come back.
+    let mut fifth = declared(running.addr, 64 * 1024, 64 * 1024).await;
+    let status = answer(&mut fifth).await;
+    assert!(status.contains(" 503 "), "{status}");
+    // Once the stalled senders are gone, a signed delivery lands.
+    drop(stalled);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, _) = post(
+        &client(),
+        &format!("{url}/webhook"),
+        &github("push.none.4", "after"),
+    )
+    .await;
+    assert_eq!(status, 202);
+    running.shutdown().await;
+}
+
+type LogLines = std::io::Lines<std::io::BufReader<std::process::ChildStderr>>;
+
+/// `trunkwarden serve` as a process on defaults (store only), its webhook URL and its log.
+fn spawn_serve(dir: &std::path::Path) -> (std::process::Child, String, LogLines) {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(support::git::BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            "0",
+            "--data-dir",
+        ])
+        .arg(dir.join("data"))
+        .env("TRUNKWARDEN_LOG_FORMAT", "json")
+        .env("TRUNKWARDEN_GITHUB_WEBHOOK_SECRET", SECRET)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut addr = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if line.contains("serve listening") {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            addr = v["fields"]["addr"].as_str().map(str::to_owned);
+            break;
+        }
+    }
+    let url = format!("http://{}/webhook", addr.expect("the listening address"));
+    (child, url, lines)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_reader_that_goes_away_does_not_stop_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, url, lines) = spawn_serve(dir.path());
+    drop(lines);
+    for i in 0..3 {
+        let mut f = github("push.none.4", &format!("after-log-{i}"));
+        f.headers
+            .insert("x-hub-signature-256", HeaderValue::from_static("sha256=00"));
+        assert_eq!(post(&client(), &url, &f).await.0, 401);
+    }
+    assert!(child.try_wait().unwrap().is_none(), "the server exited");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// The peak resident memory of a process, in MiB, from the kernel's accounting.
+fn peak_rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/<pid>/status");
+    kib / 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_large_unsigned_bodies_stay_within_the_documented_memory_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    // The defaults: 25 MiB per body, 50 MiB of bodies read at once.
+    let (mut child, url, lines) = spawn_serve(dir.path());
+    // The log keeps being read, as a terminal or journald would.
+    std::thread::spawn(move || lines.for_each(drop));
+    let baseline = peak_rss_mib(child.id());
+    // 64 senders at once, each 24 MiB under a wrong signature.
+    let body = bytes::Bytes::from(vec![b'{'; 24 << 20]);
+    let _ = client(); // installs the TLS provider every client needs
+    let mut sends = tokio::task::JoinSet::new();
+    for i in 0..64 {
+        let (url, body) = (url.clone(), body.clone());
+        sends.spawn(async move {
+            // A connection each, as 64 separate senders would have.
+            let http = reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap();
+            http.post(&url)
+                .header("x-github-event", "push")
+                .header("x-github-delivery", format!("big-{i}"))
+                .header("x-hub-signature-256", format!("sha256={}", "0".repeat(64)))
+                .body(body)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        });
+    }
+    let mut statuses = Vec::new();
+    while let Some(s) = sends.join_next().await {
+        statuses.push(s.unwrap());
+    }
+    let peak = peak_rss_mib(child.id());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Each is refused (401) or told to come back (503; or cut off mid-send by that answer).
+    assert!(
+        statuses.iter().all(|s| [401, 503, 0].contains(s)),
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&401), "{statuses:?}");
+    // 50 MiB of bodies read at once; the allocator's slack over 1.5 GB passing through and the
+    // waiting senders' buffers add about 150 MiB (measured before the bound: 1,053 MB).
+    assert!(
+        peak < baseline + 260,
+        "peak RSS {peak} MiB from a baseline of {baseline} MiB"
+    );
 }

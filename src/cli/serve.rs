@@ -1,5 +1,6 @@
 //! `trunkwarden serve`: resolve settings, start the receiver, stop cleanly on SIGINT/SIGTERM.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -77,6 +78,7 @@ fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
         })
         .transpose()?
         .unwrap_or(300);
+    let max_body_bytes = file.server.max_body_bytes.unwrap_or(25 << 20);
     Ok(Settings {
         listen,
         db,
@@ -84,7 +86,11 @@ fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
             .data_dir
             .or(file.server.data_dir)
             .unwrap_or_else(|| PathBuf::from("trunkwarden-data")),
-        max_body_bytes: file.server.max_body_bytes.unwrap_or(25 << 20),
+        max_body_bytes,
+        max_body_bytes_in_flight: file
+            .server
+            .max_body_bytes_in_flight
+            .unwrap_or(max_body_bytes.saturating_mul(2)),
         request_timeout: Duration::from_secs(file.server.request_timeout_secs.unwrap_or(30)),
         connections: trunkwarden::server::Connections {
             max: file.server.max_connections.unwrap_or(512),
@@ -101,6 +107,21 @@ fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
     })
 }
 
+/// stderr that never fails: a log reader that went away (a closed pipe) must not take the
+/// server down with it, as a failed write inside the log subscriber would.
+struct LossyStderr;
+
+impl std::io::Write for LossyStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Logs to stderr: text for people, or one JSON object per line
 /// (`TRUNKWARDEN_LOG_FORMAT=json`) with the delivery's and repository's span fields, for log
 /// pipelines.
@@ -111,7 +132,7 @@ fn init_logging() {
         std::env::var("TRUNKWARDEN_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(|| LossyStderr);
     let _ = if json {
         builder
             .json()
@@ -169,7 +190,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
             tracing::info!(forges = ?engines.forges(), "task engine on");
         }
         let running = server::start(settings, engines).await?;
-        println!("listening on http://{}", running.addr);
+        let _ = writeln!(std::io::stdout(), "listening on http://{}", running.addr);
         stop_signal().await;
         tracing::info!("stopping: finishing in-flight requests and jobs");
         running.shutdown().await;

@@ -25,6 +25,7 @@ pub fn settings(data_dir: &std::path::Path, db: Option<String>, secret: &str) ->
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: data_dir.to_owned(),
         max_body_bytes: 25 << 20,
+        max_body_bytes_in_flight: 100 << 20,
         request_timeout: Duration::from_secs(10),
         connections: Default::default(),
         workers: Some(WorkerConfig {
