@@ -43,7 +43,6 @@ fn outcome(path: &Path) -> Value {
         "forge": forge,
         "event": m.event,
         "delivery_id": m.delivery_id,
-        "hook_id": m.hook_id,
         "outcome": result,
     })
 }

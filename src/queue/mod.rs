@@ -124,7 +124,7 @@ pub struct NewDelivery {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Inserted {
     New(i64),
-    /// The same `(forge, hook id, delivery id)` was stored before.
+    /// The same forge and delivery id were stored before.
     Duplicate,
 }
 

@@ -70,7 +70,8 @@ pub struct DeliveryMeta {
     pub forge: ForgeKind,
     /// The forge's delivery id; a body hash when the forge sent none.
     pub delivery_id: String,
-    /// The hook (or installation) id, so two hooks receiving one event stay two deliveries.
+    /// Always empty: the hook id is unsigned, so it is no part of what names a delivery (the
+    /// forge's delivery id is unique across its hooks); it stays in `headers` for operators.
     pub hook_id: String,
     /// The forge's event name (`pull_request`, `Merge Request Hook`, …).
     pub event: String,
@@ -112,12 +113,8 @@ fn first_of<'a>(h: &'a HeaderMap, names: &[&'static str]) -> Result<Option<&'a s
 
 /// Extracts the dedupe key, event name and kept headers of a verified delivery.
 pub fn meta(forge: ForgeKind, h: &HeaderMap, body: &[u8]) -> Result<DeliveryMeta, MetaError> {
-    let (ids, hooks, events): (&[&'static str], &[&'static str], &[&'static str]) = match forge {
-        ForgeKind::Github => (
-            &["x-github-delivery"],
-            &["x-github-hook-id", "x-github-hook-installation-target-id"],
-            &["x-github-event"],
-        ),
+    let (ids, events): (&[&'static str], &[&'static str]) = match forge {
+        ForgeKind::Github => (&["x-github-delivery"], &["x-github-event"]),
         ForgeKind::Gitea | ForgeKind::Forgejo => (
             &[
                 "x-forgejo-delivery",
@@ -125,7 +122,6 @@ pub fn meta(forge: ForgeKind, h: &HeaderMap, body: &[u8]) -> Result<DeliveryMeta
                 "x-gogs-delivery",
                 "x-github-delivery",
             ],
-            &[],
             &[
                 "x-forgejo-event",
                 "x-gitea-event",
@@ -135,7 +131,7 @@ pub fn meta(forge: ForgeKind, h: &HeaderMap, body: &[u8]) -> Result<DeliveryMeta
         ),
         // `Idempotency-Key` is stable across GitLab's retries and resends; the per-request UUID
         // is not.
-        ForgeKind::Gitlab => (&["idempotency-key", "webhook-id"], &[], &["x-gitlab-event"]),
+        ForgeKind::Gitlab => (&["idempotency-key", "webhook-id"], &["x-gitlab-event"]),
     };
     let delivery_id = match first_of(h, ids)? {
         Some(id) => id.to_owned(),
@@ -150,7 +146,7 @@ pub fn meta(forge: ForgeKind, h: &HeaderMap, body: &[u8]) -> Result<DeliveryMeta
     Ok(DeliveryMeta {
         forge,
         delivery_id,
-        hook_id: first_of(h, hooks)?.unwrap_or_default().to_owned(),
+        hook_id: String::new(),
         event: first_of(h, events)?.unwrap_or("unknown").to_owned(),
         headers,
     })
