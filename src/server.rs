@@ -43,6 +43,8 @@ pub struct Settings {
     pub workers: Option<WorkerConfig>,
     pub sync: Sync,
     pub verifier: Verifier,
+    /// What the ledger keeps and for how long; `None` keeps everything.
+    pub retention: Option<crate::queue::retention::Retention>,
 }
 
 /// Bounds on connections, so idle or slow sockets cannot hold the front door open.
@@ -151,6 +153,10 @@ fn describe_metrics() {
     describe_gauge!(
         "trunkwarden_deliveries",
         "Deliveries in the ledger, by state."
+    );
+    describe_gauge!(
+        "trunkwarden_ledger_bytes",
+        "Bytes the ledger takes on disk; flat once the retention prunes as much as arrives."
     );
     describe_gauge!(
         "trunkwarden_forge_rate_limit_remaining",
@@ -434,6 +440,9 @@ async fn render_metrics(State(app): State<Arc<App>>) -> Response {
         metrics::gauge!("trunkwarden_queue_depth")
             .set(counts.get("queued").copied().unwrap_or(0) as f64);
     }
+    if let Ok(bytes) = app.store.size_bytes().await {
+        metrics::gauge!("trunkwarden_ledger_bytes").set(bytes as f64);
+    }
     (
         [("content-type", "text/plain; version=0.0.4")],
         app.metrics.render(),
@@ -448,15 +457,41 @@ pub struct Running {
     stop: watch::Sender<bool>,
     http: JoinHandle<()>,
     workers: Option<JoinHandle<()>>,
+    upkeep: JoinHandle<()>,
 }
 
 impl Running {
     /// Stops accepting, lets in-flight requests and jobs finish, and waits for both.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
+        let _ = self.upkeep.await;
         let _ = self.http.await;
         if let Some(w) = self.workers {
             let _ = w.await;
+        }
+    }
+}
+
+/// How often the ledger is pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// The ledger's retention beside the server, pruned at start and hourly in small windows that
+/// leave room for the writer's other work.
+async fn upkeep(
+    store: Store,
+    retention: Option<crate::queue::retention::Retention>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let Some(r) = retention else {
+        return;
+    };
+    loop {
+        if let Err(e) = store.prune(&r).await {
+            tracing::warn!(error = %e, "cannot prune the ledger; trying again in an hour");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(PRUNE_EVERY) => {}
+            _ = stop.changed() => return,
         }
     }
 }
@@ -506,6 +541,7 @@ pub async fn start<H: Handler>(
         tracing::warn!(forges = %unsigned, "accepting UNSIGNED deliveries, as configured");
     }
     let (stop, stop_rx) = watch::channel(false);
+    let upkeep = tokio::spawn(upkeep(store.clone(), settings.retention, stop_rx.clone()));
     let heartbeat = settings.workers.map(|_| Heartbeat::default());
     let app = Arc::new(App {
         store: store.clone(),
@@ -542,6 +578,7 @@ pub async fn start<H: Handler>(
         stop,
         http,
         workers,
+        upkeep,
     })
 }
 
@@ -642,6 +679,12 @@ pub struct QueueSection {
     pub retry_max_ms: Option<u64>,
     /// `full` (fsync every commit, the default) or `normal`.
     pub sync: Option<Sync>,
+    /// Days a done or ignored delivery is kept (default 30; 0 keeps them forever).
+    pub retention_days: Option<u64>,
+    /// Days its body is kept (default 7).
+    pub body_retention_days: Option<u64>,
+    /// Days a dead letter is kept, unless replayed (default 90).
+    pub dead_retention_days: Option<u64>,
 }
 
 /// `[webhook]`: which forges may send unsigned deliveries, and signature tolerances.

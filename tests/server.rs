@@ -444,6 +444,7 @@ async fn health_readiness_and_metrics() {
         "trunkwarden_deliveries_accepted_total{forge=\"github\",event=\"push\"}",
         "trunkwarden_processing_seconds_bucket",
         "trunkwarden_queue_depth 0",
+        "trunkwarden_ledger_bytes ",
         // Present before any happened (other tests in this process may have moved them), for
         // alerts to read from the start.
         "trunkwarden_dead_letters_total ",

@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 
 use super::{Format, emit, json};
 use crate::Outcome;
+use trunkwarden::queue::retention::Retention;
 use trunkwarden::queue::{State, Store, Sync};
 
 /// Arguments of `deliveries`.
@@ -48,6 +49,18 @@ enum DeliveriesCommand {
     Retry {
         #[arg(required = true)]
         ids: Vec<i64>,
+    },
+    /// Remove what the retention no longer keeps, as `serve` does every hour.
+    Prune {
+        /// Days a done or ignored delivery is kept.
+        #[arg(long, default_value_t = 30)]
+        done_days: u64,
+        /// Days its body is kept.
+        #[arg(long, default_value_t = 7)]
+        body_days: u64,
+        /// Days a dead letter is kept.
+        #[arg(long, default_value_t = 90)]
+        dead_days: u64,
     },
 }
 
@@ -111,11 +124,32 @@ pub fn run(args: DeliveriesArgs) -> anyhow::Result<Outcome> {
                         let _ = writeln!(out, "{id}: queued again");
                     } else {
                         missing = true;
-                        let _ = writeln!(out, "{id}: no such delivery, or already queued");
+                        let _ = writeln!(out, "{id}: no such delivery, already queued, or its body pruned");
                     }
                 }
                 emit(&out)?;
                 Ok(if missing { Outcome::Violation } else { Outcome::Clean })
+            }
+            DeliveriesCommand::Prune {
+                done_days,
+                body_days,
+                dead_days,
+            } => {
+                let days = |n: u64| std::time::Duration::from_secs(n.saturating_mul(24 * 3600));
+                let r = Retention {
+                    done: days(done_days),
+                    bodies: days(body_days),
+                    dead: days(dead_days),
+                };
+                let pruned = store.prune(&r).await?;
+                emit(&match args.format {
+                    Format::Json => json(&pruned)?,
+                    Format::Text => format!(
+                        "pruned {} deliveries and {} bodies\n",
+                        pruned.deliveries, pruned.bodies
+                    ),
+                })?;
+                Ok(Outcome::Clean)
             }
         }
     })

@@ -11,6 +11,7 @@ use clap::Args;
 
 use crate::Outcome;
 use trunkwarden::queue::Sync;
+use trunkwarden::queue::retention::Retention;
 use trunkwarden::queue::worker::{RetryPolicy, WorkerConfig};
 use trunkwarden::server::ServerFile;
 use trunkwarden::server::{self, Settings};
@@ -103,8 +104,24 @@ fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
             tick: (resync > 0).then(|| Duration::from_secs(resync)),
         }),
         sync: args.sync.or(q.sync).unwrap_or(Sync::Full),
+        retention: retention(q),
         verifier,
     })
+}
+
+/// The retention `[queue]` asks for: days of done rows (0 keeps everything), of their bodies,
+/// of dead letters.
+fn retention(q: &trunkwarden::server::QueueSection) -> Option<Retention> {
+    let d = Retention::default();
+    let days = |n: u64| Duration::from_secs(n.saturating_mul(24 * 3600));
+    match q.retention_days {
+        Some(0) => None,
+        done => Some(Retention {
+            done: done.map_or(d.done, days),
+            bodies: q.body_retention_days.map_or(d.bodies, days),
+            dead: q.dead_retention_days.map_or(d.dead, days),
+        }),
+    }
 }
 
 /// stderr that never fails: a log reader that went away (a closed pipe) must not take the

@@ -6,6 +6,7 @@
 //! every group committed before it. Reads use a small pool; WAL lets them run beside the writer. Deliveries the
 //! writer commits are handed to the dispatcher in memory, so they are not read back.
 
+pub mod retention;
 mod sqlite;
 pub mod worker;
 
@@ -43,6 +44,8 @@ pub enum StoreError {
     Flush(std::io::Error),
     #[error("the ledger writer has stopped")]
     WriterGone,
+    #[error("pruning the ledger: {0}")]
+    Pruning(String),
     #[error("delivery {id}: the stored body is missing or does not decompress")]
     Corrupt { id: i64 },
     #[error("--db `{0}`: only postgres:// URLs are supported (SQLite lives in --data-dir)")]
@@ -139,6 +142,9 @@ pub struct Delivery {
     pub headers: serde_json::Value,
     #[serde(skip)]
     pub body: Bytes,
+    /// The retention removed the body; the row stays for the dedupe and the record.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub body_pruned: bool,
     #[serde(serialize_with = "rfc3339::at")]
     pub received_at: i64,
     pub state: String,
@@ -707,12 +713,19 @@ impl Store {
 fn row_to_delivery(r: &AnyRow, with_body: bool) -> Result<Delivery, StoreError> {
     let json = |s: Option<String>| s.and_then(|s| serde_json::from_str(&s).ok());
     let id: i64 = r.try_get("id")?;
+    let state: String = r.try_get("state")?;
+    let mut body_pruned = false;
     let body = if with_body {
         match (
             r.try_get("body")?,
             r.try_get::<Option<String>, _>("encoding")?,
         ) {
             (Some(body), Some(encoding)) => decode_body(id, body, &encoding)?,
+            // The retention removes the bodies of finished deliveries first.
+            (None, None) if state != "queued" => {
+                body_pruned = true;
+                Bytes::new()
+            }
             _ => return Err(StoreError::Corrupt { id }),
         }
     } else {
@@ -727,7 +740,8 @@ fn row_to_delivery(r: &AnyRow, with_body: bool) -> Result<Delivery, StoreError> 
         headers: json(r.try_get("headers")?).unwrap_or(serde_json::Value::Null),
         body,
         received_at: r.try_get("received_at")?,
-        state: r.try_get("state")?,
+        state,
+        body_pruned,
         attempts: r.try_get("attempts")?,
         next_attempt_at: r.try_get("next_attempt_at")?,
         last_error: r.try_get("last_error")?,
@@ -777,7 +791,8 @@ const INSERT_BODY_SQL: &str =
 const PG_INSERT_SQL: &str = "WITH d AS (INSERT INTO deliveries (forge, hook_id, delivery_id, event, headers, received_at, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (forge, hook_id, delivery_id) DO NOTHING RETURNING id) INSERT INTO delivery_bodies (id, body, encoding) SELECT id, $7, $8 FROM d RETURNING id";
 
 /// Puts a finished delivery back in the queue: `$1` now, `$2` its id.
-const REQUEUE_SQL: &str = "UPDATE deliveries SET state = 'queued', attempts = 0, next_attempt_at = $1, last_error = NULL, finished_at = NULL WHERE id = $2 AND state <> 'queued'";
+/// A delivery whose body the retention pruned has nothing left to process: it is not requeued.
+const REQUEUE_SQL: &str = "UPDATE deliveries SET state = 'queued', attempts = 0, next_attempt_at = $1, last_error = NULL, finished_at = NULL WHERE id = $2 AND state <> 'queued' AND EXISTS (SELECT 1 FROM delivery_bodies b WHERE b.id = $2)";
 
 /// A statement parameter either database binds.
 enum Param {

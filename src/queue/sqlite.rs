@@ -84,6 +84,7 @@ impl Staged {
             event: d.event.clone(),
             headers: serde_json::from_str(&d.headers).unwrap_or(serde_json::Value::Null),
             body: d.body.clone(),
+            body_pruned: false,
             received_at: d.received_at,
             state: "queued".to_owned(),
             attempts: 0,
@@ -102,6 +103,12 @@ pub(super) enum Write {
     /// Outcomes of processing, in the order they happened.
     Finish(Vec<Finish>),
     Requeue(i64),
+    /// One window of the retention: a statement of [`super::retention`] over `[lo, hi)`.
+    Prune {
+        sql: &'static str,
+        lo: i64,
+        hi: i64,
+    },
 }
 
 /// What a committed write answers.
@@ -111,6 +118,8 @@ pub(super) enum Answer {
     Finished,
     /// Whether the delivery was put back in the queue.
     Requeued(bool),
+    /// Rows a prune window deleted.
+    Pruned(u64),
 }
 
 type Outcome = Result<Answer, Arc<StoreError>>;
@@ -711,6 +720,10 @@ impl Conn {
                 Write::Requeue(id) => {
                     let n = tx.prepare_cached(REQUEUE_SQL)?.execute(params![now, id])?;
                     Answer::Requeued(n > 0)
+                }
+                Write::Prune { sql, lo, hi } => {
+                    let n = tx.prepare_cached(sql)?.execute(params![lo, hi])?;
+                    Answer::Pruned(n as u64)
                 }
             });
         }

@@ -38,6 +38,7 @@ pub fn settings(data_dir: &std::path::Path, db: Option<String>, secret: &str) ->
             tick: None,
         }),
         sync: Sync::Full,
+        retention: None,
         verifier: Verifier {
             github: Secrets::from_list(secret),
             gitea: Secrets::from_list(secret),
@@ -104,6 +105,7 @@ pub fn delivery_event(
         event,
         headers: serde_json::json!({}),
         body: fx.body.clone().into(),
+        body_pruned: false,
         received_at: 0,
         state: "queued".into(),
         attempts: 0,
