@@ -353,18 +353,7 @@ pub fn run_doctor(a: DoctorArgs) -> anyhow::Result<Outcome> {
     // Webhook secrets and forge tokens.
     let rt = runtime()?;
     let mut any_forge = false;
-    for kind in [
-        ForgeKind::Github,
-        ForgeKind::Gitea,
-        ForgeKind::Forgejo,
-        ForgeKind::Gitlab,
-    ] {
-        let upper = kind.name().to_ascii_uppercase();
-        let token_var = format!("TRUNKWARDEN_{upper}_TOKEN");
-        let has_token = Token::lookup(&token_var, &env).ok().flatten().is_some();
-        if !has_token {
-            continue;
-        }
+    for (kind, _) in trunkwarden::forge::forges_with_token(&env).unwrap_or_default() {
         any_forge = true;
         if hook_secret(kind).is_err() && kind != ForgeKind::Forgejo {
             lines.push((false, format!("{kind}: no webhook secret — fix: set the secret serve checks (README: Webhook secrets)")));

@@ -25,25 +25,14 @@ impl Engines {
         db: Option<&str>,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Engines, String> {
-        use crate::forge::ForgeKind;
         let mut by_forge = HashMap::new();
-        for kind in [
-            ForgeKind::Github,
-            ForgeKind::Gitea,
-            ForgeKind::Forgejo,
-            ForgeKind::Gitlab,
-        ] {
-            let upper = kind.name().to_ascii_uppercase();
-            let token = crate::forge::Token::lookup(&format!("TRUNKWARDEN_{upper}_TOKEN"), env)?;
-            if token.is_none() {
-                continue;
-            }
+        for (kind, token) in crate::forge::forges_with_token(env)? {
             let forge = crate::forge::from_env(kind, env)?;
-            let clone_var = format!("TRUNKWARDEN_{upper}_CLONE_URL");
+            let clone_var = crate::forge::env_var(kind, "CLONE_URL");
             let template = match env(&clone_var).filter(|t| !t.is_empty()) {
                 Some(t) => t,
                 None => {
-                    let api = env(&format!("TRUNKWARDEN_{upper}_URL")).unwrap_or_default();
+                    let api = env(&crate::forge::env_var(kind, "URL")).unwrap_or_default();
                     default_clone_template(kind, &api)
                 }
             };
@@ -51,7 +40,7 @@ impl Engines {
                 data_dir: data_dir.join("engine").join(kind.name()),
                 db: db.map(str::to_owned),
                 clone_url: Box::new(move |r| template.replace("{repo}", &r.to_string())),
-                git_token: token,
+                git_token: Some(token),
                 push_attempts: 16,
                 clock: Arc::new(SystemClock),
             };

@@ -384,6 +384,24 @@ pub trait Forge: Send + Sync {
     ) -> Result<(), ForgeError>;
 }
 
+/// `TRUNKWARDEN_<FORGE>_<what>`: where a forge's settings live in the environment.
+pub fn env_var(kind: ForgeKind, what: &str) -> String {
+    format!("TRUNKWARDEN_{}_{what}", kind.name().to_ascii_uppercase())
+}
+
+/// The forges whose token is set, with it, in `ForgeKind::ALL` order.
+pub fn forges_with_token(
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<(ForgeKind, Token)>, String> {
+    let mut out = Vec::new();
+    for kind in ForgeKind::ALL {
+        if let Some(token) = Token::lookup(&env_var(kind, "TOKEN"), env)? {
+            out.push((kind, token));
+        }
+    }
+    Ok(out)
+}
+
 /// Builds the adapter for `kind` from the environment: `TRUNKWARDEN_<FORGE>_TOKEN` (or
 /// `…_TOKEN_FILE`) and `TRUNKWARDEN_<FORGE>_URL` (GitHub defaults to api.github.com; a
 /// self-hosted forge has no default).
@@ -391,9 +409,8 @@ pub fn from_env(
     kind: ForgeKind,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<std::sync::Arc<dyn Forge>, String> {
-    let upper = kind.name().to_ascii_uppercase();
-    let token_var = format!("TRUNKWARDEN_{upper}_TOKEN");
-    let url_var = format!("TRUNKWARDEN_{upper}_URL");
+    let token_var = env_var(kind, "TOKEN");
+    let url_var = env_var(kind, "URL");
     let token = Token::lookup(&token_var, env)?.ok_or_else(|| {
         format!(
             "{token_var} (or {token_var}_FILE) is not set; the bot needs a token to act on {kind}"
