@@ -181,6 +181,40 @@ pub fn added_lines(repo: &Repository, old: Oid, new: Oid) -> Result<HashSet<usiz
     Ok(lines)
 }
 
+/// The lines a change from `old` to `new` adds, with `context` unchanged lines around each
+/// run, as one text; and, per line of that text, its 1-based line in `new` when it is an added
+/// line. Hunks are kept apart by an empty line that maps to nothing.
+pub fn added_text(
+    old: &[u8],
+    new: &[u8],
+    context: u32,
+) -> Result<(Vec<u8>, Vec<Option<usize>>), git2::Error> {
+    let mut opts = DiffOptions::new();
+    opts.context_lines(context).force_text(true);
+    let patch = git2::Patch::from_buffers(old, None, new, None, Some(&mut opts))?;
+    let (mut text, mut lines) = (Vec::new(), Vec::new());
+    for h in 0..patch.num_hunks() {
+        if h > 0 {
+            text.push(b'\n');
+            lines.push(None);
+        }
+        for l in 0..patch.num_lines_in_hunk(h)? {
+            let line = patch.line_in_hunk(h, l)?;
+            let added = match line.origin() {
+                '+' => true,
+                ' ' => false,
+                _ => continue,
+            };
+            text.extend_from_slice(line.content());
+            if !line.content().ends_with(b"\n") {
+                text.push(b'\n');
+            }
+            lines.push(line.new_lineno().filter(|_| added).map(|n| n as usize));
+        }
+    }
+    Ok((text, lines))
+}
+
 /// The content of `path` in `tree`, if it is a blob there.
 pub fn blob_at(repo: &Repository, tree: &Tree<'_>, path: &Path) -> Option<Vec<u8>> {
     let entry = tree.get_path(path).ok()?;

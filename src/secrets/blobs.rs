@@ -9,6 +9,9 @@ use git2::{Oid, Repository};
 use super::{Finding, Scanner};
 use crate::git::read::Changed;
 
+/// Unchanged lines scanned around added ones: a rule may need a name on the line before.
+const ADDED_CONTEXT: u32 = 2;
+
 /// Scans blobs for secrets, each blob once however many commits carry it, and keeps the
 /// findings on lines a change adds.
 pub struct BlobScanner<'a> {
@@ -49,18 +52,105 @@ impl<'a> BlobScanner<'a> {
         let Some(new) = change.new else {
             return Ok(Vec::new());
         };
-        let found = self.findings(&change.path, new)?;
-        if found.is_empty() {
+        let cached = self.cache.get(&new).cloned();
+        let (Some(old), None) = (change.old, &cached) else {
+            // A new file is scanned whole, and a blob scanned before costs nothing.
+            let found = match cached {
+                Some(f) => f,
+                None => self.findings(&change.path, new)?,
+            };
+            if found.is_empty() {
+                return Ok(Vec::new());
+            }
+            let Some(old) = change.old else {
+                return Ok(found.to_vec());
+            };
+            let added = crate::git::read::added_lines(self.repo, old, new)?;
+            return Ok(found
+                .iter()
+                .filter(|f| added.contains(&f.line))
+                .cloned()
+                .collect());
+        };
+        // A changed file: only what the change adds is scanned (with a little context), as
+        // `git log -p` shows it — not the whole file again at every commit that touches it.
+        let (old, new) = (self.repo.find_blob(old)?, self.repo.find_blob(new)?);
+        let content = new.content();
+        if content.len() as u64 > self.scanner.max_file_size() || Scanner::is_binary(content) {
             return Ok(Vec::new());
         }
-        let Some(old) = change.old else {
-            return Ok(found.to_vec());
-        };
-        let added = crate::git::read::added_lines(self.repo, old, new)?;
-        Ok(found
-            .iter()
-            .filter(|f| added.contains(&f.line))
-            .cloned()
+        let (text, lines) = crate::git::read::added_text(old.content(), content, ADDED_CONTEXT)?;
+        let path = String::from_utf8_lossy(&change.path);
+        Ok(self
+            .scanner
+            .scan(&path, &text)
+            .into_iter()
+            .filter_map(|mut f| {
+                f.line = lines.get(f.line.checked_sub(1)?).copied().flatten()?;
+                Some(f)
+            })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A GitHub token whose checksum holds (the tests' usual one).
+    const TOKEN: &str = "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";
+
+    fn lines(n: usize, at: &[(usize, &str)]) -> Vec<u8> {
+        let mut out = String::new();
+        for i in 1..=n {
+            match at.iter().find(|(l, _)| *l == i) {
+                Some((_, text)) => out.push_str(text),
+                None => out.push_str(&format!("let v{i} = {i};")),
+            }
+            out.push('\n');
+        }
+        out.into_bytes()
+    }
+
+    #[test]
+    fn a_changed_file_reports_what_the_change_adds_at_its_line_in_the_new_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(dir.path()).unwrap();
+        let kept = format!("const OLD = \"{TOKEN}\";");
+        let added = format!("    token = \"{TOKEN}\"");
+        let old = repo.blob(&lines(1000, &[(10, &kept)])).unwrap();
+        // The name sits on the line before the added value: the context carries it.
+        let new = repo
+            .blob(&lines(
+                1001,
+                &[(10, &kept), (500, "config = {"), (501, &added)],
+            ))
+            .unwrap();
+        let scanner = Scanner::builtin().unwrap();
+        let mut blobs = BlobScanner::new(&repo, &scanner);
+        let change = Changed {
+            path: b"src/config.rs".to_vec(),
+            old: Some(old),
+            new: Some(new),
+        };
+        let found = blobs.added(&change).unwrap();
+        assert!(found.iter().any(|f| f.rule == "github-pat"), "{found:?}");
+        assert!(
+            found.iter().all(|f| (f.line, f.column) == (501, 14)),
+            "{found:?}"
+        );
+        // A new file is scanned whole.
+        let fresh = Changed {
+            old: None,
+            ..change
+        };
+        let mut at: Vec<usize> = blobs
+            .added(&fresh)
+            .unwrap()
+            .iter()
+            .map(|f| f.line)
+            .collect();
+        at.dedup();
+        assert_eq!(at, [10, 501]);
     }
 }
