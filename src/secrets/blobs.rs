@@ -134,11 +134,9 @@ mod tests {
             new: Some(new),
         };
         let found = blobs.added(&change).unwrap();
-        assert!(found.iter().any(|f| f.rule == "github-pat"), "{found:?}");
-        assert!(
-            found.iter().all(|f| (f.line, f.column) == (501, 14)),
-            "{found:?}"
-        );
+        assert_eq!(found.len(), 1, "one finding per secret: {found:?}");
+        assert_eq!(found[0].rule, "github-pat");
+        assert_eq!((found[0].line, found[0].column), (501, 14));
         // A new file is scanned whole.
         let fresh = Changed {
             old: None,

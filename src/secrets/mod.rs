@@ -284,6 +284,7 @@ impl Scanner {
         }
         let mut seen: HashSet<(usize, usize)> = HashSet::new();
         let mut found = Vec::new();
+        let mut ends = Vec::new();
         // Per rule, the end of the last window searched: a hit inside it needs no new search.
         let mut searched_to: Vec<usize> = vec![0; self.rules.len()];
         for m in self.prefilter.find_overlapping_iter(content) {
@@ -331,8 +332,10 @@ impl Scanner {
                     fingerprint,
                     commit: None,
                 });
+                ends.push(s_end);
             }
         }
+        let mut found = one_per_secret(found, &ends);
         found.sort_by(|a, b| (a.offset, &a.rule).cmp(&(b.offset, &b.rule)));
         found
     }
@@ -494,6 +497,27 @@ pub fn mask(secret: &[u8]) -> String {
 
 /// Path (without a leading `./`), rule and secret, hashed: the same secret in the same file is
 /// the same finding on every line, in every commit and from any scan root.
+/// One finding per secret: where spans overlap, a provider's rule wins over a generic one, and
+/// of two provider rules the one found first.
+fn one_per_secret(found: Vec<Finding>, ends: &[usize]) -> Vec<Finding> {
+    let mut order: Vec<usize> = (0..found.len()).collect();
+    order.sort_by_key(|&i| (found[i].rule.starts_with("generic-"), i));
+    let mut kept: Vec<(usize, usize)> = Vec::new();
+    let mut keep = vec![false; found.len()];
+    for i in order {
+        let (start, end) = (found[i].offset, ends[i]);
+        if kept.iter().all(|&(s, e)| end <= s || e <= start) {
+            kept.push((start, end));
+            keep[i] = true;
+        }
+    }
+    found
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(f, k)| k.then_some(f))
+        .collect()
+}
+
 fn fingerprint(path: &str, rule: &str, secret: &[u8]) -> String {
     let mut h = Sha256::new();
     h.update(normal_path(path).as_bytes());
@@ -516,6 +540,23 @@ mod tests {
         );
         assert_eq!(mask(b"abcdefgh"), "ab…gh");
         assert_eq!(mask(b"abc"), "…");
+    }
+
+    #[test]
+    fn one_secret_is_one_finding_under_its_provider_rule() {
+        let s = Scanner::builtin().unwrap();
+        let line = b"GITHUB_TOKEN = \"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\"\n";
+        let found = s.scan("ci.env", line);
+        assert_eq!(
+            found.iter().map(|f| f.rule.as_str()).collect::<Vec<_>>(),
+            ["github-pat"]
+        );
+        // Without a provider rule for the value, the generic one still reports it.
+        let found = s.scan("ci.env", b"DB_PASSWORD = \"LhFz9KjA2Yr3NMhy2CSDsUws\"\n");
+        assert_eq!(
+            found.iter().map(|f| f.rule.as_str()).collect::<Vec<_>>(),
+            ["generic-secret-assignment"]
+        );
     }
 
     #[test]
