@@ -3,6 +3,7 @@
 
 pub mod commands;
 pub mod config;
+pub mod diagnose;
 pub mod engine;
 pub mod event;
 pub mod forge;

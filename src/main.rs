@@ -40,6 +40,8 @@ enum Command {
     Webhook(cli::forge::WebhookArgs),
     /// Make a repository squash-only with a protected trunk only the bot pushes to.
     Protect(cli::forge::ProtectArgs),
+    /// Say what broke in a CI job's log: class, failing tests, first errors (secrets masked).
+    Ci(cli::ci::CiArgs),
     /// Check configuration, tokens, the data directory and local hooks, with a fix for each problem.
     Doctor(cli::forge::DoctorArgs),
     /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell).
@@ -65,6 +67,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => cli::serve::run(args),
         Command::Replay(args) => cli::replay::run(args),
         Command::Deliveries(args) => cli::deliveries::run(args),
+        Command::Ci(args) => cli::ci::run(args),
         Command::Scan(args) => cli::scan::run(args),
         Command::Tasks(args) => cli::tasks::run(args),
         Command::Hook(args) => cli::hook::run(args),

@@ -1,5 +1,6 @@
 //! Subcommand implementations: argument handling and output only; the logic lives in the library.
 
+pub mod ci;
 pub mod deliveries;
 pub mod forge;
 pub mod hook;

@@ -82,6 +82,9 @@ pub struct Finding {
     /// Start of the secret as a byte offset in the scanned content.
     #[serde(skip)]
     pub offset: usize,
+    /// End of the secret (exclusive), so a text can be masked where it is.
+    #[serde(skip)]
+    pub end: usize,
     pub masked: String,
     /// Stable identity of this secret at this path under this rule, for baselines.
     pub fingerprint: String,
@@ -328,6 +331,7 @@ impl Scanner {
                     line,
                     column,
                     offset: s_start,
+                    end: s_end,
                     masked: mask(secret),
                     fingerprint,
                     commit: None,
