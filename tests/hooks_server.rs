@@ -411,3 +411,41 @@ fn a_push_of_hundreds_of_refs_is_judged_in_one_walk() {
     accepted(&s.push(&refs, &DEV));
     assert_eq!(s.server_ref("refs/heads/c016"), Some(shas[16].clone()));
 }
+
+#[test]
+fn an_empty_bare_repository_takes_the_push_that_creates_its_trunk_and_no_other() {
+    let sb = Sandbox::new();
+    let bare = sb.bare("new.git");
+    accepted(&install_server(&sb, "bare", &[&bare]));
+    let work = sb.repo("project");
+    write(&work, ".trunkwarden.toml", BARE_POLICY);
+    write(&work, "docs/TASKS.md", TABLE);
+    sb.ok(&work, &["add", "."]);
+    sb.ok(&work, &["commit", "-q", "-m", "chore: start"]);
+    // History with a merge, as an existing project brings it.
+    sb.ok(&work, &["checkout", "-q", "-b", "side"]);
+    write(&work, "a.txt", "a\n");
+    sb.ok(&work, &["add", "a.txt"]);
+    sb.ok(&work, &["commit", "-q", "-m", "feat: a"]);
+    sb.ok(&work, &["checkout", "-q", "main"]);
+    sb.ok(&work, &["merge", "-q", "--no-ff", "--no-edit", "side"]);
+    let url = bare.to_str().unwrap();
+    // A secret in the first push is refused all the same.
+    write(&work, "leak.env", &format!("TOKEN={TOKEN}\n"));
+    sb.ok(&work, &["add", "leak.env"]);
+    sb.ok(&work, &["commit", "-q", "-m", "chore: env"]);
+    refused(
+        &sb.git_env(&work, &["push", url, "main"], &DEV),
+        "[secrets] leak.env:1",
+    );
+    sb.ok(&work, &["reset", "-q", "--hard", "HEAD~1"]);
+    accepted(&sb.git_env(&work, &["push", url, "main"], &DEV));
+    // From then on the trunk exists and moves only through the bot.
+    write(&work, "b.txt", "b\n");
+    sb.ok(&work, &["add", "b.txt"]);
+    sb.ok(&work, &["commit", "-q", "-m", "feat: b"]);
+    refused(
+        &sb.git_env(&work, &["push", url, "main"], &DEV),
+        "direct push to `main` by dev",
+    );
+}

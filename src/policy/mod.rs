@@ -149,6 +149,12 @@ pub fn check_ref_update(
         )
     };
     let active = |rule| policy.rules.get(rule) != Mode::Off;
+    // The push that creates the trunk is how a repository starts: it brings whatever history
+    // the project has (merges, a hand-written task table) and is taken whole, secrets still
+    // scanned. From then on the trunk exists and only the bot and the forge's merges move it.
+    if on_trunk && update.change == Change::Create {
+        return out;
+    }
 
     if on_trunk && active(Rule::Trunk) {
         match update.change {
