@@ -324,3 +324,49 @@ fn husky_installed_after_trunkwarden_is_reported_and_joined_on_the_next_install(
     assert!(!refused.status.success(), "{}", text(&refused));
     assert!(stderr(&refused).contains("[secrets]"), "{}", text(&refused));
 }
+
+#[test]
+fn pre_commit_installed_after_trunkwarden_keeps_it_and_doctor_says_when_it_runs_twice() {
+    let sb = Sandbox::new();
+    let repo = sb.repo("r");
+    let path = with_pre_commit(&sb, &repo);
+    // trunkwarden first, then the team adopts pre-commit: pre-commit keeps the hook it found
+    // as `pre-commit.legacy` and runs it, so the secret is still refused.
+    ok(&sb, &repo, BIN, &["hooks", "install"], &path);
+    write(&repo, ".pre-commit-config.yaml", "repos: []\n");
+    sb.ok(&repo, &["add", ".pre-commit-config.yaml"]);
+    ok(&sb, &repo, "pre-commit", &["install"], &path);
+    assert!(repo.join(".git/hooks/pre-commit.legacy").exists());
+    sb.ok(&repo, &["switch", "-q", "-c", "work"]);
+    write(&repo, "config.py", &format!("token = \"{TOKEN}\"\n"));
+    sb.ok(&repo, &["add", "config.py"]);
+    let refused = run(&sb, &repo, "git", &["commit", "-m", "feat: config"], &path);
+    assert!(!refused.status.success(), "{}", text(&refused));
+    assert!(text(&refused).contains("[secrets]"), "{}", text(&refused));
+    // Adding trunkwarden to the config as well would run every check twice: doctor says so,
+    // and how to stop it — not to install once more.
+    write(
+        &repo,
+        ".pre-commit-config.yaml",
+        "repos:\n  - repo: local\n    hooks:\n      - id: trunkwarden\n        name: trunkwarden\n        entry: trunkwarden hook pre-commit\n        language: system\n        pass_filenames: false\n        always_run: true\n",
+    );
+    let doctor = run(&sb, &repo, BIN, &["doctor"], &path);
+    let report = text(&doctor);
+    assert!(
+        report.contains("hook pre-commit: runs twice: through pre-commit and as")
+            && report.contains("fix: rm ")
+            && report.contains("pre-commit.legacy"),
+        "{report}"
+    );
+    assert!(
+        !report.contains("fix: trunkwarden hooks install"),
+        "{report}"
+    );
+    // Following the fix leaves it running once, through pre-commit.
+    std::fs::remove_file(repo.join(".git/hooks/pre-commit.legacy")).unwrap();
+    let report = text(&run(&sb, &repo, BIN, &["doctor"], &path));
+    assert!(
+        report.contains("hook pre-commit: installed through pre-commit"),
+        "{report}"
+    );
+}

@@ -294,7 +294,7 @@ pub fn run_doctor(a: DoctorArgs) -> anyhow::Result<Outcome> {
             Ok(Some(steps)) => {
                 for s in steps {
                     let ok = s.what.starts_with("installed");
-                    let fix = if ok {
+                    let fix = if ok || s.what.contains(" — fix: ") {
                         String::new()
                     } else {
                         " — fix: trunkwarden hooks install".into()

@@ -246,14 +246,33 @@ pub fn status_local(dir: &Path) -> Result<Option<Vec<Step>>, InstallError> {
             .map(|h| {
                 let path = hooks.join(h);
                 let what = if let Some(m) = &owner {
-                    match m {
-                        super::managers::Manager::Husky { scripts }
-                            if std::fs::read_to_string(scripts.join(h))
-                                .is_ok_and(|t| t.contains("trunkwarden hook")) =>
-                        {
-                            "installed through husky".to_owned()
+                    use super::managers::Manager;
+                    let configured = match m {
+                        Manager::Husky { scripts } => std::fs::read_to_string(scripts.join(h))
+                            .is_ok_and(|t| t.contains("trunkwarden hook")),
+                        Manager::Lefthook { config } | Manager::PreCommit { config } => {
+                            std::fs::read_to_string(config).is_ok_and(|t| {
+                                t.contains("trunkwarden hook") || t.contains("id: trunkwarden")
+                            })
                         }
-                        _ => format!(
+                    };
+                    // The managers keep a hook they replaced beside theirs (pre-commit runs its
+                    // `.legacy`): trunkwarden's shim there and in the config runs every check twice.
+                    let twice = [".legacy", ".old"].into_iter().map(|suffix| {
+                        let mut p = path.as_os_str().to_owned();
+                        p.push(suffix);
+                        PathBuf::from(p)
+                    });
+                    let twice: Vec<PathBuf> = twice.filter(|p| is_ours(p)).collect();
+                    match (configured, twice.first()) {
+                        (true, Some(old)) if !matches!(m, Manager::Husky { .. }) => format!(
+                            "runs twice: through {} and as {} — fix: rm {}",
+                            m.name(),
+                            old.display(),
+                            old.display()
+                        ),
+                        (true, _) => format!("installed through {}", m.name()),
+                        (false, _) => format!(
                             "not installed: {} owns the hooks — `trunkwarden hooks install` says how to add trunkwarden to it",
                             m.name()
                         ),
