@@ -185,13 +185,15 @@ pub fn added_lines(repo: &Repository, old: Oid, new: Oid) -> Result<HashSet<usiz
 /// run, as one text; and, per line of that text, its 1-based line in `new` when it is an added
 /// line. Hunks are kept apart by an empty line that maps to nothing.
 pub fn added_text(
-    old: &[u8],
-    new: &[u8],
+    old: &git2::Blob<'_>,
+    new: &git2::Blob<'_>,
     context: u32,
 ) -> Result<(Vec<u8>, Vec<Option<usize>>), git2::Error> {
     let mut opts = DiffOptions::new();
     opts.context_lines(context).force_text(true);
-    let patch = git2::Patch::from_buffers(old, None, new, None, Some(&mut opts))?;
+    // From the blobs, without paths: their ids are known (from buffers, libgit2 hashes both
+    // again) and no path means no diff driver looked up in .gitattributes.
+    let patch = git2::Patch::from_blobs(old, None, new, None, Some(&mut opts))?;
     let (mut text, mut lines) = (Vec::new(), Vec::new());
     for h in 0..patch.num_hunks() {
         if h > 0 {

@@ -79,7 +79,7 @@ impl<'a> BlobScanner<'a> {
         if content.len() as u64 > self.scanner.max_file_size() || Scanner::is_binary(content) {
             return Ok(Vec::new());
         }
-        let (text, lines) = crate::git::read::added_text(old.content(), content, ADDED_CONTEXT)?;
+        let (text, lines) = crate::git::read::added_text(&old, &new, ADDED_CONTEXT)?;
         let path = String::from_utf8_lossy(&change.path);
         Ok(self
             .scanner
