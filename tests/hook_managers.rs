@@ -196,8 +196,12 @@ fn lefthook_gets_the_snippet_and_the_snippet_works() {
     let refused = run(&sb, &repo, "git", &["commit", "-m", "feat: config"], &path);
     assert!(!refused.status.success(), "{}", text(&refused));
     assert!(text(&refused).contains("[secrets]"), "{}", text(&refused));
+    // Status sees trunkwarden in the team's lefthook.yml: installed, through lefthook.
     let status = ok(&sb, &repo, BIN, &["hooks", "status"], &path);
-    assert!(status.contains("lefthook owns the hooks"), "{status}");
+    assert!(
+        status.contains("pre-commit: installed through lefthook"),
+        "{status}"
+    );
 }
 
 #[test]

@@ -47,6 +47,8 @@ struct Settled {
     blocked: Vec<String>,
     acted: bool,
     quiet: bool,
+    /// Another replica holds one of the effects: it says what became of them.
+    elsewhere: bool,
 }
 
 impl Engine {
@@ -315,8 +317,10 @@ impl Engine {
                 pass.changes.push(change);
             }
         }
-        // The sticky comment is refreshed where something changed or an event pointed.
-        if !s.cells.is_empty() || s.acted || !s.blocked.is_empty() || hinted {
+        // The sticky comment is refreshed where something changed or an event pointed — not
+        // while another replica holds an effect (a reopen it has not made yet would make the
+        // comment's "waiting for CI" untrue): that replica refreshes it.
+        if (!s.cells.is_empty() || s.acted || !s.blocked.is_empty() || hinted) && !s.elsewhere {
             pass.stickies.push(Decided {
                 pr,
                 task: task.clone(),
@@ -390,6 +394,7 @@ impl Engine {
             blocked,
             acted: !d.effects.is_empty(),
             quiet: d.quiet,
+            elsewhere,
         };
         if d.gated && elsewhere {
             // The replica performing the effects writes the row.
