@@ -33,7 +33,10 @@ fn no_locked_dependency_needs_a_newer_rust_than_declared() {
     // The dependencies built here: offline, only they are sure to be in the registry cache (a
     // fresh machine has no Android or Windows crates).
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let info = Command::new(rustc).arg("-vV").output().expect("rustc -vV runs");
+    let info = Command::new(rustc)
+        .arg("-vV")
+        .output()
+        .expect("rustc -vV runs");
     let host = String::from_utf8_lossy(&info.stdout)
         .lines()
         .find_map(|l| l.strip_prefix("host: ").map(str::to_owned))
