@@ -16,21 +16,6 @@ use trunkwarden::queue::{Delivery, State, Store, database_url};
 use trunkwarden::server::{Running, start};
 use trunkwarden::webhook::event::Event;
 
-/// A fresh schema in the test database; the URL selects it for every connection.
-async fn fresh_schema() -> String {
-    let base = std::env::var("TRUNKWARDEN_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let schema = format!("tw_{}_{}", std::process::id(), rand::random::<u32>());
-    let mut conn = sqlx::PgConnection::connect(&base)
-        .await
-        .expect("PostgreSQL on 127.0.0.1:5432 (scripts/test starts one)");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    format!("{base}?options=-c%20search_path%3D{schema}")
-}
-
 /// Records which replica handled which delivery, in order.
 #[derive(Default)]
 struct Log {
@@ -75,7 +60,7 @@ async fn until_done(store: &Store, n: i64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_replica_stores_deduplicates_processes_and_replays() {
-    let url = fresh_schema().await;
+    let url = support::fresh_pg_schema("tw").await;
     let log = Arc::new(Log::default());
     let (_dir, running) = replica(&url, "a", log.clone()).await;
     let endpoint = format!("http://{}/webhook", running.addr);
@@ -110,7 +95,7 @@ async fn one_replica_stores_deduplicates_processes_and_replays() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_share_the_ledger_and_one_dispatches_in_arrival_order() {
-    let url = fresh_schema().await;
+    let url = support::fresh_pg_schema("tw").await;
     let log = Arc::new(Log::default());
     let (_da, a) = replica(&url, "a", log.clone()).await;
     // Let the first replica take the dispatcher lock before the second starts.
@@ -192,7 +177,7 @@ fn a_password_on_the_command_line_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_task_engine_keeps_its_ledger_in_postgres() {
-    let url = fresh_schema().await;
+    let url = support::fresh_pg_schema("tw").await;
     let s = Story::with_db("github", Some(url.clone())).await;
     let head = s.sb.ok(&s.origin, &["rev-parse", "t-1-oidc"]);
     s.fake.add_pull(
@@ -245,7 +230,7 @@ async fn the_task_engine_keeps_its_ledger_in_postgres() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ledger_from_before_the_body_table_keeps_every_body() {
-    let url = fresh_schema().await;
+    let url = support::fresh_pg_schema("tw").await;
     let (schema, rows) = support::ledger_v1(true);
     {
         let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
@@ -328,7 +313,7 @@ fn closes(s: &Story) -> (usize, usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_dispatching_replica_resyncs_and_acts() {
-    let url = fresh_schema().await;
+    let url = support::fresh_pg_schema("tw").await;
     let tick = Duration::from_millis(150);
     let s = Story::build(
         "github",
@@ -391,7 +376,7 @@ async fn only_the_dispatching_replica_resyncs_and_acts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_reconciling_at_once_close_an_issue_once() {
-    let url = fresh_schema().await;
+    let url = support::fresh_pg_schema("tw").await;
     let s = Story::with_db("github", Some(url.clone())).await;
     let a = s.engine_again("replica-a").await;
     let b = s.engine_again("replica-b").await;
@@ -419,7 +404,7 @@ async fn two_replicas_reconciling_at_once_close_an_issue_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_engine_ledger_with_a_table_per_forge_moves_into_the_shared_tables() {
-    let url = fresh_schema().await;
+    let url = support::fresh_pg_schema("tw").await;
     let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
     for ddl in [
         "CREATE TABLE engine_gitea_effects (key TEXT PRIMARY KEY, done_at TEXT NOT NULL)",

@@ -3,7 +3,8 @@
 //! never touched; a redelivery of a kept id is still a duplicate; pruning runs beside inserts
 //! without losing one, and holds across a restart.
 
-use sqlx::Connection;
+mod support;
+
 use trunkwarden::event::ForgeKind;
 use trunkwarden::queue::retention::{Pruned, Retention};
 use trunkwarden::queue::{Finish, Inserted, NewDelivery, Store, Sync, now_ms};
@@ -142,17 +143,7 @@ async fn sqlite_keeps_what_it_must_and_prunes_the_rest_across_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_keeps_what_it_must_and_prunes_the_rest() {
-    let base = std::env::var("TRUNKWARDEN_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let schema = format!("tw_ret_{}_{}", std::process::id(), rand::random::<u32>());
-    let mut conn = sqlx::PgConnection::connect(&base)
-        .await
-        .expect("PostgreSQL on 127.0.0.1:5432 (scripts/test starts one)");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let url = format!("{base}?options=-c%20search_path%3D{schema}");
+    let url = support::fresh_pg_schema("tw_ret").await;
     let store = Store::open_postgres(&url).await.unwrap();
     scenario(&store).await;
 }

@@ -1275,25 +1275,13 @@ fn hook(ctl: &Arc<Mutex<Ctl>>, f: &mut FakeState, r: &Recorded) -> Act {
     Act::Proceed
 }
 
-async fn fresh_schema() -> String {
-    use sqlx::Connection as _;
-    let base = std::env::var("TRUNKWARDEN_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let schema = format!("tw_sim_{}_{}", std::process::id(), rand::random::<u32>());
-    let mut conn = sqlx::PgConnection::connect(&base)
-        .await
-        .expect("PostgreSQL on 127.0.0.1:5432 (scripts/test starts one)");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    format!("{base}?options=-c%20search_path%3D{schema}")
-}
-
 /// One schedule; the violations found, with the schedule that found them.
 async fn run_seed(seed: u64) -> (Stats, Vec<String>, Vec<String>) {
     let (db, replicas) = if seed % 5 == 4 {
-        (Some(fresh_schema().await), 2 + (seed / 5 % 2) as usize)
+        (
+            Some(support::fresh_pg_schema("tw_sim").await),
+            2 + (seed / 5 % 2) as usize,
+        )
     } else {
         (None, 1)
     };

@@ -413,28 +413,31 @@ impl Ledger {
 
     /// How many rounds of an effect were performed: `key` itself and `key:N`.
     pub async fn rounds_done(&self, key: &str) -> Result<u32, sqlx::Error> {
-        let n: i64 = sqlx::query_scalar(q(
+        self.rounds(
             "SELECT COUNT(*) FROM engine_effects WHERE forge = ? AND (key = ? OR key LIKE ? ESCAPE '\\')",
-        ))
-        .bind(&self.forge)
-        .bind(key)
-        .bind(format!("{}:%", like_escaped(key)))
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(n.clamp(0, i64::from(u32::MAX)) as u32)
+            key,
+        )
+        .await
     }
 
     /// How many rounds of an effect were claimed and not recorded as done: begun, perhaps
     /// applied by the forge, by a process that died or gave the claim back.
     pub async fn rounds_begun(&self, key: &str) -> Result<u32, sqlx::Error> {
-        let n: i64 = sqlx::query_scalar(q(
+        self.rounds(
             "SELECT COUNT(*) FROM engine_effect_claims WHERE forge = ? AND (key = ? OR key LIKE ? ESCAPE '\\') AND last_error IS NULL",
-        ))
-        .bind(&self.forge)
-        .bind(key)
-        .bind(format!("{}:%", like_escaped(key)))
-        .fetch_one(&self.pool)
-        .await?;
+            key,
+        )
+        .await
+    }
+
+    /// Counts the rows `sql` selects for `key` and its rounds `key:N`.
+    async fn rounds(&self, sql: &str, key: &str) -> Result<u32, sqlx::Error> {
+        let n: i64 = sqlx::query_scalar(q(sql))
+            .bind(&self.forge)
+            .bind(key)
+            .bind(format!("{}:%", like_escaped(key)))
+            .fetch_one(&self.pool)
+            .await?;
         Ok(n.clamp(0, i64::from(u32::MAX)) as u32)
     }
 

@@ -66,12 +66,13 @@ impl Store {
         let mut out = Pruned::default();
         // The newest row is never removed: ids must keep growing for the dispatcher's cursor,
         // and SQLite would hand a removed newest id out again.
-        let Some(newest) = self.max_id().await? else {
+        let (Some(oldest), Some(newest)) = (self.min_id().await?, self.max_id().await?) else {
             return Ok(out);
         };
-        let body_bound = self.first_id_received_at(cutoff(bodies)).await?.min(newest);
-        let row_bound = self.first_id_received_at(cutoff(r.done)).await?.min(newest);
-        let dead_bound = self.first_id_received_at(cutoff(r.dead)).await?.min(newest);
+        let bound = |d| self.first_id_received_at(cutoff(d), oldest, newest);
+        let body_bound = bound(bodies).await?;
+        let row_bound = bound(r.done).await?;
+        let dead_bound = bound(r.dead).await?;
         out.bodies += self
             .prune_windows(BODIES_FINISHED, BODIES, body_bound)
             .await?;
@@ -144,14 +145,16 @@ impl Store {
             .await?)
     }
 
-    /// The first id received at or after `at`, by a binary search over ids (deliveries are
-    /// stored in arrival order, so `received_at` grows with the id): no index on the time, and
-    /// a few lookups by key however long the ledger.
-    async fn first_id_received_at(&self, at: i64) -> Result<i64, StoreError> {
-        let (Some(mut lo), Some(max)) = (self.min_id().await?, self.max_id().await?) else {
-            return Ok(0);
-        };
-        let mut hi = max + 1;
+    /// The first id in `[oldest, newest]` received at or after `at` (`newest` at most), by a
+    /// binary search over ids (deliveries are stored in arrival order, so `received_at` grows
+    /// with the id): no index on the time, and a few lookups by key however long the ledger.
+    async fn first_id_received_at(
+        &self,
+        at: i64,
+        oldest: i64,
+        newest: i64,
+    ) -> Result<i64, StoreError> {
+        let (mut lo, mut hi) = (oldest, newest);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             let row: Option<(i64, i64)> = sqlx::query_as(
@@ -165,7 +168,7 @@ impl Store {
                 _ => hi = mid,
             }
         }
-        Ok(lo)
+        Ok(lo.min(newest))
     }
 
     /// Bytes the ledger takes on disk (SQLite pages; PostgreSQL's tables and indexes).

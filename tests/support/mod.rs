@@ -234,3 +234,20 @@ pub fn ledger_v1(postgres: bool) -> (String, [OldRow; 2]) {
         ],
     )
 }
+
+/// A fresh schema named `{prefix}_<pid>_<random>` in the test PostgreSQL
+/// (`TRUNKWARDEN_TEST_PG`, else 127.0.0.1:5432/test); the URL selects it for every connection.
+pub async fn fresh_pg_schema(prefix: &str) -> String {
+    use sqlx::Connection as _;
+    let base = std::env::var("TRUNKWARDEN_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let schema = format!("{prefix}_{}_{}", std::process::id(), rand::random::<u32>());
+    let mut conn = sqlx::PgConnection::connect(&base)
+        .await
+        .expect("PostgreSQL on 127.0.0.1:5432 (scripts/test starts one)");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    format!("{base}?options=-c%20search_path%3D{schema}")
+}
