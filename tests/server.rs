@@ -745,9 +745,10 @@ async fn concurrent_large_unsigned_bodies_stay_within_the_documented_memory_boun
     );
     assert!(statuses.contains(&401), "{statuses:?}");
     // 50 MiB of bodies read at once; the allocator's slack over 1.5 GB passing through and the
-    // waiting senders' buffers add about 150 MiB (measured before the bound: 1,053 MB).
+    // waiting senders' buffers add 150-300 MiB (more while other tests load the machine) —
+    // against 1,053 MB measured before the bound, and ~1.5 GB if every body were held.
     assert!(
-        peak < baseline + 260,
+        peak < baseline + 500,
         "peak RSS {peak} MiB from a baseline of {baseline} MiB"
     );
 }
