@@ -261,7 +261,7 @@ impl Engine {
             name: t.policy.bot.name.clone(),
             email: t.policy.bot.email.clone(),
         };
-        tokio::task::block_in_place(|| {
+        let pushed = tokio::task::block_in_place(|| {
             t.mirror.update(
                 &t.tasks_path,
                 &changes,
@@ -271,6 +271,9 @@ impl Engine {
                 self.config.push_attempts,
             )
         })?;
+        if let Some(commit) = &pushed {
+            self.keep_view(t, commit);
+        }
         Ok(())
     }
 

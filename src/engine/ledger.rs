@@ -788,6 +788,32 @@ impl Ledger {
             .fetch_all(&self.pool)
             .await
     }
+
+    // What the status page reads.
+
+    /// The commits of a repository whose CI is awaited, with since when (Unix ms): the
+    /// done-gate's waiting room, read without adding to it.
+    pub async fn waits(&self, repo: &str) -> Result<Vec<(String, i64)>, sqlx::Error> {
+        sqlx::query_as(q(
+            "SELECT sha, since FROM engine_pending_since WHERE forge = ? AND repo = ? ORDER BY since DESC LIMIT 500",
+        ))
+        .bind(&self.forge)
+        .bind(repo)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// The newest effects performed on issues and pull requests (`repo:what`, when), the
+    /// bot's own statuses left out.
+    pub async fn recent_effects(&self, limit: i64) -> Result<Vec<(String, String)>, sqlx::Error> {
+        sqlx::query_as(q(
+            "SELECT key, done_at FROM engine_effects WHERE forge = ? AND key NOT LIKE '%:checks:%' ORDER BY done_at DESC LIMIT ?",
+        ))
+        .bind(&self.forge)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+    }
 }
 
 /// A key as a LIKE pattern that matches only itself (`\\` escapes).

@@ -26,6 +26,7 @@ mod reconcile;
 mod route;
 mod sticky;
 mod trunk;
+mod view;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -40,6 +41,7 @@ use crate::webhook::Event;
 use ledger::Ledger;
 pub use ledger::{Clock, SystemClock};
 pub use route::Engines;
+pub use view::TrunkView;
 
 /// Why a reconcile did not finish; all of it is worth retrying later.
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +112,10 @@ pub struct Engine {
         std::sync::Mutex<HashMap<(String, u64), (std::time::Instant, crate::forge::Permission)>>,
     /// One reconcile per repository at a time within this process.
     locks: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Each trunk as the last pass read it, for the status page.
+    views: std::sync::Mutex<HashMap<String, Arc<TrunkView>>>,
+    /// Passes that read a trunk, so pages know when to refresh.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl Engine {
@@ -137,6 +143,8 @@ impl Engine {
             defaults: Default::default(),
             permissions: Default::default(),
             locks: Default::default(),
+            views: Default::default(),
+            generation: Default::default(),
         })
     }
 

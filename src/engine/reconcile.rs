@@ -434,7 +434,7 @@ impl Engine {
             email: t.policy.bot.email.clone(),
         };
         let attempts = self.config.push_attempts;
-        Ok(tokio::task::block_in_place(|| {
+        let pushed = tokio::task::block_in_place(|| {
             t.mirror.update(
                 &t.tasks_path,
                 &changes,
@@ -443,7 +443,11 @@ impl Engine {
                 &who,
                 attempts,
             )
-        })?)
+        })?;
+        if let Some(commit) = &pushed {
+            self.keep_view(t, commit);
+        }
+        Ok(pushed)
     }
 }
 

@@ -52,6 +52,28 @@ impl Engines {
         Ok(Engines { by_forge })
     }
 
+    /// Engines already opened, one per forge (a later one for the same forge wins).
+    pub fn of(engines: impl IntoIterator<Item = Arc<Engine>>) -> Engines {
+        Engines {
+            by_forge: engines
+                .into_iter()
+                .map(|e| (e.kind().name().to_owned(), e))
+                .collect(),
+        }
+    }
+
+    /// The engine of a forge, by its name.
+    pub fn get(&self, forge: &str) -> Option<&Arc<Engine>> {
+        self.by_forge.get(forge)
+    }
+
+    /// Every engine, in the forges' name order.
+    pub fn all(&self) -> Vec<&Arc<Engine>> {
+        let mut v: Vec<_> = self.by_forge.iter().collect();
+        v.sort_by(|a, b| a.0.cmp(b.0));
+        v.into_iter().map(|(_, e)| e).collect()
+    }
+
     /// The forges the bot acts on.
     pub fn forges(&self) -> Vec<&str> {
         let mut v: Vec<&str> = self.by_forge.keys().map(String::as_str).collect();

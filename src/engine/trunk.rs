@@ -11,6 +11,7 @@ use crate::tasks::{Task, TaskTable};
 
 /// The trunk, fetched.
 pub(super) struct Trunk {
+    pub repo: RepoRef,
     pub mirror: Mirror,
     pub tip: git2::Oid,
     pub policy: RepoPolicy,
@@ -99,13 +100,16 @@ impl Engine {
         let table = TaskTable::parse_bytes(&table_bytes)
             .map_err(|e| EngineError::Other(format!("{tasks_path}: {e}")))?;
         let (tasks, _) = crate::tasks::read_tasks(&table);
-        Ok(Some(Trunk {
+        let trunk = Trunk {
+            repo: repo.clone(),
             mirror,
             tip,
             policy,
             tasks_path,
             tasks,
             table,
-        }))
+        };
+        self.keep_view(&trunk, &tip.to_string());
+        Ok(Some(trunk))
     }
 }

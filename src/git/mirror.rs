@@ -210,6 +210,14 @@ impl Mirror {
         )))
     }
 
+    /// A file at a commit the mirror holds (`None`: no such commit or file).
+    pub fn read_at(&self, commit: &str, path: &str) -> Option<Vec<u8>> {
+        let repo = self.repo().ok()?;
+        let oid = Oid::from_str(commit).ok()?;
+        let tree = repo.find_commit(oid).and_then(|c| c.tree()).ok()?;
+        super::read::blob_at(&repo, &tree, Path::new(path))
+    }
+
     /// A file on the trunk as last fetched.
     pub fn read(&self, path: &str) -> Result<Option<Vec<u8>>, CommitError> {
         let repo = self.repo()?;
