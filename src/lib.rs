@@ -14,4 +14,5 @@ pub mod queue;
 pub mod secrets;
 pub mod server;
 pub mod tasks;
+pub mod ui;
 pub mod webhook;

@@ -45,6 +45,8 @@ pub struct Settings {
     pub verifier: Verifier,
     /// What the ledger keeps and for how long; `None` keeps everything.
     pub retention: Option<crate::queue::retention::Retention>,
+    /// The status page: on or off, and the token that opens it beyond loopback.
+    pub ui: crate::ui::UiSettings,
 }
 
 /// Bounds on connections, so idle or slow sockets cannot hold the front door open.
@@ -501,6 +503,15 @@ pub async fn start<H: Handler>(
     settings: Settings,
     handler: Arc<H>,
 ) -> Result<Running, ServerError> {
+    start_with(settings, handler, None).await
+}
+
+/// [`start`], with the status page reading the trunks from `source` (the engines).
+pub async fn start_with<H: Handler>(
+    settings: Settings,
+    handler: Arc<H>,
+    source: Option<Arc<dyn crate::ui::Source>>,
+) -> Result<Running, ServerError> {
     let store = Store::connect(settings.db.as_deref(), &settings.data_dir, settings.sync).await?;
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
@@ -549,12 +560,15 @@ pub async fn start<H: Handler>(
         metrics: metrics_handle(),
         heartbeat: heartbeat.clone(),
     });
-    let routes = router(
+    let mut routes = router(
         app,
         settings.max_body_bytes,
         settings.max_body_bytes_in_flight,
         settings.request_timeout,
     );
+    if settings.ui.enabled {
+        routes = routes.merge(crate::ui::routes(store.clone(), source, &settings.ui));
+    }
     let http = tokio::spawn(accept(
         listener,
         routes,
@@ -596,9 +610,9 @@ async fn accept(
     let permits = Arc::new(tokio::sync::Semaphore::new(limits.max.max(1)));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(pair) => pair,
                 Err(e) => {
                     // Out of descriptors or a connection reset before accept: pause, go on.
                     tracing::warn!(error = %e, "accept failed");
@@ -614,7 +628,16 @@ async fn accept(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let service = hyper_util::service::TowerToHyperService::new(routes.clone());
+        // The peer's address travels with each request: the status page answers loopback
+        // peers only, unless a token opens it.
+        let service =
+            hyper_util::service::TowerToHyperService::new(tower::ServiceExt::map_request(
+                routes.clone(),
+                move |mut r: axum::http::Request<hyper::body::Incoming>| {
+                    r.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                    r
+                },
+            ));
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
             .timer(TokioTimer::new())
@@ -646,6 +669,8 @@ pub struct ServerFile {
     #[serde(default)]
     pub server: ServerSection,
     #[serde(default)]
+    pub ui: UiSection,
+    #[serde(default)]
     pub queue: QueueSection,
     #[serde(default)]
     pub webhook: WebhookSection,
@@ -666,6 +691,17 @@ pub struct ServerSection {
     /// Seconds for a request's header to arrive, and for a keep-alive connection to stay idle
     /// (default 10).
     pub header_timeout_secs: Option<u64>,
+}
+
+/// `[ui]`: the status page.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UiSection {
+    /// Serve the pages (default true; loopback peers only without a token).
+    pub enabled: Option<bool>,
+    /// The environment variable holding the token that opens the pages to other hosts
+    /// (default `TRUNKWARDEN_UI_TOKEN`).
+    pub token_env: Option<String>,
 }
 
 /// `[queue]`: how deliveries are processed and retried.

@@ -106,6 +106,24 @@ fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
         sync: args.sync.or(q.sync).unwrap_or(Sync::Full),
         retention: retention(q),
         verifier,
+        ui: ui(&file.ui)?,
+    })
+}
+
+/// The status page's settings: on unless `[ui] enabled = false`; its token from the variable
+/// `[ui] token_env` names (an explicit name that is unset is an error, not an open page).
+fn ui(section: &trunkwarden::server::UiSection) -> anyhow::Result<trunkwarden::ui::UiSettings> {
+    let var = section
+        .token_env
+        .clone()
+        .unwrap_or_else(|| "TRUNKWARDEN_UI_TOKEN".to_owned());
+    let token = std::env::var(&var).ok().filter(|t| !t.trim().is_empty());
+    if token.is_none() && section.token_env.is_some() {
+        anyhow::bail!("[ui] token_env names {var}, which is not set");
+    }
+    Ok(trunkwarden::ui::UiSettings {
+        enabled: section.enabled.unwrap_or(true),
+        token,
     })
 }
 
@@ -206,7 +224,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
         } else {
             tracing::info!(forges = ?engines.forges(), "task engine on");
         }
-        let running = server::start(settings, engines).await?;
+        let source: Option<Arc<dyn trunkwarden::ui::Source>> =
+            (!engines.forges().is_empty()).then(|| engines.clone() as _);
+        let running = server::start_with(settings, engines, source).await?;
         let _ = writeln!(std::io::stdout(), "listening on http://{}", running.addr);
         stop_signal().await;
         tracing::info!("stopping: finishing in-flight requests and jobs");

@@ -56,6 +56,22 @@ enum TasksCommand {
     },
     /// Variance of `used` against `estimate`, flagged beyond ±50% and ±100%.
     Variance,
+    /// The task board as one self-contained HTML page, to publish without running the server.
+    Board {
+        /// Directory to write `index.html` into (created if missing); default: stdout.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// The repository's web address (https://github.com/acme/app), for links to issues,
+        /// pull requests and branches.
+        #[arg(long, value_name = "URL")]
+        web_url: Option<String>,
+        /// The forge whose link paths the web address follows.
+        #[arg(long, value_enum, default_value_t = trunkwarden::event::ForgeKind::Github)]
+        forge: trunkwarden::event::ForgeKind,
+        /// The learnings file; default: `tasks.learnings` of .trunkwarden.toml, if present.
+        #[arg(long, value_name = "FILE")]
+        learnings: Option<PathBuf>,
+    },
 }
 
 /// Runs a `tasks` subcommand.
@@ -69,7 +85,72 @@ pub fn run(args: TasksArgs) -> anyhow::Result<Outcome> {
             set(&resolve(args.file)?, &id, &assignments, format)
         }
         TasksCommand::Variance => variance(&resolve(args.file)?, format),
+        TasksCommand::Board {
+            out,
+            web_url,
+            forge,
+            learnings,
+        } => board(
+            &resolve(args.file)?,
+            out.as_deref(),
+            web_url.as_deref(),
+            forge,
+            learnings,
+        ),
     }
+}
+
+/// Writes the board page for a local table.
+fn board(
+    path: &Path,
+    out: Option<&Path>,
+    web_url: Option<&str>,
+    forge: trunkwarden::event::ForgeKind,
+    learnings: Option<PathBuf>,
+) -> anyhow::Result<Outcome> {
+    let table = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let learnings = learnings.or_else(|| {
+        let cwd = std::env::current_dir().ok()?;
+        let root = find_repo_root(&cwd)?;
+        Some(root.join(RepoPolicy::load(&root).ok()?.tasks.learnings))
+    });
+    let learnings = learnings.and_then(|p| std::fs::read(p).ok());
+    let links = match web_url {
+        Some(u) => trunkwarden::ui::Links::from_clone_url(forge, u),
+        None => trunkwarden::ui::Links::default(),
+    };
+    let title = web_url
+        .map(|u| {
+            let parts: Vec<&str> = u.trim_end_matches('/').rsplit('/').take(2).collect();
+            parts.into_iter().rev().collect::<Vec<_>>().join("/")
+        })
+        .unwrap_or_else(|| path.display().to_string());
+    let input = trunkwarden::ui::BoardInput {
+        repo: &title,
+        links: &links,
+        table: &table,
+        learnings: learnings.as_deref(),
+        waits: &[],
+        merged: &[],
+        required: &[],
+        now_ms: trunkwarden::queue::now_ms(),
+        status: None,
+        page: 0,
+        href: None,
+    };
+    let html = trunkwarden::ui::render_board_file(&input)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    match out {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            let file = dir.join("index.html");
+            write_atomically(&file, &html)?;
+            emit(&format!("wrote {}\n", file.display()))?;
+        }
+        None => emit(&html)?,
+    }
+    Ok(Outcome::Clean)
 }
 
 /// The file to work on: the one given, else the policy's path from the repository root.

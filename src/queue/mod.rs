@@ -108,6 +108,14 @@ impl FromStr for State {
     }
 }
 
+/// Which deliveries a page lists; every field unset lists all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    pub forge: Option<ForgeKind>,
+    pub event: Option<String>,
+    pub state: Option<State>,
+}
+
 /// A verified delivery about to be stored.
 #[derive(Debug, Clone)]
 pub struct NewDelivery {
@@ -689,6 +697,37 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(|r| row_to_delivery(r, false)).collect()
+    }
+
+    /// A page of deliveries, newest first, older than `before` (an id) when given, narrowed by
+    /// forge, event and state; bodies are not loaded. Keyed on the id, so every page costs the
+    /// same however deep it is.
+    pub async fn page(
+        &self,
+        filter: &Filter,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let q = format!(
+            "SELECT {COLUMNS} FROM deliveries d WHERE (CAST($1 AS TEXT) IS NULL OR d.state = $1) AND (CAST($2 AS TEXT) IS NULL OR d.forge = $2) AND (CAST($3 AS TEXT) IS NULL OR d.event = $3) AND d.id < $4 ORDER BY d.id DESC LIMIT $5"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(filter.state.map(State::as_str))
+            .bind(filter.forge.map(ForgeKind::as_str))
+            .bind(filter.event.as_deref())
+            .bind(before.unwrap_or(i64::MAX))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| row_to_delivery(r, false)).collect()
+    }
+
+    /// The newest delivery's id (0 for none): moves whenever one arrives.
+    pub async fn newest_id(&self) -> Result<i64, StoreError> {
+        let n: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM deliveries")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n.unwrap_or(0))
     }
 
     /// Number of deliveries per state.

@@ -39,6 +39,10 @@ pub fn settings(data_dir: &std::path::Path, db: Option<String>, secret: &str) ->
         }),
         sync: Sync::Full,
         retention: None,
+        ui: trunkwarden::ui::UiSettings {
+            enabled: true,
+            token: None,
+        },
         verifier: Verifier {
             github: Secrets::from_list(secret),
             gitea: Secrets::from_list(secret),

@@ -128,7 +128,12 @@ impl Story {
             }),
             ..super::settings(&sb.path("ledger"), db.clone(), SECRET)
         };
-        let running = server::start(settings, engine.clone()).await.unwrap();
+        // The status page reads the same engine the deliveries go to.
+        let source: Arc<dyn trunkwarden::ui::Source> =
+            Arc::new(trunkwarden::engine::Engines::of([engine.clone()]));
+        let running = server::start_with(settings, engine.clone(), Some(source))
+            .await
+            .unwrap();
         let url = format!("http://{}/webhook", running.addr);
         Story {
             sb,
