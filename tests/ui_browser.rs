@@ -158,9 +158,10 @@ async fn the_board_follows_a_task_from_pull_request_to_done_without_a_reload() {
     // The page refreshes itself: no goto here.
     let item = wait_for(&c, ".stage[data-stage='waiting'] .item[data-task='T-1']").await;
     let text = item.text().await.unwrap();
+    assert!(text.contains(&merge[..7]), "{text}");
     assert!(
-        text.contains(&merge[..7]) && text.contains("waiting"),
-        "{text}"
+        text.contains("waiting on: ci/build") && text.contains(" · waiting "),
+        "how long, and on which context: {text}"
     );
     shot(&c, "board-waiting").await;
 

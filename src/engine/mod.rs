@@ -85,6 +85,9 @@ fn skip_ci(message: &str) -> String {
     format!("{}\n\n[skip ci]\n", message.trim_end())
 }
 
+/// Pending squash commits by (repository, sha): the contexts missing and since when.
+type Waits = std::sync::Mutex<HashMap<(String, String), (Vec<String>, i64)>>;
+
 /// A cached answer and when it was read.
 type Cached<T> = std::sync::Mutex<HashMap<String, (Instant, T)>>;
 
@@ -114,6 +117,9 @@ pub struct Engine {
     locks: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Each trunk as the last pass read it, for the status page.
     views: std::sync::Mutex<HashMap<String, Arc<TrunkView>>>,
+    /// Squash commits whose CI a pass found still pending: the contexts it waits on and
+    /// since when (Unix ms) this process saw it waiting.
+    waiting: Waits,
     /// Passes that read a trunk, so pages know when to refresh.
     generation: std::sync::atomic::AtomicU64,
 }
@@ -144,6 +150,7 @@ impl Engine {
             permissions: Default::default(),
             locks: Default::default(),
             views: Default::default(),
+            waiting: Default::default(),
             generation: Default::default(),
         })
     }

@@ -363,6 +363,7 @@ impl Engine {
         };
         self.time_out(repo, &mut l, t.policy.ci.timeout_mins)
             .await?;
+        self.note_landed(repo, &l);
         Ok((Some(l), f.message))
     }
 

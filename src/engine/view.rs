@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use super::decide::CiVerdict;
 use super::trunk::Trunk;
 use super::{Engine, EngineError};
 use crate::forge::{Budget, RepoRef};
@@ -48,6 +49,49 @@ impl Engine {
         self.generation.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Remembers what a landed squash commit's CI still waits on, or forgets it once the
+    /// verdict is in.
+    pub(super) fn note_landed(&self, repo: &RepoRef, l: &super::decide::Landed) {
+        let Ok(mut w) = self.waiting.lock() else {
+            return;
+        };
+        let key = (repo.to_string(), l.sha.clone());
+        match &l.ci {
+            CiVerdict::Pending(contexts) => {
+                let since = w.get(&key).map_or(self.ledger.now_ms(), |(_, s)| *s);
+                // Bounded: a commit nobody reports on must not grow this forever.
+                if w.len() >= 10_000 && !w.contains_key(&key) {
+                    w.clear();
+                }
+                w.insert(key, (contexts.clone(), since));
+            }
+            _ => {
+                w.remove(&key);
+            }
+        }
+    }
+
+    /// Squash commits whose CI is awaited: sha, the contexts still missing, since when (Unix
+    /// ms) — from this process's passes, and from the ledger for those a timeout watches.
+    pub async fn waits(&self, repo: &str) -> Result<Vec<(String, Vec<String>, i64)>, EngineError> {
+        let mut out: Vec<(String, Vec<String>, i64)> = self
+            .waiting
+            .lock()
+            .map(|w| {
+                w.iter()
+                    .filter(|((r, _), _)| r == repo)
+                    .map(|((_, sha), (c, since))| (sha.clone(), c.clone(), *since))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (sha, since) in self.ledger.waits(repo).await? {
+            if let Some(w) = out.iter_mut().find(|(s, _, _)| *s == sha) {
+                w.2 = w.2.min(since);
+            }
+        }
+        Ok(out)
+    }
+
     /// The trunk as the last pass read it; `None` before the first pass since the start.
     pub fn view(&self, repo: &str) -> Option<Arc<TrunkView>> {
         self.views.lock().ok()?.get(repo).cloned()
@@ -62,11 +106,6 @@ impl Engine {
             .unwrap_or_default();
         all.extend(self.ledger.repos().await?);
         Ok(all.into_iter().collect())
-    }
-
-    /// Squash commits whose CI is awaited, with since when (Unix ms).
-    pub async fn waits(&self, repo: &str) -> Result<Vec<(String, i64)>, EngineError> {
-        Ok(self.ledger.waits(repo).await?)
     }
 
     /// Pull requests this process saw merged, with their merge commits (no forge call).

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use maud::{Markup, html};
 
 use super::layout::{Frame, ago, page};
-use super::{Links, graph};
+use super::{Links, Wait, graph};
 use crate::engine::decide::current_pr;
 use crate::tasks::{self, Level, Status, Task, TaskTable};
 
@@ -39,8 +39,8 @@ pub struct BoardInput<'a> {
     pub links: &'a Links,
     pub table: &'a [u8],
     pub learnings: Option<&'a [u8]>,
-    /// Squash commits whose CI is awaited, and since when (Unix ms).
-    pub waits: &'a [(String, i64)],
+    /// Squash commits whose CI is awaited.
+    pub waits: &'a [Wait],
     /// Pull requests known merged, with their merge commits: the notes of a task whose CI
     /// is still awaited may not say so yet (the bot commits a wait only with other news).
     pub merged: &'a [(u64, String)],
@@ -195,12 +195,11 @@ fn pipeline(input: &BoardInput<'_>, all: &[Task]) -> Markup {
         "Failed or needs QA",
     ];
     let classes = ["open", "waiting", "done", "refused"];
-    let since = |sha: &str| {
+    let wait_of = |sha: &str| {
         input
             .waits
             .iter()
-            .find(|(s, _)| s.starts_with(sha) || sha.starts_with(s.as_str()))
-            .map(|(_, t)| *t)
+            .find(|w| w.sha.starts_with(sha) || sha.starts_with(w.sha.as_str()))
     };
     html! {
         section.pipeline {
@@ -223,15 +222,16 @@ fn pipeline(input: &BoardInput<'_>, all: &[Task]) -> Markup {
                                     @let known = input.merged.iter().find(|(n, _)| n == pr).map(|(_, s)| s.as_str());
                                     @if let Some(sha) = merged_as(&t.notes).or(known).filter(|s| s.len() >= 7) {
                                         " · " (link_or_text(input.links.commit(sha), &sha[..7]))
-                                        @if let Some(at) = since(sha) {
-                                            " · waiting " (ago(input.now_ms - at))
+                                        @if let Some(w) = wait_of(sha) {
+                                            " · waiting " (ago(input.now_ms - w.since_ms))
                                         }
                                     }
+                                    @let missing = merged_as(&t.notes).or(known).and_then(wait_of).map(|w| &w.missing);
                                     div.missing {
-                                        @if input.required.is_empty() {
-                                            "waiting for every context the forge reports to end green"
-                                        } @else {
-                                            "waiting on: " (input.required.join(", "))
+                                        @match missing {
+                                            Some(m) if !m.is_empty() => { "waiting on: " (m.join(", ")) }
+                                            _ if !input.required.is_empty() => { "waiting on: " (input.required.join(", ")) }
+                                            _ => { "waiting for the contexts the forge reports to end green" }
                                         }
                                     }
                                 }
@@ -447,7 +447,11 @@ mod tests {
             links: &links,
             table: table.as_bytes(),
             learnings: Some(br#"[{"task":"A-X-001","estimate":8000,"actual":20000,"variance":1.5,"when":"2026-01-01T00:00:00Z"}]"#),
-            waits: &[("abcdef1234".to_owned(), 0)],
+            waits: &[Wait {
+                sha: "abcdef1234".to_owned(),
+                missing: vec!["ci/lint".to_owned()],
+                since_ms: 0,
+            }],
             merged: &[],
             required: &["ci/test".to_owned()],
             now_ms: 120_000,
@@ -475,7 +479,10 @@ mod tests {
         let waiting = waiting.split("data-stage=\"done\"").next().unwrap();
         assert!(waiting.contains("data-task=\"A-X-002\""));
         assert!(waiting.contains("waiting 2 min"), "{waiting}");
-        assert!(waiting.contains("waiting on: ci/test"));
+        assert!(
+            waiting.contains("waiting on: ci/lint"),
+            "the context still missing"
+        );
         assert!(waiting.contains("https://github.com/a/b/commit/abcdef12"));
         assert!(html.contains("https://github.com/a/b/pull/7"));
     }

@@ -67,12 +67,22 @@ pub struct Snapshot {
     pub table: Option<Arc<[u8]>>,
     /// The learnings file's bytes, if the trunk has one.
     pub learnings: Option<Arc<[u8]>>,
-    /// Squash commits whose CI is awaited, and since when (Unix ms).
-    pub waits: Vec<(String, i64)>,
+    /// Squash commits whose CI is awaited.
+    pub waits: Vec<Wait>,
     /// Pull requests known merged, with their merge commits.
     pub merged: Vec<(u64, String)>,
     /// The contexts green waits for, when known (policy or forge protection).
     pub required: Vec<String>,
+}
+
+/// A squash commit on the trunk whose CI is not yet terminal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wait {
+    pub sha: String,
+    /// The contexts not yet green (empty: none has reported).
+    pub missing: Vec<String>,
+    /// Since when the bot has seen it waiting (Unix ms).
+    pub since_ms: i64,
 }
 
 /// Something the bot did on the forge.

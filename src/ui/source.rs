@@ -1,7 +1,7 @@
 //! The engines as the status page's source: each forge's watched repositories, trunks as last
 //! read, waits, effects and budgets.
 
-use super::{Action, Links, Snapshot, Source, Watched};
+use super::{Action, Links, Snapshot, Source, Wait, Watched};
 use crate::engine::Engines;
 use crate::event::ForgeKind;
 use crate::forge::{Budget, RepoRef};
@@ -50,7 +50,17 @@ impl Source for Engines {
             read_at_ms: view.read_at_ms,
             table: view.table.clone(),
             learnings: view.learnings.clone(),
-            waits: engine.waits(repo).await.unwrap_or_default(),
+            waits: engine
+                .waits(repo)
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(sha, missing, since_ms)| Wait {
+                    sha,
+                    missing,
+                    since_ms,
+                })
+                .collect(),
             merged: engine.merged_pulls(repo),
             required,
         })
