@@ -516,6 +516,11 @@ pub struct SecretRule {
     /// Skip values shaped like code identifiers (`CLIENT_TRAFFIC_SECRET`, `passwordInput`).
     #[serde(default)]
     pub reject_identifiers: bool,
+    /// The rule knows a secret by what surrounds it (a variable name, a file's syntax), not by
+    /// its own shape: where a rule that knows the shape finds the same secret, that one is
+    /// reported.
+    #[serde(default)]
+    pub context: bool,
     #[serde(default)]
     pub examples: Vec<String>,
     #[serde(default)]

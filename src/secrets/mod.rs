@@ -288,6 +288,7 @@ impl Scanner {
         let mut seen: HashSet<(usize, usize)> = HashSet::new();
         let mut found = Vec::new();
         let mut ends = Vec::new();
+        let mut weak = Vec::new();
         // Per rule, the end of the last window searched: a hit inside it needs no new search.
         let mut searched_to: Vec<usize> = vec![0; self.rules.len()];
         for m in self.prefilter.find_overlapping_iter(content) {
@@ -337,9 +338,10 @@ impl Scanner {
                     commit: None,
                 });
                 ends.push(s_end);
+                weak.push(rule.context || rule.id.starts_with("generic-"));
             }
         }
-        let mut found = one_per_secret(found, &ends);
+        let mut found = one_per_secret(found, &ends, &weak);
         found.sort_by(|a, b| (a.offset, &a.rule).cmp(&(b.offset, &b.rule)));
         found
     }
@@ -501,11 +503,12 @@ pub fn mask(secret: &[u8]) -> String {
 
 /// Path (without a leading `./`), rule and secret, hashed: the same secret in the same file is
 /// the same finding on every line, in every commit and from any scan root.
-/// One finding per secret: where spans overlap, a provider's rule wins over a generic one, and
-/// of two provider rules the one found first.
-fn one_per_secret(found: Vec<Finding>, ends: &[usize]) -> Vec<Finding> {
+/// One finding per secret: where spans overlap, a rule that knows the secret's shape wins over
+/// one that knows only its surroundings (`context`), which wins over a generic one; of two
+/// alike, the one found first.
+fn one_per_secret(found: Vec<Finding>, ends: &[usize], weak: &[bool]) -> Vec<Finding> {
     let mut order: Vec<usize> = (0..found.len()).collect();
-    order.sort_by_key(|&i| (found[i].rule.starts_with("generic-"), i));
+    order.sort_by_key(|&i| (found[i].rule.starts_with("generic-"), weak[i], i));
     let mut kept: Vec<(usize, usize)> = Vec::new();
     let mut keep = vec![false; found.len()];
     for i in order {
