@@ -30,8 +30,11 @@ const BINARY_PROBE: usize = 8 * 1024;
 const ALLOW_MARKERS: [&str; 2] = ["trunkwarden:allow", "gitleaks:allow"];
 
 /// Substrings that mark a value as a placeholder, not a secret (compared in lower case).
-const PLACEHOLDERS: [&str; 13] = [
+const PLACEHOLDERS: [&str; 15] = [
     "example",
+    // A value that names what it stands for: `password123`, `secure%20password`.
+    "password",
+    "passwd",
     "sample",
     "dummy",
     "placeholder",
@@ -440,7 +443,35 @@ fn looks_like_identifier(s: &[u8]) -> bool {
     let upper = s.iter().filter(|b| b.is_ascii_uppercase()).count();
     let lower = s.iter().filter(|b| b.is_ascii_lowercase()).count();
     let camel = s.first().is_some_and(u8::is_ascii_lowercase) && upper > 0 && upper * 4 <= lower;
-    words_only && (separated || camel || upper == 0 || lower == 0)
+    (words_only && (separated || camel || upper == 0 || lower == 0))
+        || attribute_path(s)
+        || compound_name(s)
+}
+
+/// `utf8_percent_encode`, `setAttr-Token-B0Prime`: three or more words joined by `_` or `-`,
+/// each a letter followed by letters and digits — a name, however many digits it carries.
+fn compound_name(s: &[u8]) -> bool {
+    let parts: Vec<&[u8]> = s.split(|b| *b == b'_' || *b == b'-').collect();
+    parts.len() >= 3
+        && parts.iter().all(|p| {
+            p.first().is_some_and(u8::is_ascii_alphabetic)
+                && p.iter().all(u8::is_ascii_alphanumeric)
+        })
+}
+
+/// `req.body.password2`, `self.config.db_pass`: a path of names through objects, read from
+/// code, not a credential written into it.
+fn attribute_path(s: &[u8]) -> bool {
+    let mut parts = s.split(|b| *b == b'.');
+    let ident = |p: &[u8]| {
+        p.first()
+            .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_')
+            && p.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_')
+    };
+    let (Some(first), Some(second)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    ident(first) && ident(second) && parts.all(ident)
 }
 
 /// Shannon entropy in bits per byte.
@@ -591,6 +622,21 @@ mod tests {
         assert_eq!(s.scan("a.json", published), vec![]);
         let other = br#""temp_clone_token": "QBTLWHOULUVAXGTRYU7OC2876QJ2Q","#;
         assert!(!s.scan("a.json", other).is_empty());
+    }
+
+    #[test]
+    fn attribute_paths_are_code() {
+        assert!(looks_like_identifier(b"req.body.password2"));
+        assert!(looks_like_identifier(b"self.db_pass"));
+        assert!(!looks_like_identifier(b"Zr4!pL9#qW2x"));
+        assert!(!looks_like_identifier(b"abc.1def"));
+        assert!(!looks_like_identifier(b"x9Lq2"));
+        assert!(looks_like_identifier(b"utf8_percent_encode"));
+        assert!(looks_like_identifier(b"setAttr-Token-B0Prime"));
+        assert!(
+            !looks_like_identifier(b"9Zr-4pL-2qW"),
+            "parts must start with a letter"
+        );
     }
 
     #[test]
