@@ -108,3 +108,58 @@ fn stdin_json_and_sarif() {
     let o = tw(d.path(), &["scan", "missing-file"], None);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn list_rules_says_what_is_in_force_and_where_it_came_from() {
+    let d = repo();
+    std::fs::write(
+        d.path().join(".trunkwarden.toml"),
+        r#"
+[secrets]
+disable = ["jwt"]
+
+[[secrets.rule]]
+id = "acme-token"
+description = "ACME internal API token"
+keywords = ["acme_"]
+regex = '''\b(?P<secret>acme_[A-Za-z0-9]{18})\b'''
+examples = ["ACME_TOKEN=acme_Zk38QpLm20XvBn71Rt"]
+negatives = ["acme_short"]
+
+[[secrets.rule]]
+id = "github-pat"
+description = "GitHub token after GH="
+keywords = ["GH=ghp_"]
+regex = '''GH=(?P<secret>ghp_[A-Za-z0-9]{36})\b'''
+checksum = "github-crc32"
+"#,
+    )
+    .unwrap();
+    let o = tw(d.path(), &["scan", "--list-rules"], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = stdout(&o);
+    let line = |id: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{id} ")))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(line("acme-token").contains(".trunkwarden.toml"), "{text}");
+    assert!(line("github-pat").contains("replaces built-in"), "{text}");
+    assert!(line("aws-access-key-id").contains("built-in"));
+    assert!(line("jwt").contains("off"), "{text}");
+    let o = tw(
+        d.path(),
+        &["scan", "--list-rules", "--format", "json"],
+        None,
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let ids: Vec<&str> = v["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&"acme-token") && !ids.contains(&"jwt"));
+    assert_eq!(v["disabled"][0], "jwt");
+}

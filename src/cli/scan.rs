@@ -53,6 +53,66 @@ pub struct ScanArgs {
     /// Write every finding of this scan to the baseline, accepting them, and exit 0.
     #[arg(long)]
     update_baseline: bool,
+    /// Print the rules in force (built-in, replaced or added by .trunkwarden.toml, turned off)
+    /// and exit, scanning nothing.
+    #[arg(long, conflicts_with_all = ["staged", "range", "history", "paths", "update_baseline"])]
+    list_rules: bool,
+}
+
+/// One rule as `--list-rules` shows it.
+#[derive(serde::Serialize)]
+struct ListedRule<'a> {
+    id: &'a str,
+    description: &'a str,
+    /// `built-in`, `.trunkwarden.toml` (added), `.trunkwarden.toml (replaces built-in)`.
+    source: String,
+    keywords: &'a [String],
+}
+
+/// `--list-rules`: what is active and where each rule came from; turned-off built-ins last.
+fn list_rules(scanner: &Scanner, policy: &RepoPolicy, format: ScanFormat) -> anyhow::Result<()> {
+    let builtin = Scanner::builtin().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let is_builtin = |id: &str| builtin.rules().iter().any(|r| r.id == id);
+    let custom = |id: &str| policy.secrets.rule.iter().any(|r| r.id == id);
+    let rows: Vec<ListedRule<'_>> = scanner
+        .rules()
+        .iter()
+        .map(|r| ListedRule {
+            id: &r.id,
+            description: &r.description,
+            source: match (custom(&r.id), is_builtin(&r.id)) {
+                (true, true) => format!("{POLICY_FILE} (replaces built-in)"),
+                (true, false) => POLICY_FILE.to_owned(),
+                _ => "built-in".to_owned(),
+            },
+            keywords: &r.keywords,
+        })
+        .collect();
+    let out = match format {
+        ScanFormat::Json | ScanFormat::Sarif => {
+            let off = &policy.secrets.disable;
+            serde_json::to_string_pretty(&serde_json::json!({ "rules": rows, "disabled": off }))?
+                + "\n"
+        }
+        ScanFormat::Text => {
+            let width = rows.iter().map(|r| r.id.len()).max().unwrap_or(2);
+            let mut out = String::new();
+            for r in &rows {
+                out.push_str(&format!(
+                    "{:<width$}  {:<10}  {}\n",
+                    r.id, r.source, r.description
+                ));
+            }
+            for id in &policy.secrets.disable {
+                out.push_str(&format!(
+                    "{id:<width$}  off         turned off by {POLICY_FILE} [secrets] disable\n"
+                ));
+            }
+            out.push_str(&format!("{} rules in force\n", rows.len()));
+            out
+        }
+    };
+    emit(&out)
 }
 
 /// Scans and reports; exit 1 when anything is found.
@@ -86,6 +146,10 @@ pub fn run(args: ScanArgs) -> anyhow::Result<Outcome> {
     .map_err(|e| anyhow::anyhow!("{POLICY_FILE} [secrets]: {e}"))?;
     if let Some(max) = args.max_file_size {
         scanner = scanner.with_max_file_size(max);
+    }
+    if args.list_rules {
+        list_rules(&scanner, &policy, args.format)?;
+        return Ok(Outcome::Clean);
     }
     let git_source = args.staged || args.range.is_some() || args.history;
     let mut findings = if git_source {
