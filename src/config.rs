@@ -487,6 +487,9 @@ pub struct Allow {
     /// Path globs (`**` crosses directories), relative to the repository root.
     #[serde(default)]
     pub paths: Vec<String>,
+    /// Regexes over the repository-relative path (what a gitleaks allowlist's `paths` are).
+    #[serde(default)]
+    pub path_regexes: Vec<String>,
     /// Regexes searched in the secret.
     #[serde(default)]
     pub regexes: Vec<String>,

@@ -163,3 +163,87 @@ checksum = "github-crc32"
     assert!(ids.contains(&"acme-token") && !ids.contains(&"jwt"));
     assert_eq!(v["disabled"][0], "jwt");
 }
+
+#[test]
+fn a_gitleaks_configuration_and_ignore_file_carry_over() {
+    let d = repo();
+    let w = |name: &str, text: &str| {
+        let p = d.path().join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    };
+    w(
+        ".gitleaks.toml",
+        r#"
+title = "team rules"
+[extend]
+useDefault = true
+
+[allowlist]
+description = "test fixtures"
+paths = ['''^fixtures/''']
+
+[[rules]]
+id = "acme-key"
+description = "ACME key"
+regex = '''acme_key\s*=\s*"([A-Za-z0-9]{20})"'''
+secretGroup = 1
+keywords = ["acme_key"]
+
+[[rules]]
+id = "internal-host-token"
+regex = '''iht-[0-9a-f]{16}'''
+[rules.allowlist]
+stopwords = ["0000"]
+"#,
+    );
+    w("app.cfg", "acme_key = \"Zk38QpLm20XvBn71RtQa\"\n");
+    w("fixtures/app.cfg", "acme_key = \"Zk38QpLm20XvBn71RtQa\"\n");
+    w(
+        "hosts.txt",
+        "a iht-9f1c2ab37d4e5f60\nb iht-00001234abcdef00\n",
+    );
+    w("legacy.env", &format!("GH={TOKEN}\n"));
+    w(".gitleaksignore", "legacy.env:github-pat:1\n");
+    let o = tw(d.path(), &["scan", "--format", "json"], None);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let mut got: Vec<(String, String)> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["path"]
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches("./")
+                    .to_owned(),
+                f["rule"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("app.cfg".to_owned(), "acme-key".to_owned()),
+            ("hosts.txt".to_owned(), "internal-host-token".to_owned()),
+        ],
+        "the fixture path, the stop-word and the ignored place are not reported"
+    );
+    let masked = v[0]["masked"].as_str().unwrap().to_owned() + v[1]["masked"].as_str().unwrap();
+    assert!(
+        !masked.contains("Zk38QpLm20XvBn71RtQa"),
+        "the secret group is what is masked"
+    );
+    let notes = String::from_utf8_lossy(&o.stderr);
+    assert!(notes.contains("useDefault"), "{notes}");
+    let o = tw(d.path(), &["scan", "--list-rules"], None);
+    let list = stdout(&o);
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("acme-key ") && l.contains(".gitleaks.toml")),
+        "{list}"
+    );
+}

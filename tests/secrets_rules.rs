@@ -12,6 +12,8 @@ fn the_builtin_rules_compile() {
     for r in s.rules() {
         assert!(!r.examples.is_empty(), "{} has no example", r.id);
         assert!(!r.negatives.is_empty(), "{} has no negative", r.id);
+        // A built-in rule without a keyword would run over every file.
+        assert!(r.keywords.iter().any(|k| !k.is_empty()), "{} has no keyword", r.id);
     }
 }
 

@@ -114,7 +114,7 @@ fn broken_tuning_is_a_clear_error() {
         ),
         (
             "[[secrets.allow]]\ndescription = \"nothing to match\"\n",
-            "secrets.allow[0]: needs at least one of paths, regexes or stopwords",
+            "secrets.allow[0]: needs at least one of paths, path_regexes, regexes or stopwords",
         ),
         (
             "[secrets]\ndisable = [\"no-such-rule\"]\n",

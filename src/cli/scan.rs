@@ -74,6 +74,7 @@ fn list_rules(scanner: &Scanner, policy: &RepoPolicy, format: ScanFormat) -> any
     let builtin = Scanner::builtin().map_err(|e| anyhow::anyhow!("{e}"))?;
     let is_builtin = |id: &str| builtin.rules().iter().any(|r| r.id == id);
     let custom = |id: &str| policy.secrets.rule.iter().any(|r| r.id == id);
+    let from_gitleaks = |id: &str| !custom(id) && !is_builtin(id);
     let rows: Vec<ListedRule<'_>> = scanner
         .rules()
         .iter()
@@ -83,6 +84,7 @@ fn list_rules(scanner: &Scanner, policy: &RepoPolicy, format: ScanFormat) -> any
             source: match (custom(&r.id), is_builtin(&r.id)) {
                 (true, true) => format!("{POLICY_FILE} (replaces built-in)"),
                 (true, false) => POLICY_FILE.to_owned(),
+                _ if from_gitleaks(&r.id) => ".gitleaks.toml".to_owned(),
                 _ => "built-in".to_owned(),
             },
             keywords: &r.keywords,
@@ -139,11 +141,22 @@ pub fn run(args: ScanArgs) -> anyhow::Result<Outcome> {
         .as_ref()
         .map(|p| p.display().to_string())
         .unwrap_or_default();
+    // A team coming from gitleaks keeps its .gitleaks.toml and .gitleaksignore.
+    let gl = root
+        .as_deref()
+        .map(trunkwarden::secrets::repo::Gitleaks::in_dir)
+        .unwrap_or_default();
+    let t = trunkwarden::secrets::repo::tuned(&policy.secrets, &gl)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    for n in &t.notes {
+        eprintln!("trunkwarden: .gitleaks.toml: {n}");
+    }
     let mut scanner = Scanner::for_policy(
-        &policy.secrets,
+        &t.secrets,
         baseline_bytes.as_deref().map(|b| (b, origin.as_str())),
     )
     .map_err(|e| anyhow::anyhow!("{POLICY_FILE} [secrets]: {e}"))?;
+    scanner.ignore_places(t.ignored);
     if let Some(max) = args.max_file_size {
         scanner = scanner.with_max_file_size(max);
     }

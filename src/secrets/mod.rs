@@ -64,6 +64,8 @@ pub enum RuleError {
 pub use crate::config::SecretRule;
 pub use blobs::BlobScanner;
 
+pub mod gitleaks;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 #[serde(rename_all = "kebab-case")]
@@ -104,6 +106,10 @@ pub struct Scanner {
     prefilter: AhoCorasick,
     /// Prefilter pattern index → rule index.
     owner: Vec<usize>,
+    /// Rules without keywords: their regex runs over the whole content.
+    always: Vec<usize>,
+    /// (path, line) pairs a `.gitleaksignore` accepted, whatever the rule.
+    ignored_places: HashSet<(String, usize)>,
     max_file_size: u64,
     allow: Vec<CompiledAllow>,
     /// Fingerprints of accepted findings.
@@ -126,6 +132,7 @@ impl Scanner {
     pub fn new(rules: Vec<SecretRule>) -> Result<Scanner, RuleError> {
         let mut patterns = Vec::new();
         let mut owner = Vec::new();
+        let mut always = Vec::new();
         let mut ids = HashSet::new();
         for (i, r) in rules.iter().enumerate() {
             let invalid = |message: &str| RuleError::Invalid {
@@ -136,7 +143,9 @@ impl Scanner {
                 return Err(invalid("duplicate id"));
             }
             if r.keywords.iter().all(|k| k.is_empty()) {
-                return Err(invalid("needs at least one keyword"));
+                // No anchor: the rule's regex runs over every file (imported gitleaks rules
+                // often have none).
+                always.push(i);
             }
             if let Some(c) = &r.checksum
                 && c != "github-crc32"
@@ -162,6 +171,8 @@ impl Scanner {
             rules,
             prefilter,
             owner,
+            always,
+            ignored_places: HashSet::new(),
             max_file_size: 10 << 20,
             allow: Vec::new(),
             baseline: HashSet::new(),
@@ -282,6 +293,12 @@ impl Scanner {
         (0..self.rules.len()).try_for_each(|i| self.compiled(i).map(|_| ()))
     }
 
+    /// Accepts every finding at these (path, line) places, whatever the rule (a
+    /// `.gitleaksignore`).
+    pub fn ignore_places(&mut self, places: impl IntoIterator<Item = (String, usize)>) {
+        self.ignored_places.extend(places);
+    }
+
     /// Whether content looks binary (a NUL in its first 8 KiB).
     pub fn is_binary(content: &[u8]) -> bool {
         content[..content.len().min(BINARY_PROBE)].contains(&0)
@@ -298,12 +315,18 @@ impl Scanner {
         let mut weak = Vec::new();
         // Per rule, the end of the last window searched: a hit inside it needs no new search.
         let mut searched_to: Vec<usize> = vec![0; self.rules.len()];
-        for m in self.prefilter.find_overlapping_iter(content) {
+        let hits = self.prefilter.find_overlapping_iter(content).map(|m| {
             let ri = self.owner[m.pattern().as_usize()];
+            let w = self.rules[ri].window.unwrap_or(512);
+            let (start, end) = (
+                m.start().saturating_sub(w),
+                (m.end() + w).min(content.len()),
+            );
+            (ri, start, end, w)
+        });
+        let whole = self.always.iter().map(|&ri| (ri, 0, content.len(), 0));
+        for (ri, start, end, w) in hits.chain(whole) {
             let rule = &self.rules[ri];
-            let w = rule.window.unwrap_or(512);
-            let start = m.start().saturating_sub(w);
-            let end = (m.end() + w).min(content.len());
             if searched_to[ri] >= end {
                 continue;
             }
@@ -332,6 +355,13 @@ impl Scanner {
                     continue;
                 }
                 let (line, column) = line_col(content, s_start);
+                if !self.ignored_places.is_empty()
+                    && self
+                        .ignored_places
+                        .contains(&(normal_path(path).to_owned(), line))
+                {
+                    continue;
+                }
                 found.push(Finding {
                     rule: rule.id.clone(),
                     description: rule.description.clone(),

@@ -17,6 +17,7 @@ pub(super) struct CompiledAllow {
     /// Rule ids; empty means every rule.
     rules: HashSet<String>,
     paths: GlobSet,
+    path_regexes: Vec<regex::Regex>,
     regexes: Vec<Regex>,
     stopwords: Vec<String>,
 }
@@ -25,9 +26,13 @@ impl CompiledAllow {
     /// Compiles entry `i`; `known` are the rule ids in force, so a typo is an error.
     pub(super) fn new(i: usize, a: &Allow, known: &HashSet<&str>) -> Result<Self, RuleError> {
         let bad = |what: String| RuleError::Tuning(format!("secrets.allow[{i}]: {what}"));
-        if a.paths.is_empty() && a.regexes.is_empty() && a.stopwords.is_empty() {
+        if a.paths.is_empty()
+            && a.path_regexes.is_empty()
+            && a.regexes.is_empty()
+            && a.stopwords.is_empty()
+        {
             return Err(bad(
-                "needs at least one of paths, regexes or stopwords".into()
+                "needs at least one of paths, path_regexes, regexes or stopwords".into(),
             ));
         }
         for r in &a.rules {
@@ -47,9 +52,18 @@ impl CompiledAllow {
             .iter()
             .map(|r| Regex::new(r).map_err(|e| bad(format!("regexes `{r}`: {}", last_line(&e)))))
             .collect::<Result<_, _>>()?;
+        let path_regexes = a
+            .path_regexes
+            .iter()
+            .map(|r| {
+                regex::Regex::new(r)
+                    .map_err(|e| bad(format!("path_regexes `{r}`: {}", last_line(&e))))
+            })
+            .collect::<Result<_, _>>()?;
         Ok(CompiledAllow {
             rules: a.rules.iter().cloned().collect(),
             paths,
+            path_regexes,
             regexes,
             stopwords: a.stopwords.iter().map(|s| s.to_lowercase()).collect(),
         })
@@ -57,7 +71,12 @@ impl CompiledAllow {
 
     /// Whether the entry covers every rule in this path, so the file need not be read.
     pub(super) fn covers_path(&self, path: &str) -> bool {
-        self.rules.is_empty() && self.paths.is_match(normal_path(path))
+        self.rules.is_empty() && self.path_matches(path)
+    }
+
+    fn path_matches(&self, path: &str) -> bool {
+        let p = normal_path(path);
+        self.paths.is_match(p) || self.path_regexes.iter().any(|r| r.is_match(p))
     }
 
     /// Whether the entry allows this secret, found by `rule` in `path`.
@@ -65,8 +84,7 @@ impl CompiledAllow {
         if !self.rules.is_empty() && !self.rules.contains(rule) {
             return false;
         }
-        if self.paths.is_match(normal_path(path)) || self.regexes.iter().any(|r| r.is_match(secret))
-        {
+        if self.path_matches(path) || self.regexes.iter().any(|r| r.is_match(secret)) {
             return true;
         }
         if self.stopwords.is_empty() {
