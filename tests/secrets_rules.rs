@@ -13,7 +13,11 @@ fn the_builtin_rules_compile() {
         assert!(!r.examples.is_empty(), "{} has no example", r.id);
         assert!(!r.negatives.is_empty(), "{} has no negative", r.id);
         // A built-in rule without a keyword would run over every file.
-        assert!(r.keywords.iter().any(|k| !k.is_empty()), "{} has no keyword", r.id);
+        assert!(
+            r.keywords.iter().any(|k| !k.is_empty()),
+            "{} has no keyword",
+            r.id
+        );
     }
 }
 
