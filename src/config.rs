@@ -452,6 +452,10 @@ pub struct SecretsPolicy {
     /// Rules of the team's own; one with a built-in rule's id replaces it.
     #[serde(default)]
     pub rule: Vec<SecretRule>,
+    /// Report private keys in test data too (`tests/`, `testdata/`, `fixtures/`, `*_test.*`):
+    /// off by default, since nearly every key there is a fixture of a TLS or crypto test.
+    #[serde(default)]
+    pub report_test_keys: bool,
 }
 
 impl Default for SecretsPolicy {
@@ -462,6 +466,7 @@ impl Default for SecretsPolicy {
             max_file_size: default_max_file_size(),
             allow: Vec::new(),
             rule: Vec::new(),
+            report_test_keys: false,
         }
     }
 }

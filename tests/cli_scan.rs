@@ -247,3 +247,56 @@ stopwords = ["0000"]
         "{list}"
     );
 }
+
+#[test]
+fn keys_in_test_data_are_fixtures_unless_the_policy_asks() {
+    let d = repo();
+    let key = {
+        let body: String = (0..8)
+            .map(|i| format!("mqmALOR2HcSGKgVP8Kd0d3mS8gBlKv3azKgaS+m+x/SHuKBD/vok+nPTmZY{i:05}\n"))
+            .collect();
+        format!("-----BEGIN RSA PRIVATE KEY-----\n{body}-----END RSA PRIVATE KEY-----\n")
+    };
+    for p in [
+        "tests/certs/server.key",
+        "crypto/dsa_test.cc",
+        "deploy/server.key",
+    ] {
+        let path = d.path().join(p);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, &key).unwrap();
+    }
+    let paths = |o: &Output| {
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let mut p: Vec<String> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                f["path"]
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches("./")
+                    .to_owned()
+            })
+            .collect();
+        p.sort();
+        p
+    };
+    let o = tw(d.path(), &["scan", "--format", "json"], None);
+    assert_eq!(paths(&o), vec!["deploy/server.key"]);
+    std::fs::write(
+        d.path().join(".trunkwarden.toml"),
+        "[secrets]\nreport-test-keys = true\n",
+    )
+    .unwrap();
+    let o = tw(d.path(), &["scan", "--format", "json"], None);
+    assert_eq!(
+        paths(&o),
+        vec![
+            "crypto/dsa_test.cc",
+            "deploy/server.key",
+            "tests/certs/server.key"
+        ]
+    );
+}

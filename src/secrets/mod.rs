@@ -110,6 +110,8 @@ pub struct Scanner {
     always: Vec<usize>,
     /// (path, line) pairs a `.gitleaksignore` accepted, whatever the rule.
     ignored_places: HashSet<(String, usize)>,
+    /// Private keys in test data are fixtures: not reported unless the policy asks.
+    skip_test_keys: bool,
     max_file_size: u64,
     allow: Vec<CompiledAllow>,
     /// Fingerprints of accepted findings.
@@ -173,6 +175,7 @@ impl Scanner {
             owner,
             always,
             ignored_places: HashSet::new(),
+            skip_test_keys: false,
             max_file_size: 10 << 20,
             allow: Vec::new(),
             baseline: HashSet::new(),
@@ -222,6 +225,7 @@ impl Scanner {
             .map(|(i, a)| CompiledAllow::new(i, a, &known))
             .collect::<Result<_, _>>()?;
         scanner.max_file_size = policy.max_file_size;
+        scanner.skip_test_keys = !policy.report_test_keys;
         if let Some((bytes, origin)) = baseline {
             scanner.baseline = Baseline::parse(bytes, origin)?.fingerprints();
         }
@@ -309,6 +313,7 @@ impl Scanner {
         if self.allow.iter().any(|a| a.covers_path(path)) {
             return Vec::new();
         }
+        let test_data = self.skip_test_keys && is_test_path(path);
         let mut seen: HashSet<(usize, usize)> = HashSet::new();
         let mut found = Vec::new();
         let mut ends = Vec::new();
@@ -327,6 +332,9 @@ impl Scanner {
         let whole = self.always.iter().map(|&ri| (ri, 0, content.len(), 0));
         for (ri, start, end, w) in hits.chain(whole) {
             let rule = &self.rules[ri];
+            if test_data && rule.id == "private-key" {
+                continue;
+            }
             if searched_to[ri] >= end {
                 continue;
             }
@@ -487,6 +495,37 @@ fn compound_name(s: &[u8]) -> bool {
             p.first().is_some_and(u8::is_ascii_alphabetic)
                 && p.iter().all(u8::is_ascii_alphanumeric)
         })
+}
+
+/// Whether a path is test data: a directory named for tests or fixtures, or a file named as a
+/// test (`dsa_test.cc`, `test_tls.py`, `auth.spec.ts`).
+fn is_test_path(path: &str) -> bool {
+    let p = normal_path(path).to_ascii_lowercase();
+    let mut parts: Vec<&str> = p.split(['/', '\\']).collect();
+    let file = parts.pop().unwrap_or_default();
+    let dirs = [
+        "test",
+        "tests",
+        "testdata",
+        "test-data",
+        "test_data",
+        "testing",
+        "fixtures",
+        "fixture",
+        "__tests__",
+        "spec",
+        "testfiles",
+    ];
+    if parts.iter().any(|d| dirs.contains(d)) {
+        return true;
+    }
+    let stem = file.split('.').next().unwrap_or_default();
+    stem.ends_with("_test")
+        || stem.ends_with("-test")
+        || stem.ends_with("_tests")
+        || stem.starts_with("test_")
+        || file.contains(".test.")
+        || file.contains(".spec.")
 }
 
 /// `req.body.password2`, `self.config.db_pass`: a path of names through objects, read from
@@ -652,6 +691,28 @@ mod tests {
         assert_eq!(s.scan("a.json", published), vec![]);
         let other = br#""temp_clone_token": "QBTLWHOULUVAXGTRYU7OC2876QJ2Q","#;
         assert!(!s.scan("a.json", other).is_empty());
+    }
+
+    #[test]
+    fn test_data_is_told_by_its_path() {
+        for p in [
+            "aws-lc/crypto/dsa/dsa_test.cc",
+            "sqlx/tests/certs/keys/ca.key",
+            "./testdata/key.pem",
+            "web/src/__tests__/auth.js",
+            "app/auth.spec.ts",
+            "py/test_tls.py",
+        ] {
+            assert!(is_test_path(p), "{p}");
+        }
+        for p in [
+            "deploy/prod.key",
+            "src/contest.rs",
+            "latest/key.pem",
+            "attestation.pem",
+        ] {
+            assert!(!is_test_path(p), "{p}");
+        }
     }
 
     #[test]
