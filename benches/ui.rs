@@ -12,7 +12,7 @@ use trunkwarden::forge::Budget;
 use trunkwarden::queue::worker::RecordHandler;
 use trunkwarden::queue::{NewDelivery, Sync, now_ms};
 use trunkwarden::server::{Connections, Settings, start_with};
-use trunkwarden::ui::{Action, Links, Snapshot, Source, UiSettings, Watched};
+use trunkwarden::ui::{Action, Links, Snapshot, Source, TrunkView, UiSettings, Watched};
 use trunkwarden::webhook::Verifier;
 
 /// One repository whose table has `rows` tasks in a chain, a tenth of them open.
@@ -70,11 +70,14 @@ impl Source for Big {
                 ForgeKind::Github,
                 &format!("https://github.com/{repo}.git"),
             ),
-            trunk: "main".into(),
-            tasks_path: "docs/TASKS.md".into(),
-            tip: "0123456789abcdef0123456789abcdef01234567".into(),
-            read_at_ms: now_ms(),
-            table: Some(t.clone()),
+            view: Arc::new(TrunkView {
+                trunk: "main".into(),
+                tasks_path: "docs/TASKS.md".into(),
+                tip: "0123456789abcdef0123456789abcdef01234567".into(),
+                read_at_ms: now_ms(),
+                table: Some(t.clone()),
+                ..TrunkView::default()
+            }),
             ..Snapshot::default()
         })
     }

@@ -529,6 +529,10 @@ pub struct SecretRule {
     /// reported.
     #[serde(default)]
     pub context: bool,
+    /// What the rule finds in test data is a fixture (a test's key pair), reported only with
+    /// `[secrets] report-test-keys`.
+    #[serde(default)]
+    pub fixture_in_tests: bool,
     #[serde(default)]
     pub examples: Vec<String>,
     #[serde(default)]

@@ -26,6 +26,22 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// (path, rule) of each finding of a `--format json` scan, sorted.
+fn found(o: &Output) -> Vec<(String, String)> {
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let mut got: Vec<(String, String)> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let path = f["path"].as_str().unwrap().trim_start_matches("./");
+            (path.to_owned(), f["rule"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    got.sort();
+    got
+}
+
 fn repo() -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
     let ok = Command::new("git")
@@ -208,24 +224,8 @@ stopwords = ["0000"]
     let o = tw(d.path(), &["scan", "--format", "json"], None);
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let mut got: Vec<(String, String)> = v
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            (
-                f["path"]
-                    .as_str()
-                    .unwrap()
-                    .trim_start_matches("./")
-                    .to_owned(),
-                f["rule"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    got.sort();
     assert_eq!(
-        got,
+        found(&o),
         vec![
             ("app.cfg".to_owned(), "acme-key".to_owned()),
             ("hosts.txt".to_owned(), "internal-host-token".to_owned()),
@@ -266,23 +266,7 @@ fn keys_in_test_data_are_fixtures_unless_the_policy_asks() {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, &key).unwrap();
     }
-    let paths = |o: &Output| {
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        let mut p: Vec<String> = v
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|f| {
-                f["path"]
-                    .as_str()
-                    .unwrap()
-                    .trim_start_matches("./")
-                    .to_owned()
-            })
-            .collect();
-        p.sort();
-        p
-    };
+    let paths = |o: &Output| -> Vec<String> { found(o).into_iter().map(|(p, _)| p).collect() };
     let o = tw(d.path(), &["scan", "--format", "json"], None);
     assert_eq!(paths(&o), vec!["deploy/server.key"]);
     std::fs::write(

@@ -20,6 +20,11 @@ async fn serve(ui: UiSettings) -> (tempfile::TempDir, Running, String) {
     (dir, running, url)
 }
 
+/// The body of a GET.
+async fn body(c: &reqwest::Client, url: &str) -> String {
+    c.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 fn no_redirects() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
@@ -77,23 +82,13 @@ async fn bad_requests_get_clear_answers_and_credentials_are_never_shown() {
         assert_eq!(r.status(), code, "{path}");
         assert!(r.text().await.unwrap().contains(says), "{path}");
     }
-    let list = c
-        .get(format!("{url}/deliveries?forge=github&event=pull_request"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let list = body(
+        &c,
+        &format!("{url}/deliveries?forge=github&event=pull_request"),
+    )
+    .await;
     assert!(list.contains("href=\"/deliveries/1\""), "{list}");
-    let page = c
-        .get(format!("{url}/deliveries/1"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = body(&c, &format!("{url}/deliveries/1")).await;
     let signature = fx.headers["x-hub-signature-256"].to_str().unwrap();
     assert!(page.contains("x-github-event"));
     assert!(!page.contains(signature) && !page.contains("x-hub-signature"));

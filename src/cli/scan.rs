@@ -71,8 +71,8 @@ struct ListedRule<'a> {
 
 /// `--list-rules`: what is active and where each rule came from; turned-off built-ins last.
 fn list_rules(scanner: &Scanner, policy: &RepoPolicy, format: ScanFormat) -> anyhow::Result<()> {
-    let builtin = Scanner::builtin().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let is_builtin = |id: &str| builtin.rules().iter().any(|r| r.id == id);
+    let builtin = Scanner::builtin_rules().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let is_builtin = |id: &str| builtin.iter().any(|r| r.id == id);
     let custom = |id: &str| policy.secrets.rule.iter().any(|r| r.id == id);
     let from_gitleaks = |id: &str| !custom(id) && !is_builtin(id);
     let rows: Vec<ListedRule<'_>> = scanner

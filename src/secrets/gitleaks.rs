@@ -142,6 +142,7 @@ pub fn import(text: &str) -> Result<Imported, RuleError> {
             stopwords: Vec::new(),
             reject_identifiers: false,
             context: false,
+            fixture_in_tests: false,
             examples: Vec::new(),
             negatives: Vec::new(),
         });

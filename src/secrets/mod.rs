@@ -120,6 +120,10 @@ pub struct Scanner {
     published: HashSet<Vec<u8>>,
 }
 
+fn rules_file() -> Result<RulesFile, RuleError> {
+    toml::from_str(RULES_TOML).map_err(|e| RuleError::Parse(e.to_string()))
+}
+
 fn published(values: &[String]) -> HashSet<Vec<u8>> {
     values.iter().map(|v| v.as_bytes().to_vec()).collect()
 }
@@ -128,6 +132,12 @@ impl Scanner {
     /// The built-in rule set.
     pub fn builtin() -> Result<Scanner, RuleError> {
         Scanner::for_policy(&SecretsPolicy::default(), None)
+    }
+
+    /// The built-in rules as written, without compiling a scanner: for callers that only
+    /// need their ids.
+    pub fn builtin_rules() -> Result<Vec<SecretRule>, RuleError> {
+        Ok(rules_file()?.rule)
     }
 
     /// Builds the prefilter over every rule's keywords.
@@ -189,8 +199,7 @@ impl Scanner {
         policy: &SecretsPolicy,
         baseline: Option<(&[u8], &str)>,
     ) -> Result<Scanner, RuleError> {
-        let file: RulesFile =
-            toml::from_str(RULES_TOML).map_err(|e| RuleError::Parse(e.to_string()))?;
+        let file = rules_file()?;
         let mut rules = file.rule;
         for id in &policy.disable {
             if !rules.iter().any(|r| &r.id == id) {
@@ -317,7 +326,8 @@ impl Scanner {
         let mut seen: HashSet<(usize, usize)> = HashSet::new();
         let mut found = Vec::new();
         let mut ends = Vec::new();
-        let mut weak = Vec::new();
+        // 0: knows the secret's shape, 1: only its surroundings, 2: generic.
+        let mut rank = Vec::new();
         // Per rule, the end of the last window searched: a hit inside it needs no new search.
         let mut searched_to: Vec<usize> = vec![0; self.rules.len()];
         let hits = self.prefilter.find_overlapping_iter(content).map(|m| {
@@ -332,7 +342,7 @@ impl Scanner {
         let whole = self.always.iter().map(|&ri| (ri, 0, content.len(), 0));
         for (ri, start, end, w) in hits.chain(whole) {
             let rule = &self.rules[ri];
-            if test_data && rule.id == "private-key" {
+            if test_data && rule.fixture_in_tests {
                 continue;
             }
             if searched_to[ri] >= end {
@@ -383,10 +393,14 @@ impl Scanner {
                     commit: None,
                 });
                 ends.push(s_end);
-                weak.push(rule.context || rule.id.starts_with("generic-"));
+                rank.push(if rule.id.starts_with("generic-") {
+                    2
+                } else {
+                    u8::from(rule.context)
+                });
             }
         }
-        let mut found = one_per_secret(found, &ends, &weak);
+        let mut found = one_per_secret(found, &ends, &rank);
         found.sort_by(|a, b| (a.offset, &a.rule).cmp(&(b.offset, &b.rule)));
         found
     }
@@ -610,9 +624,9 @@ pub fn mask(secret: &[u8]) -> String {
 /// One finding per secret: where spans overlap, a rule that knows the secret's shape wins over
 /// one that knows only its surroundings (`context`), which wins over a generic one; of two
 /// alike, the one found first.
-fn one_per_secret(found: Vec<Finding>, ends: &[usize], weak: &[bool]) -> Vec<Finding> {
+fn one_per_secret(found: Vec<Finding>, ends: &[usize], rank: &[u8]) -> Vec<Finding> {
     let mut order: Vec<usize> = (0..found.len()).collect();
-    order.sort_by_key(|&i| (found[i].rule.starts_with("generic-"), weak[i], i));
+    order.sort_by_key(|&i| (rank[i], i));
     let mut kept: Vec<(usize, usize)> = Vec::new();
     let mut keep = vec![false; found.len()];
     for i in order {

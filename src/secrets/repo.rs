@@ -52,9 +52,9 @@ pub fn tuned(secrets: &SecretsPolicy, gl: &Gitleaks) -> Result<Tuned, RuleError>
     if let Some(bytes) = &gl.config {
         let imported = gitleaks::import(&String::from_utf8_lossy(bytes))?;
         notes = imported.notes;
-        let builtin = Scanner::builtin()?;
+        let builtin = Scanner::builtin_rules()?;
         for r in imported.rules {
-            if builtin.rules().iter().any(|b| b.id == r.id) {
+            if builtin.iter().any(|b| b.id == r.id) {
                 // A copy of gitleaks' own rule: the built-in one (checksums, examples) stays.
                 notes.push(format!(
                     "rule `{}`: trunkwarden's built-in rule of that id is used",

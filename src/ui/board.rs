@@ -21,7 +21,7 @@ const PIPELINE_DONE: usize = 20;
 const CHART_BARS: usize = 40;
 
 /// The board's columns, in the order work moves.
-const COLUMNS: [Status; 7] = [
+pub(super) const COLUMNS: [Status; 7] = [
     Status::NotStarted,
     Status::InProgress,
     Status::NeedsQa,

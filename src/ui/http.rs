@@ -220,7 +220,7 @@ async fn repo(
             &format!("{full} is not a repository the bot watches."),
         );
     };
-    let Some(table) = snap.table.as_deref() else {
+    let Some(table) = snap.view.table.as_deref() else {
         return html_page(
             &full,
             html! { h1 { (full) } p { "The task table has not been read since the start; the next pass reads it." } },
@@ -231,7 +231,7 @@ async fn repo(
         repo: &full,
         links: &snap.links,
         table,
-        learnings: snap.learnings.as_deref(),
+        learnings: snap.view.learnings.as_deref(),
         waits: &snap.waits,
         merged: &snap.merged,
         required: &snap.required,
@@ -244,10 +244,10 @@ async fn repo(
         Ok(main) => {
             let meta = html! {
                 p.trunk {
-                    "trunk " code { (snap.trunk) }
-                    @if snap.tip.len() >= 7 { " at " code { (&snap.tip[..7]) } }
-                    " · " (snap.tasks_path)
-                    " · read " (super::layout::ago(now_ms() - snap.read_at_ms)) " ago"
+                    "trunk " code { (snap.view.trunk) }
+                    @if snap.view.tip.len() >= 7 { " at " code { (&snap.view.tip[..7]) } }
+                    " · " (snap.view.tasks_path)
+                    " · read " (super::layout::ago(now_ms() - snap.view.read_at_ms)) " ago"
                 }
             };
             html_page(&full, html! { (meta) (main) })
@@ -255,7 +255,10 @@ async fn repo(
         Err(e) => problem(
             StatusCode::OK,
             &full,
-            &format!("{}: the task table cannot be read: {e}", snap.tasks_path),
+            &format!(
+                "{}: the task table cannot be read: {e}",
+                snap.view.tasks_path
+            ),
         ),
     }
 }

@@ -23,6 +23,8 @@ mod source;
 
 use std::sync::Arc;
 
+pub use crate::engine::TrunkView;
+
 pub use board::{BoardInput, render_board_file};
 pub use http::{UiSettings, routes};
 
@@ -56,17 +58,8 @@ pub struct Watched {
 pub struct Snapshot {
     /// Forge web links for issues, pull requests, commits and branches.
     pub links: Links,
-    /// The trunk's branch name (empty until a pass read it).
-    pub trunk: String,
-    pub tasks_path: String,
-    /// The trunk's tip commit when the table was read.
-    pub tip: String,
-    /// When the table was read (Unix ms); 0: not read since this process started.
-    pub read_at_ms: i64,
-    /// The task table's bytes on the trunk; `None` until a pass read it or without a table.
-    pub table: Option<Arc<[u8]>>,
-    /// The learnings file's bytes, if the trunk has one.
-    pub learnings: Option<Arc<[u8]>>,
+    /// The trunk as the last pass read it (all empty, `read_at_ms` 0, before the first).
+    pub view: Arc<TrunkView>,
     /// Squash commits whose CI is awaited.
     pub waits: Vec<Wait>,
     /// Pull requests known merged, with their merge commits.

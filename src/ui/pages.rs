@@ -46,11 +46,11 @@ async fn repo_rows(source: &dyn Source) -> Vec<RepoRow> {
             ready: Vec::new(),
             deadlock: None,
             problem: None,
-            read_at_ms: snap.read_at_ms,
+            read_at_ms: snap.view.read_at_ms,
         };
-        match snap.table.as_deref().map(TaskTable::parse_bytes) {
+        match snap.view.table.as_deref().map(TaskTable::parse_bytes) {
             None => {
-                row.problem = Some(if snap.read_at_ms == 0 {
+                row.problem = Some(if snap.view.read_at_ms == 0 {
                     "not read since the start; the next pass reads it".into()
                 } else {
                     "no task table on the trunk".into()
@@ -133,14 +133,8 @@ pub async fn overview(source: Option<&dyn Source>, store: &Store, now_ms: i64) -
     };
     let budgets = source.map(|s| s.budgets()).unwrap_or_default();
     let counts = store.counts().await.unwrap_or_default();
-    let shown = [
-        Status::NotStarted,
-        Status::InProgress,
-        Status::NeedsQa,
-        Status::Blocked,
-        Status::Failed,
-        Status::Done,
-    ];
+    // The board's columns but `deferred`: work set aside is not counted here.
+    let shown = &super::board::COLUMNS[..6];
     html! {
         h1 { "Repositories" }
         @if source.is_none() {
@@ -153,7 +147,7 @@ pub async fn overview(source: Option<&dyn Source>, store: &Store, now_ms: i64) -
             table.repos {
                 thead { tr {
                     th { "repository" }
-                    @for s in shown { th { (s.as_str()) } }
+                    @for &s in shown { th { (s.as_str()) } }
                     th { "may start now" } th { "read" }
                 } }
                 tbody {
@@ -163,7 +157,7 @@ pub async fn overview(source: Option<&dyn Source>, store: &Store, now_ms: i64) -
                             @if let Some(p) = &r.problem {
                                 td.problem colspan=(shown.len() + 1) { (p) }
                             } @else {
-                                @for s in shown { td.num { (r.counts.get(&s).copied().unwrap_or(0)) } }
+                                @for &s in shown { td.num { (r.counts.get(&s).copied().unwrap_or(0)) } }
                                 td {
                                     @if let Some(d) = &r.deadlock { span.deadlock { "deadlock: " (d) } }
                                     @else if r.ready.is_empty() { "—" }

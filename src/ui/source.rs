@@ -32,8 +32,8 @@ impl Source for Engines {
 
     async fn snapshot(&self, forge: &str, repo: &str) -> Option<Snapshot> {
         let engine = self.get(forge)?;
-        let watched = engine.watched().await.ok()?;
-        if !watched.iter().any(|w| w == repo) {
+        // A trunk a pass read is watched; only others cost a look at the ledger.
+        if engine.view(repo).is_none() && !engine.watched().await.ok()?.iter().any(|w| w == repo) {
             return None;
         }
         let view = engine.view(repo).unwrap_or_default();
@@ -44,12 +44,7 @@ impl Source for Engines {
         };
         Some(Snapshot {
             links: links(engine, repo),
-            trunk: view.trunk.clone(),
-            tasks_path: view.tasks_path.clone(),
-            tip: view.tip.clone(),
-            read_at_ms: view.read_at_ms,
-            table: view.table.clone(),
-            learnings: view.learnings.clone(),
+            view,
             waits: engine
                 .waits(repo)
                 .await
