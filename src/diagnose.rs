@@ -9,12 +9,12 @@
 
 use std::io::BufRead;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::secrets::Scanner;
 
 /// What kind of failure a log shows, most telling first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Class {
     /// A secret scanner refused the change.
@@ -49,7 +49,7 @@ impl Class {
 }
 
 /// A log's diagnosis.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Diagnosis {
     pub class: Class,
     /// Failing tests by name, first ones only.
@@ -87,53 +87,91 @@ impl Diagnosis {
     }
 }
 
+impl Diagnosis {
+    /// The lines worth showing under the summary: the errors, else the last lines.
+    pub fn excerpt(&self) -> Vec<String> {
+        if self.errors.is_empty() {
+            let skip = self.tail.len().saturating_sub(10);
+            self.tail[skip..].to_vec()
+        } else {
+            self.errors.clone()
+        }
+    }
+}
+
 const MAX_LINE: usize = 4096;
 const MAX_ERRORS: usize = 8;
 const MAX_FAILING: usize = 20;
 const TAIL: usize = 20;
 
 /// Reads a log to its end and says what broke. Read errors end the log where they happen.
-pub fn diagnose(log: impl BufRead, scanner: Option<&Scanner>) -> Diagnosis {
-    let mut d = Reader::default();
-    let mut log = log;
-    let mut buf = Vec::new();
+pub fn diagnose(mut log: impl BufRead, scanner: Option<&Scanner>) -> Diagnosis {
+    let mut d = Diagnoser::new(scanner);
     loop {
-        buf.clear();
-        match read_line_capped(&mut log, &mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
-        let line = clean(&String::from_utf8_lossy(&buf));
-        let line = match scanner {
-            Some(s) => mask_secrets(s, &line),
-            None => line,
+        let n = match log.fill_buf() {
+            Ok([]) | Err(_) => break,
+            Ok(chunk) => {
+                d.feed(chunk);
+                chunk.len()
+            }
         };
-        d.line(&line);
+        log.consume(n);
     }
     d.finish()
 }
 
-/// One line into `buf` (without its end), at most [`MAX_LINE`] bytes kept of it: a log with no
-/// line breaks is not loaded whole.
-fn read_line_capped(r: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<usize> {
-    let mut total = 0;
-    loop {
-        let chunk = r.fill_buf()?;
-        if chunk.is_empty() {
-            return Ok(total);
+/// A log read as it arrives, in pieces of any size: a line is kept up to [`MAX_LINE`] bytes
+/// (a log with no line breaks is not held whole), cleaned and masked, then read.
+pub struct Diagnoser<'a> {
+    reader: Reader,
+    scanner: Option<&'a Scanner>,
+    line: Vec<u8>,
+}
+
+impl<'a> Diagnoser<'a> {
+    /// A reader that masks what `scanner` finds before a line is kept.
+    pub fn new(scanner: Option<&'a Scanner>) -> Diagnoser<'a> {
+        Diagnoser {
+            reader: Reader::default(),
+            scanner,
+            line: Vec::new(),
         }
-        let (used, done) = match chunk.iter().position(|&b| b == b'\n') {
-            Some(i) => (i + 1, true),
-            None => (chunk.len(), false),
+    }
+
+    /// The next piece of the log.
+    pub fn feed(&mut self, mut chunk: &[u8]) {
+        while !chunk.is_empty() {
+            let (used, done) = match chunk.iter().position(|&b| b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (chunk.len(), false),
+            };
+            let room = MAX_LINE.saturating_sub(self.line.len());
+            let piece = &chunk[..used];
+            let piece = piece.strip_suffix(b"\n").unwrap_or(piece);
+            self.line.extend_from_slice(&piece[..piece.len().min(room)]);
+            chunk = &chunk[used..];
+            if done {
+                self.end_line();
+            }
+        }
+    }
+
+    fn end_line(&mut self) {
+        let line = clean(&String::from_utf8_lossy(&self.line));
+        self.line.clear();
+        let line = match self.scanner {
+            Some(s) => mask_secrets(s, &line),
+            None => line,
         };
-        let room = MAX_LINE.saturating_sub(buf.len());
-        let keep = &chunk[..used.min(room)];
-        buf.extend_from_slice(keep.strip_suffix(b"\n").unwrap_or(keep));
-        r.consume(used);
-        total += used;
-        if done {
-            return Ok(total);
+        self.reader.line(&line);
+    }
+
+    /// The diagnosis of everything fed.
+    pub fn finish(mut self) -> Diagnosis {
+        if !self.line.is_empty() {
+            self.end_line();
         }
+        self.reader.finish()
     }
 }
 
@@ -220,7 +258,8 @@ struct Reader {
     errors: Vec<String>,
     tail: std::collections::VecDeque<String>,
     lines: u64,
-    /// The last line, for locations printed on the line after an error (rustc's ` --> `).
+    /// The last error kept, for what is printed on the line after it (rustc's ` --> `, a
+    /// panic's message).
     last_error: Option<usize>,
 }
 
@@ -256,6 +295,19 @@ impl Reader {
         }
         self.tail.push_back(clip(line, 300));
         let t = line.trim();
+        // Rust prints a panic's message on the line after `panicked at file:line:col:`.
+        if let Some(i) = self.last_error
+            && !t.is_empty()
+            && !t.starts_with("note:")
+            && let Some(e) = self.errors.get_mut(i)
+            && e.contains("panicked at")
+            && e.ends_with(':')
+        {
+            e.push(' ');
+            e.push_str(&clip(t, 200));
+            self.last_error = None;
+            return;
+        }
         // A location on the line after an error belongs to it.
         if let Some(rest) = t.strip_prefix("--> ")
             && let Some(i) = self.last_error.take()

@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 use super::http::{Auth, Rest, segment};
 use super::{
     CiResult, CiSource, CiState, CommentOutcome, Forge, ForgeError, ForgeKind, HookHealth,
-    HookOutcome, HookSpec, HookTarget, Permission, PrState, Protection, PullRequest, RepoRef,
-    RepoSettings, Retry, StatusSpec, Thread, Token, User,
+    HookOutcome, HookSpec, HookTarget, JobLog, Permission, PrState, Protection, PullRequest,
+    RepoRef, RepoSettings, Retry, StatusSpec, Thread, Token, User,
 };
 
 /// A Gitea or Forgejo instance.
@@ -68,6 +68,34 @@ impl Gitea {
             HookTarget::Org(o) => format!("/orgs/{}/hooks", segment(o)),
         }
     }
+}
+
+/// `GET /repos/{owner}/{repo}/actions/runs`.
+#[derive(Deserialize)]
+struct ApiRuns {
+    #[serde(default)]
+    workflow_runs: Vec<ApiRun>,
+}
+
+#[derive(Deserialize)]
+struct ApiRun {
+    id: u64,
+    #[serde(default)]
+    head_sha: String,
+}
+
+/// `GET /repos/{owner}/{repo}/actions/runs/{run}/jobs`.
+#[derive(Deserialize)]
+struct ApiJobs {
+    #[serde(default)]
+    jobs: Vec<ApiJob>,
+}
+
+#[derive(Deserialize)]
+struct ApiJob {
+    id: u64,
+    #[serde(default)]
+    name: String,
 }
 
 #[derive(Deserialize)]
@@ -293,6 +321,61 @@ impl Forge for Gitea {
             }
         }
         Ok(super::latest_per_context(all))
+    }
+
+    async fn job_log(
+        &self,
+        repo: &RepoRef,
+        sha: &str,
+        ci: &CiResult,
+    ) -> Result<Option<JobLog>, ForgeError> {
+        // Gitea Actions link their statuses to `…/actions/runs/{n}/jobs/{i}` (indexes, not
+        // ids): the failed job is found among the runs of the commit. Forgejo's API serves no
+        // job logs; other CI systems' statuses link elsewhere.
+        let actions = ci
+            .target_url
+            .as_deref()
+            .is_some_and(|u| u.contains("/actions/runs/"));
+        if self.kind != ForgeKind::Gitea || !actions {
+            return Ok(None);
+        }
+        let base = Self::repo_path(repo);
+        let path = format!("{base}/actions/runs?head_sha={}&limit=20", segment(sha));
+        let runs: ApiRuns = match self
+            .rest
+            .json("list workflow runs", Method::GET, &path, None)
+            .await
+        {
+            Ok(r) => r,
+            // A Gitea before the Actions API.
+            Err(e) if e.status() == Some(404) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut failed = Vec::new();
+        for run in runs.workflow_runs.iter().filter(|r| r.head_sha == sha) {
+            let path = format!(
+                "{base}/actions/runs/{}/jobs?status=failure&limit=50",
+                run.id
+            );
+            let jobs: ApiJobs = self
+                .rest
+                .json("list workflow jobs", Method::GET, &path, None)
+                .await?;
+            failed.extend(jobs.jobs);
+        }
+        // The status context reads `workflow / job (event)`.
+        let named = failed
+            .iter()
+            .find(|j| ci.context.contains(&format!("/ {} (", j.name)) || ci.context == j.name);
+        let Some(job) = named.or(failed.first().filter(|_| failed.len() == 1)) else {
+            return Ok(None);
+        };
+        self.rest
+            .log(
+                "download job logs",
+                &format!("{base}/actions/jobs/{}/logs", job.id),
+            )
+            .await
     }
 
     async fn upsert_comment(

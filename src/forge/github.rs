@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use super::http::{CallState, Reply, segment, with_state};
 use super::{
     CiResult, CiSource, CiState, CommentOutcome, Forge, ForgeError, ForgeKind, HookHealth,
-    HookOutcome, HookSpec, HookTarget, Permission, PrState, Protection, PullRequest, RepoRef,
-    RepoSettings, Retry, StatusSpec, Thread, Token, User,
+    HookOutcome, HookSpec, HookTarget, JobLog, Permission, PrState, Protection, PullRequest,
+    RepoRef, RepoSettings, Retry, StatusSpec, Thread, Token, User, number_after,
 };
 
 const KIND: ForgeKind = ForgeKind::Github;
@@ -19,6 +19,10 @@ const KIND: ForgeKind = ForgeKind::Github;
 /// A GitHub or GHES API endpoint.
 pub struct Github {
     octo: octocrab::Octocrab,
+    /// The API root, for the one call octocrab would read whole: a job's log.
+    base: String,
+    /// Streams job logs, following GitHub's redirect to their storage.
+    logs: reqwest::Client,
     token: Token,
     retry: Retry,
     me: tokio::sync::OnceCell<User>,
@@ -43,8 +47,15 @@ impl Github {
             .set_read_timeout(Some(std::time::Duration::from_secs(30)))
             .build()
             .map_err(|e| err(e.to_string()))?;
+        let logs = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .user_agent(concat!("trunkwarden/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| err(e.to_string()))?;
         Ok(Github {
             octo,
+            base: base.trim_end_matches('/').to_owned(),
+            logs,
             token,
             retry,
             me: tokio::sync::OnceCell::new(),
@@ -365,6 +376,34 @@ impl Forge for Github {
             }
         }
         Ok(super::latest_per_context(all))
+    }
+
+    async fn job_log(
+        &self,
+        repo: &RepoRef,
+        _sha: &str,
+        ci: &CiResult,
+    ) -> Result<Option<JobLog>, ForgeError> {
+        // An Actions job links to `…/actions/runs/{run}/job/{job}`; the job id is the check
+        // run's id. Other apps' checks and statuses name no log GitHub keeps.
+        let Some(job) = ci
+            .target_url
+            .as_deref()
+            .and_then(|u| number_after(u, "/job/"))
+        else {
+            return Ok(None);
+        };
+        let url = format!(
+            "{}{}/actions/jobs/{job}/logs",
+            self.base,
+            Self::repo_path(repo)
+        );
+        let req = self
+            .logs
+            .get(url)
+            .bearer_auth(self.token.expose())
+            .header(reqwest::header::ACCEPT, "application/vnd.github+json");
+        super::http::read_log(KIND, "download job logs", &self.token, req).await
     }
 
     async fn upsert_comment(

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use super::http::{Auth, Rest, segment};
 use super::{
     CiResult, CiSource, CiState, CommentOutcome, Forge, ForgeError, ForgeKind, HookHealth,
-    HookOutcome, HookSpec, HookTarget, Permission, PrState, Protection, PullRequest, RepoRef,
-    RepoSettings, Retry, StatusSpec, Thread, Token, User,
+    HookOutcome, HookSpec, HookTarget, JobLog, Permission, PrState, Protection, PullRequest,
+    RepoRef, RepoSettings, Retry, StatusSpec, Thread, Token, User, number_after,
 };
 
 const KIND: ForgeKind = ForgeKind::Gitlab;
@@ -259,6 +259,28 @@ impl Forge for Gitlab {
             }
         }
         Ok(super::latest_per_context(all))
+    }
+
+    async fn job_log(
+        &self,
+        repo: &RepoRef,
+        _sha: &str,
+        ci: &CiResult,
+    ) -> Result<Option<JobLog>, ForgeError> {
+        // A CI job's status links to `…/-/jobs/{id}`; external statuses link elsewhere.
+        let Some(job) = ci
+            .target_url
+            .as_deref()
+            .and_then(|u| number_after(u, "/-/jobs/"))
+        else {
+            return Ok(None);
+        };
+        self.rest
+            .log(
+                "get job log",
+                &format!("{}/jobs/{job}/trace", Self::project(repo)),
+            )
+            .await
     }
 
     async fn upsert_comment(

@@ -9,7 +9,7 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::de::DeserializeOwned;
 
-use super::ForgeKind;
+use super::{ForgeKind, JobLog};
 
 /// A credential. It is never printed: `Debug`, `Display` and `Serialize` show `***`.
 #[derive(Clone, PartialEq, Eq)]
@@ -598,6 +598,129 @@ impl Rest {
             .await?
             .json(self.kind, call)
     }
+}
+
+impl Rest {
+    /// Reads the tail of a log at `path` (relative to the API root) — see [`read_log`].
+    pub async fn log(&self, call: &'static str, path: &str) -> Result<Option<JobLog>, ForgeError> {
+        let url = format!("{}{path}", self.base);
+        let req = self.client.get(&url);
+        let req = match self.auth {
+            Auth::TokenScheme => req.header(
+                reqwest::header::AUTHORIZATION,
+                format!("token {}", self.token.expose()),
+            ),
+            Auth::PrivateToken => req.header("private-token", self.token.expose()),
+        };
+        read_log(self.kind, call, &self.token, req).await
+    }
+}
+
+/// The most of a log the bot reads: its last 8 MiB. Failures are reported at the end (test
+/// summaries, the step that exited non-zero); a 500 MB log is never held whole.
+pub const LOG_TAIL: usize = 8 << 20;
+
+/// A log's last bytes, kept as it streams in.
+pub(crate) struct Tail {
+    cap: usize,
+    buf: Vec<u8>,
+    total: u64,
+}
+
+impl Tail {
+    /// Keeps at most `cap` bytes (twice that while reading).
+    pub(crate) fn new(cap: usize) -> Tail {
+        Tail {
+            cap,
+            buf: Vec::new(),
+            total: 0,
+        }
+    }
+
+    pub(crate) fn push(&mut self, chunk: &[u8]) {
+        self.total += chunk.len() as u64;
+        self.buf.extend_from_slice(chunk);
+        if self.buf.len() > 2 * self.cap {
+            let cut = self.buf.len() - self.cap;
+            self.buf.drain(..cut);
+        }
+    }
+
+    /// At most `cap` bytes, from the first whole line when the head was dropped.
+    pub(crate) fn finish(mut self, start: u64) -> JobLog {
+        if self.buf.len() > self.cap {
+            let cut = self.buf.len() - self.cap;
+            self.buf.drain(..cut);
+        }
+        let kept = self.buf.len() as u64;
+        if start + self.total > kept
+            && let Some(nl) = self.buf.iter().position(|&b| b == b'\n')
+        {
+            self.buf.drain(..=nl);
+        }
+        JobLog {
+            tail: self.buf,
+            total: start + self.total,
+        }
+    }
+}
+
+/// Downloads a log as it streams, asking for its tail only (`Range: bytes=-LOG_TAIL`) and,
+/// from a server that sends it all anyway, keeping the last [`LOG_TAIL`] bytes. Redirects
+/// to the log's storage are followed (without the token: reqwest drops it on a redirect to
+/// another host). `None` when there is no such log (404, 410).
+pub async fn read_log(
+    forge: ForgeKind,
+    call: &'static str,
+    token: &Token,
+    req: reqwest::RequestBuilder,
+) -> Result<Option<JobLog>, ForgeError> {
+    let transport = |e: reqwest::Error| ForgeError::Transport {
+        forge,
+        call,
+        message: token.redact(&e.without_url().to_string()),
+    };
+    let mut resp = req
+        .header(reqwest::header::RANGE, format!("bytes=-{LOG_TAIL}"))
+        .timeout(Duration::from_secs(300))
+        .send()
+        .await
+        .map_err(transport)?;
+    let status = resp.status().as_u16();
+    metrics::counter!("trunkwarden_forge_requests_total", "forge" => forge.as_str(), "endpoint" => call, "status" => status.to_string()).increment(1);
+    if status == 404 || status == 410 {
+        return Ok(None);
+    }
+    if !(200..300).contains(&status) {
+        let body = resp.bytes().await.unwrap_or_default();
+        let reply = Reply {
+            status,
+            headers: HeaderMap::new(),
+            body: body.iter().take(4096).copied().collect(),
+        };
+        return Err(ForgeError::Status {
+            forge,
+            call,
+            status,
+            message: error_message(&reply, token),
+            hint: hint(status),
+        });
+    }
+    // `Content-Range: bytes 100-199/200`: the tail starts at 100 of 200.
+    let start = resp
+        .headers()
+        .get(reqwest::header::CONTENT_RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("bytes "))
+        .and_then(|v| v.split_once('-'))
+        .and_then(|(a, _)| a.trim().parse::<u64>().ok())
+        .filter(|_| status == 206)
+        .unwrap_or(0);
+    let mut tail = Tail::new(LOG_TAIL);
+    while let Some(chunk) = resp.chunk().await.map_err(transport)? {
+        tail.push(&chunk);
+    }
+    Ok(Some(tail.finish(start)))
 }
 
 /// Escapes one path segment (an owner, a name, a branch).

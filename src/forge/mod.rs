@@ -7,6 +7,7 @@ pub mod gitea;
 pub mod github;
 pub mod gitlab;
 pub mod http;
+pub mod woodpecker;
 
 use std::fmt;
 
@@ -93,6 +94,15 @@ pub struct CiResult {
     pub reporter: Option<String>,
     pub target_url: Option<String>,
     pub source: CiSource,
+}
+
+/// A failed CI job's log as far as the bot reads it: the end, where failures are reported.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobLog {
+    /// The last bytes of the log, at most [`http::LOG_TAIL`], starting on a whole line.
+    pub tail: Vec<u8>,
+    /// How long the whole log is, in bytes, as far as the server said or sent.
+    pub total: u64,
 }
 
 /// A commit status to set.
@@ -261,6 +271,19 @@ pub trait Forge: Send + Sync {
     /// Every CI result on a commit, commit statuses and check runs combined, latest per context.
     async fn ci_results(&self, repo: &RepoRef, sha: &str) -> Result<Vec<CiResult>, ForgeError>;
 
+    /// The log of the job behind a failed CI result, where the forge runs the CI itself
+    /// (GitHub Actions, GitLab CI, Gitea Actions); `None` when the result names no job the
+    /// forge keeps a log of.
+    async fn job_log(
+        &self,
+        repo: &RepoRef,
+        sha: &str,
+        ci: &CiResult,
+    ) -> Result<Option<JobLog>, ForgeError> {
+        let _ = (repo, sha, ci);
+        Ok(None)
+    }
+
     /// Creates the bot's comment carrying `marker` on a thread, or edits it in place.
     async fn upsert_comment(
         &self,
@@ -382,6 +405,14 @@ pub trait Forge: Send + Sync {
         branch: &str,
         desired: &RepoSettings,
     ) -> Result<(), ForgeError>;
+}
+
+/// The number after the last `marker` in a URL (`…/job/123?x` → 123): where CI pages name
+/// their job.
+pub(crate) fn number_after(url: &str, marker: &str) -> Option<u64> {
+    let (_, rest) = url.rsplit_once(marker)?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
 }
 
 /// `TRUNKWARDEN_<FORGE>_<what>`: where a forge's settings live in the environment.
