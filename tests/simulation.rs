@@ -340,6 +340,7 @@ impl World {
                 git_token: None,
                 push_attempts: 16,
                 clock: self.clock.clone(),
+                woodpecker: None,
             },
         )
         .await

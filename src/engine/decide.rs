@@ -160,6 +160,9 @@ pub struct Facts<'a> {
     pub gave_up: Option<usize>,
     /// What the worker reported it used (a `Used:` trailer), if anything.
     pub used: Option<Tokens>,
+    /// What broke, read from the failed job's log where CI is red (on the head while the
+    /// pull request is open, on the squash commit after).
+    pub diagnosis: Option<&'a str>,
     /// RFC 3339.
     pub now: &'a str,
 }
@@ -202,6 +205,11 @@ pub fn used_trailer(text: &str) -> Option<Tokens> {
     })
 }
 
+/// `; CI red (test): …` after a note that names failing contexts, when the log said why.
+fn because(diagnosis: Option<&str>) -> String {
+    diagnosis.map_or(String::new(), |d| format!("; {d}"))
+}
+
 /// The cells a pull request claims on its task: who works on it, since when, on which branch.
 fn claim(d: &mut Decision, task: &Task, pr: &PullRequest, now: &str) {
     if task.agent.is_empty() {
@@ -224,6 +232,7 @@ pub fn decide(f: &Facts<'_>) -> Decision {
     let set = |d: &mut Decision, k: &str, v: String| d.cells.push((k.to_owned(), v));
     // A pull request the task no longer tracks (it moved on to another one) changes nothing.
     let elsewhere = current_pr(task).is_some_and(|m| m != n);
+    let why = because(f.diagnosis);
     match pr.state {
         PrState::Open => {
             if task.is_done() || status == Some(Status::Deferred) {
@@ -239,7 +248,7 @@ pub fn decide(f: &Facts<'_>) -> Decision {
             claim(&mut d, task, pr, now);
             let note = match head {
                 CiVerdict::Red(ctx) => format!(
-                    "PR #{n}: CI failing on {}: {}",
+                    "PR #{n}: CI failing on {}: {}{why}",
                     short(&pr.head_sha),
                     list(ctx)
                 ),
@@ -247,7 +256,7 @@ pub fn decide(f: &Facts<'_>) -> Decision {
             };
             if let (CiVerdict::Red(ctx), Some(k)) = (head, f.gave_up) {
                 let note = format!(
-                    "PR #{n}: CI failed on {k} pushes, last on {}: {}",
+                    "PR #{n}: CI failed on {k} pushes, last on {}: {}{why}",
                     short(&pr.head_sha),
                     list(ctx)
                 );
@@ -494,8 +503,9 @@ fn merged(f: &Facts<'_>, d: &mut Decision) {
         }
         CiVerdict::Red(ctx) => {
             let note = format!(
-                "PR #{n} squash-merged as {s}; CI on the trunk failed: {}{stays_open}",
-                list(ctx)
+                "PR #{n} squash-merged as {s}; CI on the trunk failed: {}{}{stays_open}",
+                list(ctx),
+                because(f.diagnosis)
             );
             if task.notes != note || status != Some(Status::Failed) {
                 set(d, "status", Status::Failed.as_str().into());
@@ -598,6 +608,7 @@ mod tests {
             issues: &facts,
             gave_up,
             used: None,
+            diagnosis: None,
             now,
         })
     }
@@ -771,6 +782,7 @@ mod tests {
             issues,
             gave_up: None,
             used: None,
+            diagnosis: None,
             now: NOW,
         })
     }
@@ -885,6 +897,7 @@ mod tests {
             issues: &[],
             gave_up: None,
             used: Some(Tokens(20_000)),
+            diagnosis: None,
             now: NOW,
         });
         assert_eq!(cell(&d, "used"), Some("20K"));

@@ -67,7 +67,7 @@ pub enum Claim {
 }
 
 /// The ledger's tables; `forge` leads every key.
-const SCHEMA: [&str; 11] = [
+const SCHEMA: [&str; 12] = [
     "CREATE TABLE IF NOT EXISTS engine_effects (forge TEXT NOT NULL, key TEXT NOT NULL, done_at TEXT NOT NULL, PRIMARY KEY (forge, key))",
     "CREATE TABLE IF NOT EXISTS engine_effect_claims (forge TEXT NOT NULL, key TEXT NOT NULL, owner TEXT NOT NULL, claimed_at BIGINT NOT NULL, attempts BIGINT NOT NULL, retry_at BIGINT NOT NULL, last_error TEXT, PRIMARY KEY (forge, key))",
     "CREATE TABLE IF NOT EXISTS engine_claims (forge TEXT NOT NULL, repo TEXT NOT NULL, pr BIGINT NOT NULL, task TEXT NOT NULL, PRIMARY KEY (forge, repo, pr))",
@@ -79,6 +79,7 @@ const SCHEMA: [&str; 11] = [
     "CREATE TABLE IF NOT EXISTS engine_pending_since (forge TEXT NOT NULL, repo TEXT NOT NULL, sha TEXT NOT NULL, since BIGINT NOT NULL, PRIMARY KEY (forge, repo, sha))",
     "CREATE TABLE IF NOT EXISTS engine_repos (forge TEXT NOT NULL, name TEXT NOT NULL, PRIMARY KEY (forge, name))",
     "CREATE TABLE IF NOT EXISTS engine_said (forge TEXT NOT NULL, repo TEXT NOT NULL, thread TEXT NOT NULL, marker TEXT NOT NULL, id BIGINT NOT NULL, digest TEXT NOT NULL, PRIMARY KEY (forge, repo, thread, marker))",
+    "CREATE TABLE IF NOT EXISTS engine_diagnoses (forge TEXT NOT NULL, repo TEXT NOT NULL, sha TEXT NOT NULL, context TEXT NOT NULL, detail TEXT NOT NULL, flaky BIGINT NOT NULL, PRIMARY KEY (forge, repo, sha, context))",
 ];
 
 /// Tables of ledgers written before the forge was a column (a table per forge on PostgreSQL,
@@ -744,6 +745,65 @@ impl Ledger {
         .bind(pr as i64)
         .fetch_one(&self.pool)
         .await
+    }
+
+    /// What a failed context's log said on a commit (`detail` as the engine wrote it; empty
+    /// when there was no log to read), with whether its passing on a rerun was noted.
+    pub async fn diagnoses(
+        &self,
+        repo: &str,
+        sha: &str,
+    ) -> Result<Vec<(String, String, bool)>, sqlx::Error> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(q(
+            "SELECT context, detail, flaky FROM engine_diagnoses WHERE forge = ? AND repo = ? AND sha = ? ORDER BY context",
+        ))
+        .bind(&self.forge)
+        .bind(repo)
+        .bind(sha)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(c, d, f)| (c, d, f != 0)).collect())
+    }
+
+    /// Records what a failed context's log said, once: the first reader's record stands.
+    pub async fn record_diagnosis(
+        &self,
+        repo: &str,
+        sha: &str,
+        context: &str,
+        detail: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(q(
+            "INSERT INTO engine_diagnoses (forge, repo, sha, context, detail, flaky) VALUES (?, ?, ?, ?, ?, 0) ON CONFLICT DO NOTHING",
+        ))
+        .bind(&self.forge)
+        .bind(repo)
+        .bind(sha)
+        .bind(context)
+        .bind(detail)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Marks a failed context as passed on a rerun of the same commit; `true` for the one
+    /// caller (of all replicas) that marked it first.
+    pub async fn note_flaky(
+        &self,
+        repo: &str,
+        sha: &str,
+        context: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query(q(
+            "UPDATE engine_diagnoses SET flaky = 1 WHERE forge = ? AND repo = ? AND sha = ? AND context = ? AND flaky = 0",
+        ))
+        .bind(&self.forge)
+        .bind(repo)
+        .bind(sha)
+        .bind(context)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Since when (Unix ms) a commit's CI has been awaited: the first time this was asked.

@@ -12,12 +12,14 @@
 //!   [`decide`] → the effects (`effects.rs`) → one commit → the sticky comments (`sticky.rs`);
 //! - `commands.rs` — comment commands: each planned by its own file under `crate::commands`,
 //!   recorded, applied, answered;
+//! - `diagnosis.rs` — what broke, read once from each failed CI job's log;
 //! - `checks.rs` — the bot's own statuses on a pull request's head;
 //! - `ledger.rs` — everything the engine remembers, behind named operations.
 
 pub mod checks;
 mod commands;
 pub mod decide;
+mod diagnosis;
 mod effects;
 mod facts;
 pub mod ledger;
@@ -69,6 +71,8 @@ pub struct EngineConfig {
     pub push_attempts: u32,
     /// The time timestamps, timeouts, claims and backoffs are read from.
     pub clock: Arc<dyn Clock>,
+    /// The Woodpecker server whose statuses link to failed steps' logs, if one is set.
+    pub woodpecker: Option<Arc<crate::forge::woodpecker::Woodpecker>>,
 }
 
 /// What a reconcile looked at and did.
@@ -122,6 +126,8 @@ pub struct Engine {
     waiting: Waits,
     /// Passes that read a trunk, so pages know when to refresh.
     generation: std::sync::atomic::AtomicU64,
+    /// The secret rules failed jobs' logs are masked with, compiled when first needed.
+    scanner: std::sync::OnceLock<Option<crate::secrets::Scanner>>,
 }
 
 impl Engine {
@@ -152,6 +158,7 @@ impl Engine {
             views: Default::default(),
             waiting: Default::default(),
             generation: Default::default(),
+            scanner: std::sync::OnceLock::new(),
         })
     }
 
@@ -352,32 +359,6 @@ impl Handler for Engine {
                 tracing::warn!(forge = %self.forge.kind(), repo, error = %e, "resync failed");
             }
         }
-    }
-}
-
-impl Engine {
-    /// Whether a push can move a task: not a tag, not the bot's own commit of the task table,
-    /// nor a push ending at a squash commit a pass already saw on the trunk (that pass fetched
-    /// everything before it).
-    async fn push_is_news(&self, repo: &RepoRef, p: &crate::webhook::event::Push) -> bool {
-        if !p.git_ref.starts_with("refs/heads/") {
-            return false;
-        }
-        if p.forced || p.deleted {
-            return true;
-        }
-        if self
-            .forge
-            .me()
-            .await
-            .is_ok_and(|me| me.id == p.actor.id && me.login == p.actor.login)
-        {
-            return false;
-        }
-        !self
-            .on_trunk
-            .lock()
-            .is_ok_and(|s| s.contains(&(repo.to_string(), p.after.clone())))
     }
 }
 

@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 
 use super::decide::{self, CiVerdict, Decision, Landed};
+use super::diagnosis::{CiNotes, Diagnosed};
 use super::effects::Performed;
 use super::facts::{landed_facts, pr_numbers, pull_named_by, reverted_on_trunk};
 use super::sticky::{Sticky, sticky};
@@ -37,6 +38,8 @@ struct Decided {
     landed: Option<Landed>,
     /// Effects the forge refused, and why.
     blocked: Vec<String>,
+    /// What the failed jobs' logs said.
+    diagnoses: Vec<Diagnosed>,
 }
 
 /// A decision after its effects: what the row becomes.
@@ -88,6 +91,7 @@ impl Engine {
                 done_now: &pass.done_now,
                 required: &required,
                 blocked: &x.blocked,
+                diagnoses: &x.diagnoses,
                 trunk: t.name(),
             });
             self.say(repo, Thread::Pull(x.pr.number), "task", &body, false)
@@ -258,16 +262,17 @@ impl Engine {
         };
         pass.report.pulls.push(n);
         // CI on the head matters only while the pull request is open.
+        let mut ci = CiNotes::default();
         let head = if pr.state == PrState::Open {
-            decide::verdict(
-                &self.forge.ci_results(repo, &pr.head_sha).await?,
-                &t.policy.ci,
-                bot,
-            )
+            let results = self.forge.ci_results(repo, &pr.head_sha).await?;
+            let head = decide::verdict(&results, &t.policy.ci, bot);
+            self.read_ci(repo, &pr.head_sha, &results, &head, &mut ci)
+                .await?;
+            head
         } else {
             CiVerdict::Pending(Vec::new())
         };
-        let (landed, message) = self.landed(repo, t, bot, &pr).await?;
+        let (landed, message) = self.landed(repo, t, bot, &pr, &mut ci).await?;
         let gave_up = self
             .failures(repo, &pr, &head, t.policy.ci.fail_after)
             .await?;
@@ -285,6 +290,7 @@ impl Engine {
             issues: &issues,
             gave_up,
             used,
+            diagnosis: ci.red.first().map(|d| d.summary.as_str()),
             now: &now,
         });
         tracing::debug!(
@@ -297,6 +303,26 @@ impl Engine {
         let s = self.settle(repo, t, task, &pr, d, pass).await?;
         if s.summary.is_some() && s.cells.iter().any(|(c, v)| c == "status" && v == "done") {
             pass.done_now.push(task.id.clone());
+        }
+        for (sha, d) in &ci.flaky {
+            pass.summaries.push(format!(
+                "{} — {} flaky on {}",
+                task.id,
+                d.context,
+                decide::short(sha)
+            ));
+            pass.learnings.push(Learning {
+                path: crate::policy::path_string(&t.policy.tasks.learnings),
+                entry: serde_json::json!({
+                    "task": task.id,
+                    "flaky": d.context,
+                    "sha": sha,
+                    "pr": n,
+                    "class": d.class,
+                    "diagnosis": d.summary,
+                    "when": now,
+                }),
+            });
         }
         if !s.cells.is_empty() {
             pass.summaries.extend(s.summary);
@@ -328,6 +354,7 @@ impl Engine {
                 head,
                 landed,
                 blocked: s.blocked,
+                diagnoses: ci.red,
             });
         }
         Ok(())
@@ -341,6 +368,7 @@ impl Engine {
         t: &Trunk,
         bot: &str,
         pr: &PullRequest,
+        notes: &mut CiNotes,
     ) -> Result<(Option<Landed>, String), EngineError> {
         let (PrState::Merged, Some(sha)) = (&pr.state, &pr.merge_commit_sha) else {
             return Ok((None, String::new()));
@@ -354,7 +382,8 @@ impl Engine {
         if let Ok(mut seen) = self.on_trunk.lock() {
             seen.insert((repo.to_string(), sha.clone()));
         }
-        let ci = decide::verdict(&self.forge.ci_results(repo, sha).await?, &t.policy.ci, bot);
+        let results = self.forge.ci_results(repo, sha).await?;
+        let ci = decide::verdict(&results, &t.policy.ci, bot);
         let mut l = Landed {
             sha: sha.clone(),
             parents: f.parents,
@@ -363,6 +392,7 @@ impl Engine {
         };
         self.time_out(repo, &mut l, t.policy.ci.timeout_mins)
             .await?;
+        self.read_ci(repo, sha, &results, &l.ci, notes).await?;
         self.note_landed(repo, &l);
         Ok((Some(l), f.message))
     }
@@ -420,7 +450,7 @@ impl Engine {
 
     /// One commit for every row the pass changed; none when nothing did.
     fn commit(&self, t: &Trunk, pass: &Pass) -> Result<Option<String>, EngineError> {
-        if pass.changes.is_empty() {
+        if pass.changes.is_empty() && pass.learnings.is_empty() {
             return Ok(None);
         }
         let changes: Vec<RowChange> = pass.changes.iter().chain(&pass.quiet).cloned().collect();

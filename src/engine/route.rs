@@ -43,6 +43,8 @@ impl Engines {
                 git_token: Some(token),
                 push_attempts: 16,
                 clock: Arc::new(SystemClock),
+                woodpecker: crate::forge::woodpecker::Woodpecker::from_env(kind, env)?
+                    .map(Arc::new),
             };
             let engine = Engine::open(forge, config)
                 .await

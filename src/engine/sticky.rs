@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 
 use super::decide::{self, CiVerdict, Landed};
+use super::diagnosis::Diagnosed;
 use super::facts::Required;
 use crate::forge::{PrState, PullRequest};
 use crate::tasks::{Status, Task};
@@ -21,6 +22,8 @@ pub(super) struct Sticky<'a> {
     pub required: &'a Required,
     /// Effects the forge refused (or another replica holds), with why.
     pub blocked: &'a [String],
+    /// What the failed jobs' logs said.
+    pub diagnoses: &'a [Diagnosed],
     pub trunk: &'a str,
 }
 
@@ -57,6 +60,9 @@ pub(super) fn sticky(s: &Sticky<'_>) -> String {
             decide::short(&l.sha),
             l.ci
         ));
+    }
+    for d in s.diagnoses {
+        out.push_str(&excerpt(d));
     }
     let waits = if s.required.contexts.is_empty() {
         String::new()
@@ -110,4 +116,76 @@ pub(super) fn sticky(s: &Sticky<'_>) -> String {
         s.trunk
     ));
     out
+}
+
+/// A failed job's diagnosis, folded: the summary, the lines that say why, a link to the log.
+fn excerpt(d: &Diagnosed) -> String {
+    let html = |t: &str| {
+        t.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    // A fence longer than any run of backticks in the lines keeps them inside it.
+    let longest = d
+        .excerpt
+        .iter()
+        .flat_map(|l| l.split(|c| c != '`'))
+        .map(str::len)
+        .max()
+        .unwrap_or(0);
+    let fence = "`".repeat(longest.max(2) + 1);
+    let mut out = format!(
+        "\n<details><summary><code>{}</code>: {}</summary>\n\n{fence}text\n",
+        html(&d.context),
+        html(&d.summary)
+    );
+    for line in &d.excerpt {
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push_str(&format!("{fence}\n\n"));
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    let read = if d.read < d.total {
+        format!(
+            " (its last {:.1} MiB of {:.1} MiB read)",
+            mib(d.read),
+            mib(d.total)
+        )
+    } else {
+        String::new()
+    };
+    match &d.url {
+        Some(u) if u.starts_with("https://") || u.starts_with("http://") => {
+            out.push_str(&format!("[The job's log]({u}){read}\n"));
+        }
+        _ if !read.is_empty() => out.push_str(&format!("The job's log{read}\n")),
+        _ => {}
+    }
+    out.push_str("</details>\n\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnose::Class;
+
+    #[test]
+    fn an_excerpt_keeps_backticks_and_markup_inside_its_fold() {
+        let d = Diagnosed {
+            context: "ci/<test>".into(),
+            class: Class::Test,
+            summary: "CI red (test): 1 failing — a".into(),
+            excerpt: vec!["error: ``` <b>".into()],
+            url: Some("https://ci.example/job/1".into()),
+            read: 1 << 20,
+            total: 4 << 20,
+        };
+        let e = excerpt(&d);
+        assert!(e.contains("<code>ci/&lt;test&gt;</code>"), "{e}");
+        assert!(e.contains("````text\nerror: ``` <b>\n````"), "{e}");
+        assert!(e.contains(
+            "[The job's log](https://ci.example/job/1) (its last 1.0 MiB of 4.0 MiB read)"
+        ));
+    }
 }

@@ -113,3 +113,33 @@ impl Engine {
         Ok(Some(trunk))
     }
 }
+
+impl Engine {
+    /// Whether a push can move a task: not a tag, not the bot's own commit of the task table,
+    /// nor a push ending at a squash commit a pass already saw on the trunk (that pass fetched
+    /// everything before it).
+    pub(super) async fn push_is_news(
+        &self,
+        repo: &RepoRef,
+        p: &crate::webhook::event::Push,
+    ) -> bool {
+        if !p.git_ref.starts_with("refs/heads/") {
+            return false;
+        }
+        if p.forced || p.deleted {
+            return true;
+        }
+        if self
+            .forge
+            .me()
+            .await
+            .is_ok_and(|me| me.id == p.actor.id && me.login == p.actor.login)
+        {
+            return false;
+        }
+        !self
+            .on_trunk
+            .lock()
+            .is_ok_and(|s| s.contains(&(repo.to_string(), p.after.clone())))
+    }
+}

@@ -308,7 +308,7 @@ impl Spec {
 
 /// GitLab REST v4, transcribed from docs.gitlab.com (api/merge_requests.md, notes.md,
 /// issues.md, commits.md, members.md, projects.md, project_webhooks.md, group_webhooks.md,
-/// protected_branches.md, users.md) for exactly the endpoints the adapter calls, in the
+/// protected_branches.md, users.md, jobs.md) for exactly the endpoints the adapter calls, in the
 /// Swagger 2 shape the checker reads. GitLab also takes these fields as form or query
 /// parameters; the bot always sends JSON.
 fn gitlab_docs() -> Value {
@@ -322,6 +322,7 @@ fn gitlab_docs() -> Value {
         params.push(json!({ "name": "note_id", "in": "path", "type": "integer" }));
         params.push(json!({ "name": "hook_id", "in": "path", "type": "integer" }));
         params.push(json!({ "name": "user_id", "in": "path", "type": "integer" }));
+        params.push(json!({ "name": "job_id", "in": "path", "type": "integer" }));
         if let Some(schema) = body {
             params
                 .push(json!({ "name": "body", "in": "body", "required": true, "schema": schema }));
@@ -438,6 +439,7 @@ fn gitlab_docs() -> Value {
             "/projects/{id}/issues/{iid}/notes/{note_id}": { "put": op(Some(note), &[]), "delete": op(None, &[]) },
             "/projects/{id}/repository/commits/{sha}/statuses": { "get": op(None, &["ref", "stage", "name", "pipeline_id", "all", "per_page", "page"]) },
             "/projects/{id}/statuses/{sha}": { "post": op(Some(status), &[]) },
+            "/projects/{id}/jobs/{job_id}/trace": { "get": op(None, &[]) },
             "/projects/{id}/members/all/{user_id}": { "get": op(None, &[]) },
             "/projects/{id}/hooks": { "get": op(None, &paging), "post": op(Some(hook.clone()), &[]) },
             "/projects/{id}/hooks/{hook_id}": { "put": op(Some(hook.clone()), &[]) },

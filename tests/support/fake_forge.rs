@@ -140,6 +140,8 @@ pub struct Forge {
     pub hook: Option<RequestHook>,
     /// GET answers sent as `304 Not Modified`.
     pub not_modified: usize,
+    /// CI jobs run, with their logs (`fake_ci`).
+    pub jobs: Vec<super::fake_ci::Job>,
     /// A rate-limit budget announced on every answer: `(limit, remaining, reset epoch)`.
     pub budget: Option<(u64, u64, i64)>,
     /// Requests made while the announced budget was spent.
@@ -213,6 +215,7 @@ impl FakeForge {
             requests: Vec::new(),
             hook: None,
             not_modified: 0,
+            jobs: Vec::new(),
             budget: None,
             over_budget: 0,
             next_id: 100,
@@ -362,7 +365,7 @@ impl Drop for FakeForge {
     }
 }
 
-fn reply(status: u16, body: Value) -> Response {
+pub fn reply(status: u16, body: Value) -> Response {
     let mut r = (StatusCode::from_u16(status).unwrap(), axum::Json(body)).into_response();
     r.headers_mut()
         .insert("x-fake-forge", HeaderValue::from_static("1"));
@@ -399,6 +402,10 @@ async fn handle(State(state): State<Arc<Mutex<Forge>>>, req: Request) -> Respons
     let raw_path = req.uri().path().to_owned();
     let query = req.uri().query().map(str::to_owned);
     let headers = req.headers().clone();
+    // The storage GitHub redirects a job's log to: a signed URL, no token, not the API.
+    if raw_path.starts_with("/_blob/") {
+        return super::fake_ci::blob(&state.lock().unwrap().jobs, &raw_path, &headers);
+    }
     let bytes = axum::body::to_bytes(req.into_body(), 10 << 20)
         .await
         .unwrap_or_default();
@@ -873,6 +880,9 @@ fn github_repo(
     if let Some(resp) = hook_routes(f, Some(r), method, rest, &body) {
         return resp;
     }
+    if let Some(resp) = super::fake_ci::github_like_routes(&f.jobs, kind, method, rest, q) {
+        return resp;
+    }
     match (method, rest) {
         ("GET", []) => reply(200, r.repo.clone()),
         ("PATCH", []) => {
@@ -1155,6 +1165,9 @@ fn gitlab_project(
         Some((kind == "merge_requests", n.parse().ok()?))
     };
     if let Some(resp) = hook_routes(f, Some(r), method, rest, &body) {
+        return resp;
+    }
+    if let Some(resp) = super::fake_ci::gitlab_routes(&f.jobs, method, rest) {
         return resp;
     }
     match (method, rest) {

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use super::fake_forge::{Ci, FakeForge, Happening};
 use super::git::{Sandbox, write};
 use trunkwarden::engine::{Engine, EngineConfig};
+use trunkwarden::forge::woodpecker::Woodpecker;
 use trunkwarden::forge::{self, Forge, Retry, Token};
 use trunkwarden::queue::worker::Handler as _;
 use trunkwarden::queue::worker::{RetryPolicy, WorkerConfig};
@@ -60,6 +61,7 @@ pub struct Story {
     pub clock: Arc<super::ManualClock>,
     pub db: Option<String>,
     kind: &'static str,
+    woodpecker: Option<Arc<Woodpecker>>,
 }
 
 impl Story {
@@ -74,6 +76,20 @@ impl Story {
 
     /// A story on another trunk layout.
     pub async fn build(kind: &'static str, db: Option<String>, layout: Layout) -> Story {
+        Story::build_with(kind, db, layout, None).await
+    }
+
+    /// A story whose CI is a Woodpecker server, besides the forge's own.
+    pub async fn with_woodpecker(kind: &'static str, woodpecker: Arc<Woodpecker>) -> Story {
+        Story::build_with(kind, None, Layout::default(), Some(woodpecker)).await
+    }
+
+    async fn build_with(
+        kind: &'static str,
+        db: Option<String>,
+        layout: Layout,
+        woodpecker: Option<Arc<Woodpecker>>,
+    ) -> Story {
         let sb = Sandbox::new();
         let work = sb.repo("w");
         write(&work, "docs/TASKS.md", TABLE);
@@ -114,7 +130,17 @@ impl Story {
         }
         let clock = Arc::new(super::ManualClock::now());
         let engine = Arc::new(
-            open_engine_with(kind, &fake, &sb, &origin, db.clone(), clock.clone(), TOKEN).await,
+            open_engine_with(
+                kind,
+                &fake,
+                &sb,
+                &origin,
+                db.clone(),
+                clock.clone(),
+                TOKEN,
+                woodpecker.clone(),
+            )
+            .await,
         );
         let settings = Settings {
             workers: Some(WorkerConfig {
@@ -147,6 +173,7 @@ impl Story {
             clock,
             db,
             kind,
+            woodpecker,
         }
     }
 
@@ -164,6 +191,7 @@ impl Story {
             self.db.clone(),
             self.clock.clone(),
             token,
+            self.woodpecker.clone(),
         )
         .await
     }
@@ -297,6 +325,7 @@ impl Story {
 
 /// An engine talking to the story's fake forge with `token`; a token other than the story's
 /// is another replica, with a data directory of its own.
+#[allow(clippy::too_many_arguments)]
 pub async fn open_engine_with(
     kind: &'static str,
     fake: &FakeForge,
@@ -305,6 +334,7 @@ pub async fn open_engine_with(
     db: Option<String>,
     clock: Arc<super::ManualClock>,
     token: &str,
+    woodpecker: Option<Arc<Woodpecker>>,
 ) -> Engine {
     let adapter: Arc<dyn Forge> = match kind {
         "github" => Arc::new(
@@ -337,6 +367,7 @@ pub async fn open_engine_with(
             git_token: None,
             push_attempts: 16,
             clock,
+            woodpecker,
         },
     )
     .await
