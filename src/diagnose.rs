@@ -261,6 +261,8 @@ struct Reader {
     /// The last error kept, for what is printed on the line after it (rustc's ` --> `, a
     /// panic's message).
     last_error: Option<usize>,
+    /// A ruff rule line (`F401 [*] …`) waiting for the location ruff ≥ 0.12 prints under it.
+    ruff_head: Option<String>,
 }
 
 impl Reader {
@@ -306,6 +308,13 @@ impl Reader {
             e.push(' ');
             e.push_str(&clip(t, 200));
             self.last_error = None;
+            return;
+        }
+        if let Some(head) = self.ruff_head.take()
+            && let Some(at) = t.strip_prefix("--> ").filter(|at| at.contains(".py:"))
+        {
+            self.saw(Class::Lint);
+            self.error(&format!("{at}: {head}"));
             return;
         }
         // A location on the line after an error belongs to it.
@@ -398,6 +407,8 @@ impl Reader {
         } else if is_ruff(t) {
             self.saw(Class::Lint);
             self.error(t);
+        } else if is_ruff_code(t.split(' ').next().unwrap_or("")) && t.contains(' ') {
+            self.ruff_head = Some(t.to_owned());
         } else if t.contains("ResolutionImpossible")
             || t.starts_with("ERROR: No matching distribution")
             || t.starts_with("ERROR: Could not find a version")
@@ -521,9 +532,16 @@ fn is_ruff(t: &str) -> bool {
     path.ends_with(".py")
         && line.parse::<u32>().is_ok()
         && col.parse::<u32>().is_ok()
-        && code.len() >= 2
-        && code.chars().next().is_some_and(|c| c.is_ascii_uppercase())
-        && code[1..].chars().all(|c| c.is_ascii_digit())
+        && is_ruff_code(code)
+}
+
+/// A ruff rule code: one to three capitals, then digits (`F401`, `UP006`, `PLR0913`).
+fn is_ruff_code(code: &str) -> bool {
+    let letters = code.chars().take_while(char::is_ascii_uppercase).count();
+    let digits = &code[letters..];
+    (1..=3).contains(&letters)
+        && (1..=4).contains(&digits.len())
+        && digits.chars().all(|c| c.is_ascii_digit())
 }
 
 /// eslint's stylish rows: `  3:7  error  'x' is assigned a value but never used  no-unused-vars`
@@ -590,6 +608,9 @@ mod tests {
         assert_eq!(d.class, Class::Type);
         let d = of("app.py:1:8: F401 [*] `os` imported but unused\nFound 1 error.\n");
         assert_eq!(d.class, Class::Lint);
+        // ruff ≥ 0.12 prints the location under the rule.
+        let d = of("F401 [*] `os` imported but unused\n --> app.py:1:8\n  |\nFound 1 error.\n");
+        assert_eq!(d.errors, ["app.py:1:8: F401 [*] `os` imported but unused"]);
         let d = of(
             "/src/a.js\n  3:7  error  'x' is assigned a value but never used  no-unused-vars\n\n✖ 1 problem (1 error, 0 warnings)\n",
         );
