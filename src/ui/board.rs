@@ -80,6 +80,11 @@ pub fn stage(task: &Task, merged: &[(u64, String)]) -> Option<(Stage, u64)> {
     Some((stage, pr))
 }
 
+/// What a failed job's log said, as the notes carry it (`…; CI red (test): 2 failing — a`).
+fn diagnosis_of(notes: &str) -> Option<&str> {
+    notes.find("CI red (").map(|at| &notes[at..])
+}
+
 /// The squash commit a task's notes name (`… squash-merged as 9f1c2ab …`).
 fn merged_as(notes: &str) -> Option<&str> {
     let at = notes.find("squash-merged as ")? + "squash-merged as ".len();
@@ -217,6 +222,7 @@ fn pipeline(input: &BoardInput<'_>, all: &[Task]) -> Markup {
                                         " · open " (ago(input.now_ms - s.timestamp_millis()))
                                     }
                                     @if t.notes.contains("failing") { " · " span.red { "CI failing" } }
+                                    @if let Some(why) = diagnosis_of(&t.notes) { div.missing { (why) } }
                                 }
                                 @if i == 1 {
                                     @let known = input.merged.iter().find(|(n, _)| n == pr).map(|(_, s)| s.as_str());
@@ -435,6 +441,7 @@ mod tests {
 | A-X-001 | done | <script>alert(1)</script> | #3 | | PR #7 squash-merged as 9f1c2ab0; CI green (ci/test); closed #3 | 8K | 20K |
 | A-X-002 | in-progress | second | #4 | A-X-001 | PR #8 squash-merged as abcdef12; waiting for CI on the trunk | | |
 | A-X-003 | not-started | third | | A-X-002 | | | |
+| A-X-004 | in-progress | fourth | | | PR #9: CI failing on 1234567: test; CI red (test): 1 failing — tests::adds | | |
 ";
 
     fn render(table: &str) -> String {
@@ -485,6 +492,17 @@ mod tests {
         );
         assert!(waiting.contains("https://github.com/a/b/commit/abcdef12"));
         assert!(html.contains("https://github.com/a/b/pull/7"));
+    }
+
+    #[test]
+    fn an_open_pull_request_shows_what_broke_its_ci() {
+        let html = render(TABLE);
+        let open = html.split("data-stage=\"open\"").nth(1).unwrap();
+        let open = open.split("data-stage=").next().unwrap();
+        assert!(
+            open.contains("CI red (test): 1 failing — tests::adds"),
+            "{open}"
+        );
     }
 
     #[test]
