@@ -263,6 +263,20 @@ struct Reader {
     last_error: Option<usize>,
     /// A ruff rule line (`F401 [*] …`) waiting for the location ruff ≥ 0.12 prints under it.
     ruff_head: Option<String>,
+    /// The GitHub Actions step being read: what was kept before it, and whether it failed.
+    step: Option<Step>,
+    /// Whether a step of the log is known to have failed.
+    step_failed: bool,
+}
+
+/// Where a step began in what the reader kept, so a step that passed can be forgotten.
+#[derive(Clone, Copy)]
+struct Step {
+    errors: usize,
+    failing: usize,
+    failing_total: usize,
+    seen: usize,
+    failed: bool,
 }
 
 impl Reader {
@@ -308,6 +322,26 @@ impl Reader {
             e.push(' ');
             e.push_str(&clip(t, 200));
             self.last_error = None;
+            return;
+        }
+        // GitHub Actions: a step begins with `##[group]Run …` and, when it fails, ends with
+        // `##[error]Process completed with exit code N.`; what a passing step printed is noise.
+        if t.starts_with("##[group]Run ") || t == "Post job cleanup." {
+            self.end_step();
+            self.step = Some(Step {
+                errors: self.errors.len(),
+                failing: self.failing.len(),
+                failing_total: self.failing_total,
+                seen: self.seen.len(),
+                failed: false,
+            });
+            return;
+        }
+        if t.starts_with("##[error]Process completed with exit code") {
+            if let Some(s) = self.step.as_mut() {
+                s.failed = true;
+            }
+            self.step_failed = true;
             return;
         }
         if let Some(head) = self.ruff_head.take()
@@ -500,7 +534,23 @@ impl Reader {
         }
     }
 
-    fn finish(self) -> Diagnosis {
+    /// Forgets what a step that passed printed.
+    fn end_step(&mut self) {
+        if let Some(s) = self.step.take().filter(|s| !s.failed) {
+            self.errors.truncate(s.errors);
+            self.failing.truncate(s.failing);
+            self.failing_total = s.failing_total;
+            self.seen.truncate(s.seen);
+            self.last_error = None;
+        }
+    }
+
+    fn finish(mut self) -> Diagnosis {
+        // A log that names its failed step is read for that step; one cut short (the runner
+        // died in the middle of a step) keeps what its last step printed.
+        if self.step_failed {
+            self.end_step();
+        }
         // Tests that ran and failed explain more than the compile errors around them; the
         // runner's own death explains more than anything it cut short.
         let class = self.seen.iter().copied().min().unwrap_or(Class::Unknown);
@@ -630,6 +680,21 @@ mod tests {
         assert_eq!(d.class, Class::Build);
         let d =
             of("npm error code ERESOLVE\nnpm error ERESOLVE unable to resolve dependency tree\n");
+        assert_eq!(d.class, Class::Build);
+    }
+
+    #[test]
+    fn only_the_github_step_that_failed_is_read() {
+        let log = "##[group]Run cargo clippy\nwarning: unused\nerror: used `unwrap()` on a `Result` value\n = help: for further information visit https://rust-lang.github.io/rust-clippy\n##[group]Run cargo test\n---- tests::adds stdout ----\nthread 'tests::adds' panicked at src/lib.rs:6:17:\nboom\n##[error]Process completed with exit code 101.\nPost job cleanup.\nerror: could not remove the cache\n";
+        let d = of(log);
+        assert_eq!(d.class, Class::Test, "{d:?}");
+        assert_eq!(d.failing, ["tests::adds"]);
+        assert_eq!(
+            d.errors,
+            ["thread 'tests::adds' panicked at src/lib.rs:6:17: boom"]
+        );
+        // Without a failure marker (the runner died), the last step is what there is.
+        let d = of("##[group]Run cargo test\nerror[E0308]: mismatched types\n");
         assert_eq!(d.class, Class::Build);
     }
 
