@@ -161,7 +161,7 @@ fn lefthook_gets_the_snippet_and_the_snippet_works() {
     write(
         &repo,
         "lefthook.yml",
-        "pre-commit:\n  commands:\n    team:\n      run: true\n",
+        "pre-commit:\n  commands:\n    team:\n      run: echo team\n",
     );
     let out = run(&sb, &repo, BIN, &["hooks", "install"], &path);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
@@ -186,7 +186,7 @@ fn lefthook_gets_the_snippet_and_the_snippet_works() {
         .join("\n");
     let merged = snippet.replace(
         "pre-commit:\n  commands:\n",
-        "pre-commit:\n  commands:\n    team:\n      run: true\n",
+        "pre-commit:\n  commands:\n    team:\n      run: echo team\n",
     );
     write(&repo, "lefthook.yml", &format!("{merged}\n"));
     ok(&sb, &repo, "npx", &["lefthook", "install"], &path);
@@ -371,6 +371,74 @@ fn pre_commit_installed_after_trunkwarden_keeps_it_and_doctor_says_when_it_runs_
     let report = text(&run(&sb, &repo, BIN, &["doctor"], &path));
     assert!(
         report.contains("hook pre-commit: installed through pre-commit"),
+        "{report}"
+    );
+}
+
+#[test]
+fn lefthook_installed_after_trunkwarden_is_reported_and_the_snippet_restores_the_check() {
+    let sb = Sandbox::new();
+    let repo = sb.repo("r");
+    let path = path_with_trunkwarden(&[]);
+    ok(&sb, &repo, BIN, &["hooks", "install"], &path);
+    // lefthook arrives afterwards and installs its own hooks over git's (keeping trunkwarden's
+    // as `.old`, which it does not run).
+    npm_project(&sb, &repo, "lefthook@1", &path);
+    write(
+        &repo,
+        "lefthook.yml",
+        "pre-commit:\n  commands:\n    team:\n      run: echo team\n",
+    );
+    ok(&sb, &repo, "npx", &["lefthook", "install"], &path);
+    // doctor says who took the hooks over, and the fix.
+    let doctor = run(&sb, &repo, BIN, &["doctor"], &path);
+    let said = String::from_utf8_lossy(&doctor.stdout);
+    assert_eq!(doctor.status.code(), Some(1), "{said}");
+    for hook in ["pre-commit", "commit-msg", "pre-push"] {
+        assert!(
+            said.contains(&format!(
+                "FAIL hook {hook}: not installed: lefthook owns the hooks"
+            )),
+            "{said}"
+        );
+    }
+    // The fix: install again prints the snippet for the team's file, writes nothing.
+    let again = run(&sb, &repo, BIN, &["hooks", "install"], &path);
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again));
+    let err = stderr(&again);
+    let snippet: String = err
+        .lines()
+        .skip_while(|l| !l.starts_with("pre-commit:"))
+        .take_while(|l| !l.starts_with("then run"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        snippet.contains("run: trunkwarden hook pre-commit"),
+        "{err}"
+    );
+    let merged = snippet.replace(
+        "pre-commit:\n  commands:\n",
+        "pre-commit:\n  commands:\n    team:\n      run: echo team\n",
+    );
+    write(&repo, "lefthook.yml", &format!("{merged}\n"));
+    ok(&sb, &repo, "npx", &["lefthook", "install"], &path);
+    // A secret is refused again, and the team's command still runs.
+    sb.ok(&repo, &["switch", "-q", "-c", "work"]);
+    write(&repo, "config.py", &format!("token = \"{TOKEN}\"\n"));
+    sb.ok(&repo, &["add", "config.py"]);
+    let refused = run(&sb, &repo, "git", &["commit", "-m", "feat: config"], &path);
+    assert!(!refused.status.success(), "{}", text(&refused));
+    assert!(text(&refused).contains("[secrets]"), "{}", text(&refused));
+    assert!(text(&refused).contains("team"), "{}", text(&refused));
+    // A clean commit passes through both.
+    sb.ok(&repo, &["reset", "-q"]);
+    write(&repo, "ok.txt", "fine\n");
+    sb.ok(&repo, &["add", "ok.txt"]);
+    let clean = run(&sb, &repo, "git", &["commit", "-m", "feat: fine"], &path);
+    assert!(clean.status.success(), "{}", text(&clean));
+    let report = text(&run(&sb, &repo, BIN, &["doctor"], &path));
+    assert!(
+        report.contains("hook pre-commit: installed through lefthook"),
         "{report}"
     );
 }

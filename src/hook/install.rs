@@ -256,16 +256,17 @@ pub fn status_local(dir: &Path) -> Result<Option<Vec<Step>>, InstallError> {
                             })
                         }
                     };
-                    // The managers keep a hook they replaced beside theirs (pre-commit runs its
-                    // `.legacy`): trunkwarden's shim there and in the config runs every check twice.
-                    let twice = [".legacy", ".old"].into_iter().map(|suffix| {
+                    // pre-commit keeps a hook it replaced as `.legacy` and runs it: trunkwarden's
+                    // shim there and in the config runs every check twice. (lefthook keeps one as
+                    // `.old` and does not run it.)
+                    let legacy = {
                         let mut p = path.as_os_str().to_owned();
-                        p.push(suffix);
+                        p.push(".legacy");
                         PathBuf::from(p)
-                    });
-                    let twice: Vec<PathBuf> = twice.filter(|p| is_ours(p)).collect();
-                    match (configured, twice.first()) {
-                        (true, Some(old)) if !matches!(m, Manager::Husky { .. }) => format!(
+                    };
+                    let twice = matches!(m, Manager::PreCommit { .. }) && is_ours(&legacy);
+                    match (configured, twice.then_some(&legacy)) {
+                        (true, Some(old)) => format!(
                             "runs twice: through {} and as {} — fix: rm {}",
                             m.name(),
                             old.display(),
