@@ -107,11 +107,17 @@ impl Mirror {
         c.arg("--git-dir").arg(&self.dir).args(args);
         c.env("GIT_TERMINAL_PROMPT", "0");
         if let Some(t) = &self.token {
+            // Basic with the token as password is what every forge's git endpoint takes: GitHub
+            // (personal and App installation tokens, user `x-access-token`), Gitea, Forgejo and
+            // GitLab (any user name with a token).
+            use base64::Engine as _;
+            let basic = base64::engine::general_purpose::STANDARD
+                .encode(format!("x-access-token:{}", t.expose()));
             c.env("GIT_CONFIG_COUNT", "1")
                 .env("GIT_CONFIG_KEY_0", "http.extraHeader")
                 .env(
                     "GIT_CONFIG_VALUE_0",
-                    format!("Authorization: Bearer {}", t.expose()),
+                    format!("Authorization: Basic {basic}"),
                 );
         }
         c.output().map_err(|e| CommitError::Git {
