@@ -88,7 +88,17 @@ async fn run(kind: &'static str) -> Run {
         }
     }
     let clock = Arc::new(support::ManualClock::now());
-    let engine = open_engine_with(kind, &fake, &sb, &origin, None, clock, TOKEN, None).await;
+    let engine = open_engine_with(
+        kind,
+        &fake,
+        &sb,
+        &origin,
+        None,
+        clock,
+        TOKEN,
+        Default::default(),
+    )
+    .await;
     let engine = &engine;
     let handle = |what: Happening| {
         let fx = fake.delivery(&what, SECRET);

@@ -173,7 +173,12 @@ impl Engine {
         ledger::rfc3339(self.ledger.now_ms())
     }
 
-    fn mirror(&self, repo: &RepoRef, branch: &str) -> Result<Mirror, EngineError> {
+    fn mirror(
+        &self,
+        repo: &RepoRef,
+        branch: &str,
+        token: Option<crate::forge::Token>,
+    ) -> Result<Mirror, EngineError> {
         let dir = self
             .config
             .data_dir
@@ -184,7 +189,7 @@ impl Engine {
         Ok(Mirror::open(
             &dir,
             &(self.config.clone_url)(repo),
-            self.config.git_token.clone(),
+            token,
             branch,
         )?)
     }

@@ -40,7 +40,8 @@ impl Engines {
                 data_dir: data_dir.join("engine").join(kind.name()),
                 db: db.map(str::to_owned),
                 clone_url: Box::new(move |r| template.replace("{repo}", &r.to_string())),
-                git_token: Some(token),
+                // A GitHub App's git token comes per installation from its adapter.
+                git_token: Some(token).filter(|t| !t.expose().is_empty()),
                 push_attempts: 16,
                 clock: Arc::new(SystemClock),
                 woodpecker: crate::forge::woodpecker::Woodpecker::from_env(kind, env)?

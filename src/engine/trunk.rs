@@ -78,21 +78,30 @@ impl Engine {
     /// Fetches the trunk — `[trunk] branch` of the policy on the default branch, else the
     /// default branch — and reads its policy and task table; `None` without a task table.
     pub(super) async fn load(&self, repo: &RepoRef) -> Result<Option<Trunk>, EngineError> {
-        let probe = self.mirror(repo, "HEAD")?;
+        let token = match self.forge.git_token(repo).await? {
+            Some(t) => Some(t),
+            None => self.config.git_token.clone(),
+        };
+        let probe = self.mirror(repo, "HEAD", token.clone())?;
         let default = self.default_branch(repo, &probe).await?;
-        let mut mirror = self.mirror(repo, &default)?;
+        let mut mirror = self.mirror(repo, &default, token.clone())?;
         let mut tip = tokio::task::block_in_place(|| mirror.fetch())?;
         let mut policy = tokio::task::block_in_place(|| Self::policy_on(&mirror))?;
         if let Some(configured) = policy.trunk.branch.clone()
             && configured != default
         {
             // The policy that governs is the one on the trunk itself.
-            mirror = self.mirror(repo, &configured)?;
+            mirror = self.mirror(repo, &configured, token)?;
             tip = tokio::task::block_in_place(|| mirror.fetch())?;
             policy = tokio::task::block_in_place(|| Self::policy_on(&mirror))?;
             policy.trunk.branch = Some(configured);
         }
         policy.trunk.default_branch = Some(default);
+        // A GitHub App commits as its bot user, whatever `[bot]` says.
+        if let Some((name, email)) = self.forge.commit_identity().await? {
+            policy.bot.name = name;
+            policy.bot.email = email;
+        }
         let tasks_path = crate::policy::path_string(&policy.tasks.path);
         let Some(table_bytes) = tokio::task::block_in_place(|| mirror.read(&tasks_path))? else {
             return Ok(None);

@@ -24,6 +24,8 @@ pub struct Github {
     /// Streams job logs, following GitHub's redirect to their storage.
     logs: reqwest::Client,
     token: Token,
+    /// With a GitHub App, every call carries the token of the installation that covers it.
+    app: Option<std::sync::Arc<super::github_app::App>>,
     retry: Retry,
     me: tokio::sync::OnceCell<User>,
     /// What this adapter remembers between calls.
@@ -33,20 +35,39 @@ pub struct Github {
 impl Github {
     /// `base` is `https://api.github.com` or a GHES API root (`https://ghe.example/api/v3`).
     pub fn new(base: &str, token: Token, retry: Retry) -> Result<Github, ForgeError> {
+        Github::build(base, Some(token), None, retry)
+    }
+
+    /// An adapter acting as a GitHub App: each call with its installation's token.
+    pub fn with_app(
+        base: &str,
+        app: std::sync::Arc<super::github_app::App>,
+        retry: Retry,
+    ) -> Result<Github, ForgeError> {
+        Github::build(base, None, Some(app), retry)
+    }
+
+    fn build(
+        base: &str,
+        token: Option<Token>,
+        app: Option<std::sync::Arc<super::github_app::App>>,
+        retry: Retry,
+    ) -> Result<Github, ForgeError> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let err = |message: String| ForgeError::Transport {
             forge: KIND,
             call: "client",
             message,
         };
-        let octo = octocrab::Octocrab::builder()
+        let mut builder = octocrab::Octocrab::builder()
             .base_uri(base.trim_end_matches('/'))
             .map_err(|e| err(format!("base URL {base}: {e}")))?
-            .personal_token(token.expose().to_owned())
             .set_connect_timeout(Some(std::time::Duration::from_secs(10)))
-            .set_read_timeout(Some(std::time::Duration::from_secs(30)))
-            .build()
-            .map_err(|e| err(e.to_string()))?;
+            .set_read_timeout(Some(std::time::Duration::from_secs(30)));
+        if let Some(t) = &token {
+            builder = builder.personal_token(t.expose().to_owned());
+        }
+        let octo = builder.build().map_err(|e| err(e.to_string()))?;
         let logs = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(10))
             .user_agent(concat!("trunkwarden/", env!("CARGO_PKG_VERSION")))
@@ -56,7 +77,8 @@ impl Github {
             octo,
             base: base.trim_end_matches('/').to_owned(),
             logs,
-            token,
+            token: token.unwrap_or_else(|| Token::new("")),
+            app,
             retry,
             me: tokio::sync::OnceCell::new(),
             state: CallState::default(),
@@ -74,6 +96,28 @@ impl Github {
         }
     }
 
+    /// The token a call carries: the adapter's, or the installation's that covers the
+    /// repository or organisation the path names.
+    async fn token_for_path(&self, path: &str) -> Result<Token, ForgeError> {
+        let Some(app) = &self.app else {
+            return Ok(self.token.clone());
+        };
+        let p = path.split('?').next().unwrap_or(path);
+        let segs: Vec<&str> = p.trim_start_matches('/').split('/').collect();
+        let installation = match segs.as_slice() {
+            ["repos", owner, name, ..] => app.installation(owner, Some(name)).await?,
+            ["orgs", org, ..] => app.installation(org, None).await?,
+            _ => {
+                return Err(ForgeError::Unsupported {
+                    forge: KIND,
+                    call: "installation token",
+                    message: format!("{p} is not a repository's or an organisation's"),
+                });
+            }
+        };
+        app.token(installation).await
+    }
+
     async fn send(
         &self,
         call: &'static str,
@@ -81,6 +125,9 @@ impl Github {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Reply, ForgeError> {
+        if self.app.is_some() {
+            return self.send_as_installation(call, method, path, body).await;
+        }
         let conditional = (method == Method::GET).then_some(path);
         let method = &method;
         with_state(
@@ -108,6 +155,51 @@ impl Github {
                     _ => o._delete(path, body).await,
                 }
                 .map_err(|e| e.to_string())?;
+                let status = resp.status().as_u16();
+                let headers = resp.headers().clone();
+                let text = o.body_to_string(resp).await.map_err(|e| e.to_string())?;
+                Ok(Reply {
+                    status,
+                    headers,
+                    body: text.into_bytes(),
+                })
+            },
+        )
+        .await
+    }
+
+    /// [`Github::send`] with the installation's token in the request.
+    async fn send_as_installation(
+        &self,
+        call: &'static str,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Reply, ForgeError> {
+        let token = self.token_for_path(path).await?;
+        let conditional = (method == Method::GET).then_some(path);
+        let (method, token) = (&method, &token);
+        with_state(
+            KIND,
+            call,
+            &self.retry,
+            token,
+            Some(&self.state),
+            conditional,
+            |etag| async move {
+                let o = &self.octo;
+                let mut req = http::Request::builder()
+                    .method(method.clone())
+                    .uri(path)
+                    .header(
+                        reqwest::header::AUTHORIZATION,
+                        format!("Bearer {}", token.expose()),
+                    );
+                if let Some(e) = etag {
+                    req = req.header(reqwest::header::IF_NONE_MATCH, e);
+                }
+                let req = o.build_request(req, body).map_err(|e| e.to_string())?;
+                let resp = o.execute(req).await.map_err(|e| e.to_string())?;
                 let status = resp.status().as_u16();
                 let headers = resp.headers().clone();
                 let text = o.body_to_string(resp).await.map_err(|e| e.to_string())?;
@@ -300,6 +392,9 @@ impl Forge for Github {
     }
 
     async fn me(&self) -> Result<User, ForgeError> {
+        if let Some(app) = &self.app {
+            return app.identity().await;
+        }
         self.me
             .get_or_try_init(|| async {
                 let u: ApiUser = self
@@ -378,6 +473,23 @@ impl Forge for Github {
         Ok(super::latest_per_context(all))
     }
 
+    async fn git_token(&self, repo: &RepoRef) -> Result<Option<Token>, ForgeError> {
+        match &self.app {
+            Some(app) => app.token_for(repo).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn commit_identity(&self) -> Result<Option<(String, String)>, ForgeError> {
+        let Some(app) = &self.app else {
+            return Ok(None);
+        };
+        let u = app.identity().await?;
+        // GitHub's noreply address for a user id: the commit shows as the bot's.
+        let email = format!("{}+{}@users.noreply.github.com", u.id, u.login);
+        Ok(Some((u.login, email)))
+    }
+
     async fn job_log(
         &self,
         repo: &RepoRef,
@@ -393,17 +505,14 @@ impl Forge for Github {
         else {
             return Ok(None);
         };
-        let url = format!(
-            "{}{}/actions/jobs/{job}/logs",
-            self.base,
-            Self::repo_path(repo)
-        );
+        let path = format!("{}/actions/jobs/{job}/logs", Self::repo_path(repo));
+        let token = self.token_for_path(&path).await?;
         let req = self
             .logs
-            .get(url)
-            .bearer_auth(self.token.expose())
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token.expose())
             .header(reqwest::header::ACCEPT, "application/vnd.github+json");
-        super::http::read_log(KIND, "download job logs", &self.token, req).await
+        super::http::read_log(KIND, "download job logs", &token, req).await
     }
 
     async fn upsert_comment(

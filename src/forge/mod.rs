@@ -5,6 +5,7 @@
 
 pub mod gitea;
 pub mod github;
+pub mod github_app;
 pub mod gitlab;
 pub mod http;
 pub mod woodpecker;
@@ -271,6 +272,19 @@ pub trait Forge: Send + Sync {
     /// Every CI result on a commit, commit statuses and check runs combined, latest per context.
     async fn ci_results(&self, repo: &RepoRef, sha: &str) -> Result<Vec<CiResult>, ForgeError>;
 
+    /// The token git fetches and pushes a repository with, when it is not the one the bot
+    /// was given (a GitHub App's installation token).
+    async fn git_token(&self, repo: &RepoRef) -> Result<Option<Token>, ForgeError> {
+        let _ = repo;
+        Ok(None)
+    }
+
+    /// Who the bot's commits are by when the forge decides it — a GitHub App's bot user, as
+    /// `(name, email)`; `None` keeps `[bot]` of the policy.
+    async fn commit_identity(&self) -> Result<Option<(String, String)>, ForgeError> {
+        Ok(None)
+    }
+
     /// The log of the job behind a failed CI result, where the forge runs the CI itself
     /// (GitHub Actions, GitLab CI, Gitea Actions); `None` when the result names no job the
     /// forge keeps a log of.
@@ -428,6 +442,11 @@ pub fn forges_with_token(
     for kind in ForgeKind::ALL {
         if let Some(token) = Token::lookup(&env_var(kind, "TOKEN"), env)? {
             out.push((kind, token));
+        } else if kind == ForgeKind::Github
+            && env("TRUNKWARDEN_GITHUB_APP_ID").is_some_and(|v| !v.is_empty())
+        {
+            // A GitHub App buys its tokens per installation: none is given.
+            out.push((kind, Token::new("")));
         }
     }
     Ok(out)
@@ -435,13 +454,24 @@ pub fn forges_with_token(
 
 /// Builds the adapter for `kind` from the environment: `TRUNKWARDEN_<FORGE>_TOKEN` (or
 /// `…_TOKEN_FILE`) and `TRUNKWARDEN_<FORGE>_URL` (GitHub defaults to api.github.com; a
-/// self-hosted forge has no default).
+/// self-hosted forge has no default); for GitHub without a token, a GitHub App
+/// (`TRUNKWARDEN_GITHUB_APP_ID`, `TRUNKWARDEN_GITHUB_APP_KEY_FILE`).
 pub fn from_env(
     kind: ForgeKind,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<std::sync::Arc<dyn Forge>, String> {
     let token_var = env_var(kind, "TOKEN");
     let url_var = env_var(kind, "URL");
+    if kind == ForgeKind::Github && Token::lookup(&token_var, env)?.is_none() {
+        let url = env(&url_var)
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| "https://api.github.com".to_owned());
+        if let Some(app) = github_app::App::from_env(env, &url)? {
+            let gh = github::Github::with_app(&url, std::sync::Arc::new(app), Retry::default())
+                .map_err(|e| e.to_string())?;
+            return Ok(std::sync::Arc::new(gh));
+        }
+    }
     let token = Token::lookup(&token_var, env)?.ok_or_else(|| {
         format!(
             "{token_var} (or {token_var}_FILE) is not set; the bot needs a token to act on {kind}"
@@ -671,6 +701,33 @@ mod tests {
             e.contains("TRUNKWARDEN_GITEA_TOKEN_FILE: cannot read /nonexistent/t"),
             "{e}"
         );
+        // A GitHub App instead of a token: its id and key, each checked.
+        let e = from_env(
+            ForgeKind::Github,
+            &env(&[("TRUNKWARDEN_GITHUB_APP_ID", "12")]),
+        )
+        .err()
+        .unwrap();
+        assert!(e.contains("TRUNKWARDEN_GITHUB_APP_KEY_FILE"), "{e}");
+        let e = from_env(
+            ForgeKind::Github,
+            &env(&[
+                ("TRUNKWARDEN_GITHUB_APP_ID", "12"),
+                ("TRUNKWARDEN_GITHUB_APP_KEY", "not a key"),
+            ]),
+        )
+        .err()
+        .unwrap();
+        assert!(e.contains("not an RSA key in PEM form"), "{e}");
+        let e = from_env(
+            ForgeKind::Github,
+            &env(&[("TRUNKWARDEN_GITHUB_APP_ID", "twelve")]),
+        )
+        .err()
+        .unwrap();
+        assert!(e.contains("is not a number"), "{e}");
+        let with_app = forges_with_token(&env(&[("TRUNKWARDEN_GITHUB_APP_ID", "12")])).unwrap();
+        assert_eq!(with_app.len(), 1);
     }
 
     #[test]

@@ -79,6 +79,7 @@ impl Woodpecker {
                 message: format!("TRUNKWARDEN_WOODPECKER_URL: `{url}` is not an http(s) URL"),
             });
         }
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(300))

@@ -142,6 +142,8 @@ pub struct Forge {
     pub not_modified: usize,
     /// CI jobs run, with their logs (`fake_ci`).
     pub jobs: Vec<super::fake_ci::Job>,
+    /// The GitHub App registered, if any (`fake_app`).
+    pub app: Option<super::fake_app::FakeApp>,
     /// A rate-limit budget announced on every answer: `(limit, remaining, reset epoch)`.
     pub budget: Option<(u64, u64, i64)>,
     /// Requests made while the announced budget was spent.
@@ -216,6 +218,7 @@ impl FakeForge {
             hook: None,
             not_modified: 0,
             jobs: Vec::new(),
+            app: None,
             budget: None,
             over_budget: 0,
             next_id: 100,
@@ -435,15 +438,34 @@ async fn handle(State(state): State<Arc<Mutex<Forge>>>, req: Request) -> Respons
             headers: headers.clone(),
         };
         f.requests.push(recorded.clone());
-        let auth_ok = f.tokens.iter().any(|token| match f.kind {
-            "gitlab" => {
-                headers.get("private-token").and_then(|v| v.to_str().ok()) == Some(token.as_str())
-            }
-            _ => headers
-                .get("authorization")
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v == format!("token {token}") || v == format!("Bearer {token}")),
+        if let Some(resp) = super::fake_app::route(&mut f, &method, &path, &headers) {
+            return resp;
+        }
+        if let Some(refused) = super::fake_app::installation_allows(&f, &path, &headers) {
+            return refused;
+        }
+        let issued = f.app.as_ref().is_some_and(|a| {
+            a.issued.iter().any(|(t, ..)| {
+                Some(t.as_str())
+                    == headers
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.strip_prefix("Bearer "))
+            })
         });
+        let auth_ok = issued
+            || f.tokens.iter().any(|token| match f.kind {
+                "gitlab" => {
+                    headers.get("private-token").and_then(|v| v.to_str().ok())
+                        == Some(token.as_str())
+                }
+                _ => headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| {
+                        v == format!("token {token}") || v == format!("Bearer {token}")
+                    }),
+            });
         if !auth_ok {
             return reply(401, json!({ "message": "Bad credentials" }));
         }

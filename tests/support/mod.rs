@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod contract;
+pub mod fake_app;
 pub mod fake_ci;
 pub mod fake_forge;
 pub mod git;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use super::fake_forge::{Ci, FakeForge, Happening};
 use super::git::{Sandbox, write};
 use trunkwarden::engine::{Engine, EngineConfig};
+use trunkwarden::forge::github_app::App;
 use trunkwarden::forge::woodpecker::Woodpecker;
 use trunkwarden::forge::{self, Forge, Retry, Token};
 use trunkwarden::queue::worker::Handler as _;
@@ -61,7 +62,14 @@ pub struct Story {
     pub clock: Arc<super::ManualClock>,
     pub db: Option<String>,
     kind: &'static str,
-    woodpecker: Option<Arc<Woodpecker>>,
+    extras: Extras,
+}
+
+/// What a story may add to the forge: a Woodpecker server, a GitHub App to act as.
+#[derive(Clone, Default)]
+pub struct Extras {
+    pub woodpecker: Option<Arc<Woodpecker>>,
+    pub app: Option<Arc<App>>,
 }
 
 impl Story {
@@ -76,19 +84,46 @@ impl Story {
 
     /// A story on another trunk layout.
     pub async fn build(kind: &'static str, db: Option<String>, layout: Layout) -> Story {
-        Story::build_with(kind, db, layout, None).await
+        Story::build_with(kind, db, layout, Extras::default()).await
     }
 
     /// A story whose CI is a Woodpecker server, besides the forge's own.
     pub async fn with_woodpecker(kind: &'static str, woodpecker: Arc<Woodpecker>) -> Story {
-        Story::build_with(kind, None, Layout::default(), Some(woodpecker)).await
+        let extras = Extras {
+            woodpecker: Some(woodpecker),
+            app: None,
+        };
+        Story::build_with(kind, None, Layout::default(), extras).await
+    }
+
+    /// A GitHub story whose bot is a GitHub App, made by `make` once the fake runs (it
+    /// registers the App there).
+    pub async fn with_app_from(make: impl FnOnce(&FakeForge) -> Arc<App>) -> Story {
+        Story::build_full(
+            "github",
+            None,
+            Layout::default(),
+            Extras::default(),
+            |fake| Some(make(fake)),
+        )
+        .await
     }
 
     async fn build_with(
         kind: &'static str,
         db: Option<String>,
         layout: Layout,
-        woodpecker: Option<Arc<Woodpecker>>,
+        extras: Extras,
+    ) -> Story {
+        Story::build_full(kind, db, layout, extras, |_| None).await
+    }
+
+    async fn build_full(
+        kind: &'static str,
+        db: Option<String>,
+        layout: Layout,
+        mut extras: Extras,
+        fake_setup: impl FnOnce(&FakeForge) -> Option<Arc<App>>,
     ) -> Story {
         let sb = Sandbox::new();
         let work = sb.repo("w");
@@ -128,6 +163,9 @@ impl Story {
             f.issues.insert(3, true);
             f.issues.insert(4, true);
         }
+        if let Some(app) = fake_setup(&fake) {
+            extras.app = Some(app);
+        }
         let clock = Arc::new(super::ManualClock::now());
         let engine = Arc::new(
             open_engine_with(
@@ -138,7 +176,7 @@ impl Story {
                 db.clone(),
                 clock.clone(),
                 TOKEN,
-                woodpecker.clone(),
+                extras.clone(),
             )
             .await,
         );
@@ -173,7 +211,7 @@ impl Story {
             clock,
             db,
             kind,
-            woodpecker,
+            extras,
         }
     }
 
@@ -191,7 +229,7 @@ impl Story {
             self.db.clone(),
             self.clock.clone(),
             token,
-            self.woodpecker.clone(),
+            self.extras.clone(),
         )
         .await
     }
@@ -334,13 +372,16 @@ pub async fn open_engine_with(
     db: Option<String>,
     clock: Arc<super::ManualClock>,
     token: &str,
-    woodpecker: Option<Arc<Woodpecker>>,
+    extras: Extras,
 ) -> Engine {
-    let adapter: Arc<dyn Forge> = match kind {
-        "github" => Arc::new(
+    let adapter: Arc<dyn Forge> = match (kind, extras.app) {
+        ("github", Some(app)) => {
+            Arc::new(forge::github::Github::with_app(&fake.url, app, Retry::default()).unwrap())
+        }
+        ("github", None) => Arc::new(
             forge::github::Github::new(&fake.url, Token::new(token), Retry::default()).unwrap(),
         ),
-        "gitlab" => Arc::new(
+        ("gitlab", _) => Arc::new(
             forge::gitlab::Gitlab::new(&fake.url, Token::new(token), Retry::default()).unwrap(),
         ),
         _ => Arc::new(
@@ -367,7 +408,7 @@ pub async fn open_engine_with(
             git_token: None,
             push_attempts: 16,
             clock,
-            woodpecker,
+            woodpecker: extras.woodpecker,
         },
     )
     .await

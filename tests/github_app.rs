@@ -1,0 +1,256 @@
+//! trunkwarden as a GitHub App against the fake GitHub, which issues installation tokens only
+//! for a JWT signed by the App's key and holds each token to its installation's repositories
+//! and its hour: first use, refresh before expiry, two installations, a suspended one, a
+//! revoked key — and the engine's story (open → merge → green → done) acting as the App, its
+//! commit by the App's bot user.
+
+mod support;
+
+use std::sync::Arc;
+
+use support::fake_app::key_pair;
+use support::fake_forge::{FakeForge, Happening};
+use support::git::Sandbox;
+use support::story::Story;
+use trunkwarden::forge::github::Github;
+use trunkwarden::forge::github_app::App;
+use trunkwarden::forge::{Forge, RepoRef, Retry};
+
+const APP_ID: u64 = 4242;
+
+fn app(private: &str, url: &str) -> Arc<App> {
+    let now = Arc::new(|| chrono::Utc::now().timestamp());
+    Arc::new(App::new(APP_ID, private.as_bytes(), url, Retry::default(), now).unwrap())
+}
+
+fn quick() -> Retry {
+    Retry {
+        attempts: 1,
+        ..Retry::default()
+    }
+}
+
+/// A fake GitHub with the App registered on `acme/app` (installation 1).
+async fn fake_with_app() -> (Sandbox, FakeForge, String) {
+    let sb = Sandbox::new();
+    let work = sb.repo("w");
+    support::git::write(&work, "README.md", "app\n");
+    sb.ok(&work, &["add", "-A"]);
+    sb.ok(&work, &["commit", "-q", "-m", "chore: start"]);
+    let origin = sb.bare("origin.git");
+    sb.ok(
+        &work,
+        &[
+            "push",
+            "-q",
+            origin.to_str().unwrap(),
+            "HEAD:refs/heads/main",
+        ],
+    );
+    let fake = FakeForge::start("github", "unused-pat", origin).await;
+    let (private, public) = key_pair();
+    fake.register_app(APP_ID, "tw-app", &public);
+    fake.add_pull(7, "alice", "main", "feat: x", "");
+    (sb, fake, private)
+}
+
+fn issued(fake: &FakeForge) -> Vec<(String, u64)> {
+    let f = fake.state.lock().unwrap();
+    f.app
+        .as_ref()
+        .unwrap()
+        .issued
+        .iter()
+        .map(|(t, i, _)| (t.clone(), *i))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_is_bought_with_a_signed_jwt_and_bought_again_before_it_expires() {
+    let (_sb, fake, private) = fake_with_app().await;
+    // Tokens that last 302 s: kept while more than five minutes are left, then bought again.
+    fake.state.lock().unwrap().app.as_mut().unwrap().ttl = 302;
+    let gh = Github::with_app(&fake.url, app(&private, &fake.url), quick()).unwrap();
+    let repo = RepoRef::parse("acme/app").unwrap();
+    assert_eq!(gh.pull_request(&repo, 7).await.unwrap().number, 7);
+    gh.pull_request(&repo, 7).await.unwrap();
+    assert_eq!(
+        issued(&fake).len(),
+        1,
+        "the token is kept while it is fresh"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    gh.pull_request(&repo, 7).await.unwrap();
+    assert_eq!(issued(&fake).len(), 2, "bought again before it expires");
+    // The App's identity is its bot user, found without a user token.
+    let me = gh.me().await.unwrap();
+    assert_eq!(me.login, "tw-app[bot]");
+    assert_eq!(
+        gh.commit_identity().await.unwrap(),
+        Some((
+            "tw-app[bot]".to_owned(),
+            format!(
+                "{}+tw-app[bot]@users.noreply.github.com",
+                41_000_000 + APP_ID
+            )
+        ))
+    );
+    assert!(
+        fake.contract_violations().is_empty(),
+        "{:?}",
+        fake.contract_violations()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_installations_each_use_their_own_token() {
+    let (sb, fake, private) = fake_with_app().await;
+    let other = sb.path("origin.git");
+    fake.add_repo("acme", "lib", other);
+    fake.state
+        .lock()
+        .unwrap()
+        .app
+        .as_mut()
+        .unwrap()
+        .installations
+        .push((2, vec!["acme/lib".into()], false));
+    let gh = Github::with_app(&fake.url, app(&private, &fake.url), quick()).unwrap();
+    let (a, b) = (
+        RepoRef::parse("acme/app").unwrap(),
+        RepoRef::parse("acme/lib").unwrap(),
+    );
+    gh.ci_results(&a, "0123456789abcdef0123456789abcdef01234567")
+        .await
+        .unwrap();
+    gh.ci_results(&b, "0123456789abcdef0123456789abcdef01234567")
+        .await
+        .unwrap();
+    let tokens = issued(&fake);
+    assert_eq!(tokens.iter().map(|(_, i)| *i).collect::<Vec<_>>(), [1, 2]);
+    // Each repository's calls carried its own installation's token.
+    let f = fake.state.lock().unwrap();
+    for (repo, (token, _)) in ["/repos/acme/app/", "/repos/acme/lib/"].iter().zip(&tokens) {
+        let auths: Vec<String> = f
+            .requests
+            .iter()
+            .filter(|r| r.path.starts_with(repo) && !r.path.ends_with("/installation"))
+            .filter_map(|r| {
+                r.headers
+                    .get("authorization")?
+                    .to_str()
+                    .ok()
+                    .map(str::to_owned)
+            })
+            .collect();
+        assert!(!auths.is_empty());
+        assert!(
+            auths.iter().all(|a| *a == format!("Bearer {token}")),
+            "{repo}: {auths:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspended_installation_and_a_revoked_key_fail_with_what_github_said() {
+    let (_sb, fake, private) = fake_with_app().await;
+    let repo = RepoRef::parse("acme/app").unwrap();
+    fake.state
+        .lock()
+        .unwrap()
+        .app
+        .as_mut()
+        .unwrap()
+        .installations[0]
+        .2 = true;
+    let gh = Github::with_app(&fake.url, app(&private, &fake.url), quick()).unwrap();
+    let e = gh.pull_request(&repo, 7).await.unwrap_err().to_string();
+    assert!(e.contains("403") && e.contains("suspended"), "{e}");
+
+    // A key GitHub no longer knows (revoked, or another App's).
+    fake.state
+        .lock()
+        .unwrap()
+        .app
+        .as_mut()
+        .unwrap()
+        .installations[0]
+        .2 = false;
+    let (stranger, _) = key_pair();
+    let gh = Github::with_app(&fake.url, app(&stranger, &fake.url), quick()).unwrap();
+    let e = gh.pull_request(&repo, 7).await.unwrap_err().to_string();
+    assert!(e.contains("401") && e.contains("JSON web token"), "{e}");
+    assert!(
+        issued(&fake).is_empty(),
+        "no token for a bad key or a suspended installation"
+    );
+
+    // A key that is not a key is refused before any call.
+    let bad = App::new(
+        APP_ID,
+        b"-----BEGIN RSA PRIVATE KEY-----\nnot a key\n-----END RSA PRIVATE KEY-----\n",
+        &fake.url,
+        quick(),
+        Arc::new(|| 0),
+    );
+    assert!(bad.err().unwrap().contains("not an RSA key in PEM form"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_acts_as_the_app_and_commits_as_its_bot_user() {
+    let (private, public) = key_pair();
+    let holder = Arc::new(std::sync::Mutex::new(String::new()));
+    let url = holder.clone();
+    // The App needs the fake's URL, which exists only once the story starts it.
+    let s = Story::with_app_from(move |fake| {
+        fake.register_app(APP_ID, "tw-app", &public);
+        *url.lock().unwrap() = fake.url.clone();
+        app(&private, &fake.url)
+    })
+    .await;
+    let head = s.sb.ok(&s.origin, &["rev-parse", "t-1-oidc"]);
+    s.fake.add_pull(
+        7,
+        "alice",
+        "t-1-oidc",
+        "feat(T-1): check the issuer",
+        "Refs #3",
+    );
+    s.send(&Happening::PrOpened(7)).await;
+    s.until("T-1 in progress", |s| s.row("T-1").contains("in-progress"))
+        .await;
+    let merge = s.merge().await;
+    s.ci(&head, "ci/build", "success");
+    s.send(&Happening::PrMerged(7)).await;
+    s.ci(&merge, "ci/build", "success");
+    s.send(&Happening::Status {
+        sha: merge.clone(),
+        context: "ci/build".into(),
+        success: true,
+    })
+    .await;
+    s.until("done", |s| {
+        s.row("T-1").contains("| done ") && !s.issue_open(3)
+    })
+    .await;
+    let authors = s.sb.ok(
+        &s.origin,
+        &["log", "--format=%an <%ae> / %cn <%ce>", "-1", "main"],
+    );
+    let bot = format!(
+        "tw-app[bot] <{}+tw-app[bot]@users.noreply.github.com>",
+        41_000_000 + APP_ID
+    );
+    assert_eq!(authors, format!("{bot} / {bot}"));
+    // Every call carried an installation token; the sticky comment is the bot user's.
+    let f = s.fake.state.lock().unwrap();
+    assert!(!f.app.as_ref().unwrap().issued.is_empty());
+    let sticky = f
+        .comments
+        .iter()
+        .find(|c| c.body.contains("trunkwarden:task"))
+        .unwrap();
+    assert_eq!(sticky.author.1, "tw-app[bot]");
+    drop(f);
+    assert!(!holder.lock().unwrap().is_empty());
+}
