@@ -44,6 +44,8 @@ enum Command {
     Ci(cli::ci::CiArgs),
     /// Check configuration, tokens, the data directory and local hooks, with a fix for each problem.
     Doctor(cli::forge::DoctorArgs),
+    /// Create the bot's GitHub App from a manifest (least permissions), then trade its code.
+    GithubApp(cli::github_app::GithubAppArgs),
     /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff), e.g. `trunkwarden man > trunkwarden.1`.
@@ -66,6 +68,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => cli::serve::run(args),
         Command::Replay(args) => cli::replay::run(args),
+        Command::GithubApp(args) => cli::github_app::run(args),
         Command::Deliveries(args) => cli::deliveries::run(args),
         Command::Ci(args) => cli::ci::run(args),
         Command::Scan(args) => cli::scan::run(args),

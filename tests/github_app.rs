@@ -254,3 +254,92 @@ async fn the_engine_acts_as_the_app_and_commits_as_its_bot_user() {
     drop(f);
     assert!(!holder.lock().unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_app_is_made_from_a_manifest_and_its_code_traded_for_files() {
+    use std::os::unix::fs::PermissionsExt;
+    use support::git::{BIN, text};
+    let (sb, fake, _) = fake_with_app().await;
+    let page = sb.path("app.html");
+    let out = std::process::Command::new(BIN)
+        .args([
+            "github-app",
+            "manifest",
+            "--url",
+            "https://bot.example",
+            "--org",
+            "acme",
+            "--out",
+        ])
+        .arg(&page)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(m["hook_attributes"]["url"], "https://bot.example/webhook");
+    assert_eq!(m["default_permissions"]["contents"], "write");
+    assert_eq!(m["default_permissions"]["actions"], "read");
+    assert!(
+        m["default_events"]
+            .as_array()
+            .unwrap()
+            .contains(&"issue_comment".into())
+    );
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("action=\"https://github.com/organizations/acme/settings/apps/new\""));
+    assert!(html.contains("&quot;default_permissions&quot;"), "{html}");
+    assert!(text(&out).contains("actions: read — read a failed job's log"));
+
+    let (key, secret) = (sb.path("app.pem"), sb.path("secret"));
+    let out = std::process::Command::new(BIN)
+        .args([
+            "github-app",
+            "convert",
+            "good-code",
+            "--api",
+            &fake.url,
+            "--key-out",
+        ])
+        .arg(&key)
+        .arg("--secret-out")
+        .arg(&secret)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("TRUNKWARDEN_GITHUB_APP_ID=4242"), "{said}");
+    assert!(
+        !said.contains("whsec-from-github") && !said.contains("PRIVATE KEY"),
+        "{said}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&secret).unwrap(),
+        "whsec-from-github"
+    );
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // A used or wrong code is a clear error.
+    let out = std::process::Command::new(BIN)
+        .args([
+            "github-app",
+            "convert",
+            "spent",
+            "--api",
+            &fake.url,
+            "--key-out",
+        ])
+        .arg(&key)
+        .arg("--secret-out")
+        .arg(&secret)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("single-use"), "{}", text(&out));
+    assert!(
+        fake.contract_violations().is_empty(),
+        "{:?}",
+        fake.contract_violations()
+    );
+}

@@ -3,6 +3,7 @@
 pub mod ci;
 pub mod deliveries;
 pub mod forge;
+pub mod github_app;
 pub mod hook;
 pub mod replay;
 pub mod scan;

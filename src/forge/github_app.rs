@@ -273,3 +273,127 @@ impl App {
         .await
     }
 }
+
+/// The permissions the bot asks for, at the least level each feature needs, and why.
+pub const PERMISSIONS: [(&str, &str, &str); 8] = [
+    (
+        "contents",
+        "write",
+        "commit docs/TASKS.md to the trunk; read commits and the policy file",
+    ),
+    (
+        "pull_requests",
+        "write",
+        "read pull requests, squash-merge on `merge`, the sticky comment",
+    ),
+    (
+        "issues",
+        "write",
+        "close a task's issues after green, reopen them after red, answer commands",
+    ),
+    (
+        "statuses",
+        "write",
+        "the trunkwarden/policy and trunkwarden/secrets statuses; read CI's",
+    ),
+    (
+        "checks",
+        "write",
+        "check runs with annotations; read CI's check runs",
+    ),
+    (
+        "actions",
+        "read",
+        "read a failed job's log to say what broke",
+    ),
+    (
+        "administration",
+        "read",
+        "read branch protection: the contexts green waits for",
+    ),
+    (
+        "metadata",
+        "read",
+        "every App has it: the repository itself",
+    ),
+];
+
+/// The events the bot subscribes to (installation events come to every App).
+pub const EVENTS: [&str; 6] = [
+    "pull_request",
+    "issue_comment",
+    "push",
+    "status",
+    "check_run",
+    "check_suite",
+];
+
+/// A GitHub App manifest for a bot served at `url` (its webhook at `url/webhook`).
+pub fn manifest(name: &str, url: &str) -> serde_json::Value {
+    let url = url.trim_end_matches('/');
+    let permissions: serde_json::Map<String, serde_json::Value> = PERMISSIONS
+        .iter()
+        .map(|(p, level, _)| ((*p).to_owned(), serde_json::Value::from(*level)))
+        .collect();
+    serde_json::json!({
+        "name": name,
+        "url": url,
+        "hook_attributes": { "url": format!("{url}/webhook"), "active": true },
+        "redirect_url": format!("{url}/"),
+        "public": false,
+        "default_permissions": permissions,
+        "default_events": EVENTS,
+    })
+}
+
+/// What GitHub returns for a manifest's code: the App, its key and its webhook secret.
+#[derive(Deserialize)]
+pub struct Conversion {
+    pub id: u64,
+    pub slug: String,
+    pub pem: String,
+    pub webhook_secret: Option<String>,
+}
+
+/// Trades the code GitHub gives after the App is created from a manifest for its key and
+/// webhook secret (`POST /app-manifests/{code}/conversions`, no authentication).
+pub async fn convert(base: &str, code: &str) -> Result<Conversion, ForgeError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let call = "convert the App manifest code";
+    let url = format!(
+        "{}/app-manifests/{}/conversions",
+        base.trim_end_matches('/'),
+        super::http::segment(code)
+    );
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .user_agent(concat!("trunkwarden/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| ForgeError::Transport {
+            forge: KIND,
+            call,
+            message: e.to_string(),
+        })?;
+    let none = Token::new("");
+    with_retry(KIND, call, &Retry::default(), &none, |_| {
+        let req = client
+            .post(&url)
+            .header(reqwest::header::ACCEPT, "application/vnd.github+json");
+        async move {
+            let resp = req.send().await.map_err(|e| e.without_url().to_string())?;
+            let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
+            let body = resp
+                .bytes()
+                .await
+                .map_err(|e| e.without_url().to_string())?;
+            Ok(Reply {
+                status,
+                headers,
+                body: body.to_vec(),
+            })
+        }
+    })
+    .await?
+    .json(KIND, call)
+}

@@ -115,8 +115,19 @@ fn check_jwt(app: &FakeApp, headers: &HeaderMap) -> Result<(), &'static str> {
 
 /// The App's own calls, answered before the token check: `Some` when the path is one.
 pub fn route(f: &mut Forge, method: &str, path: &str, headers: &HeaderMap) -> Option<Response> {
-    let app = f.app.as_mut()?;
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    // The manifest flow's last step needs no authentication: the code is the credential.
+    if let ("POST", ["app-manifests", code, "conversions"]) = (method, segs.as_slice()) {
+        return Some(if *code == "good-code" {
+            reply(
+                201,
+                json!({ "id": 4242, "slug": "tw-app", "name": "tw-app", "client_id": "Iv1.x", "client_secret": "s", "webhook_secret": "whsec-from-github", "pem": "-----BEGIN RSA PRIVATE KEY-----\nfake\n-----END RSA PRIVATE KEY-----\n" }),
+            )
+        } else {
+            reply(404, json!({ "message": "Not Found" }))
+        });
+    }
+    let app = f.app.as_mut()?;
     let jwt = || check_jwt(app, headers);
     Some(match (method, segs.as_slice()) {
         ("POST", ["app", "installations", id, "access_tokens"]) => {
