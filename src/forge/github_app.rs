@@ -298,8 +298,8 @@ pub const PERMISSIONS: [(&str, &str, &str); 8] = [
     ),
     (
         "checks",
-        "write",
-        "check runs with annotations; read CI's check runs",
+        "read",
+        "read CI's check runs: green waits for them",
     ),
     (
         "actions",
