@@ -243,16 +243,56 @@ async fn the_engine_acts_as_the_app_and_commits_as_its_bot_user() {
     );
     assert_eq!(authors, format!("{bot} / {bot}"));
     // Every call carried an installation token; the sticky comment is the bot user's.
-    let f = s.fake.state.lock().unwrap();
-    assert!(!f.app.as_ref().unwrap().issued.is_empty());
-    let sticky = f
-        .comments
-        .iter()
-        .find(|c| c.body.contains("trunkwarden:task"))
-        .unwrap();
-    assert_eq!(sticky.author.1, "tw-app[bot]");
-    drop(f);
+    {
+        let f = s.fake.state.lock().unwrap();
+        assert!(!f.app.as_ref().unwrap().issued.is_empty());
+        let sticky = f
+            .comments
+            .iter()
+            .find(|c| c.body.contains("trunkwarden:task"))
+            .unwrap();
+        assert_eq!(sticky.author.1, "tw-app[bot]");
+    }
     assert!(!holder.lock().unwrap().is_empty());
+
+    // Suspended: the repositories the App knew of are no longer watched — no resync of them.
+    use trunkwarden::queue::worker::Handler as _;
+    use trunkwarden::webhook::event::{Event, Installation, InstallationAction, Repo};
+    let fx = s
+        .fake
+        .delivery(&Happening::PrOpened(7), support::story::SECRET);
+    let (d, _) = support::delivery_of(&fx);
+    let change = |action, added: &[&str]| {
+        Event::Installation(Installation {
+            id: 1,
+            action,
+            added: added
+                .iter()
+                .map(|n| Repo {
+                    full_name: (*n).to_owned(),
+                    id: None,
+                })
+                .collect(),
+            removed: Vec::new(),
+        })
+    };
+    assert_eq!(s.engine.resync().await.len(), 1);
+    s.engine
+        .handle(&d, &change(InstallationAction::Stopped, &[]))
+        .await
+        .unwrap();
+    assert!(
+        s.engine.resync().await.is_empty(),
+        "a suspended installation's repositories rest"
+    );
+    // Added again: watched, and reconciled at once.
+    s.engine
+        .handle(&d, &change(InstallationAction::Repositories, &["acme/app"]))
+        .await
+        .unwrap();
+    let again = s.engine.resync().await;
+    assert_eq!(again.len(), 1);
+    assert!(again[0].1.is_ok(), "{:?}", again[0].1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

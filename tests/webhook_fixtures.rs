@@ -207,9 +207,8 @@ fn branch_creation_and_unknown_events() {
         panic!()
     };
     assert!(p.created);
-    // Installations and review approvals are recorded but not acted on.
+    // Review approvals and labels are recorded but not acted on.
     for (forge, name) in [
-        ("github", "installation.created.1"),
         ("gitea", "pull_request_approved.reviewed.woodpecker"),
         ("github", "pull_request.labeled.8"),
     ] {
@@ -219,6 +218,29 @@ fn branch_creation_and_unknown_events() {
             json!({ "ignored": true }),
             "{name}"
         );
+    }
+}
+
+#[test]
+fn an_apps_installation_events_say_which_repositories_it_covers() {
+    use trunkwarden::webhook::event::InstallationAction as A;
+    for (name, action, added, removed) in [
+        ("installation.created.1", A::Active, 1, 0),
+        // A suspension names no repositories: the App forgets those it knew of.
+        ("installation.unsuspend.6", A::Active, 0, 0),
+        ("installation.deleted.0", A::Stopped, 0, 1),
+        ("installation.suspend.5", A::Stopped, 0, 0),
+        ("installation.new_permissions_accepted.4", A::Active, 1, 0),
+    ] {
+        let Event::Installation(i) = event("github", name) else {
+            panic!("{name}")
+        };
+        assert_eq!(
+            (i.action, i.added.len(), i.removed.len()),
+            (action, added, removed),
+            "{name}"
+        );
+        assert!(i.id > 0);
     }
 }
 

@@ -841,6 +841,16 @@ impl Ledger {
         Ok(())
     }
 
+    /// Takes a repository out of the resync (its App no longer covers it).
+    pub async fn forget_repo(&self, name: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(q("DELETE FROM engine_repos WHERE forge = ? AND name = ?"))
+            .bind(&self.forge)
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// The repositories the resync covers.
     pub async fn repos(&self) -> Result<Vec<String>, sqlx::Error> {
         sqlx::query_scalar(q("SELECT name FROM engine_repos WHERE forge = ?"))

@@ -22,6 +22,7 @@ pub mod decide;
 mod diagnosis;
 mod effects;
 mod facts;
+mod install;
 pub mod ledger;
 pub mod link;
 mod reconcile;
@@ -311,12 +312,18 @@ impl Handler for Engine {
             };
             return outcome(&repo, self.command(&repo, c).await);
         }
+        if let Event::Installation(i) = event {
+            return self
+                .on_installation(i)
+                .await
+                .map_err(|e| HandlerError::Transient(e.to_string()));
+        }
         self.handle_together(d, &[event]).await
     }
 
     /// Everything but comment commands: a burst of CI results and pushes is one reconcile.
     fn coalesces(&self, event: &Event) -> bool {
-        !matches!(event, Event::Comment(_))
+        !matches!(event, Event::Comment(_) | Event::Installation(_))
     }
 
     async fn handle_together(&self, _d: &Delivery, events: &[&Event]) -> Result<(), HandlerError> {

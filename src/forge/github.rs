@@ -473,6 +473,27 @@ impl Forge for Github {
         Ok(super::latest_per_context(all))
     }
 
+    async fn installation_changed(
+        &self,
+        installation: u64,
+        removed: &[String],
+        stopped: bool,
+    ) -> Vec<String> {
+        let mut gone = removed.to_vec();
+        if let Some(app) = &self.app {
+            for r in removed {
+                app.forget(Some(r), installation).await;
+            }
+            // A suspension names no repositories: those the App knew of go.
+            if stopped {
+                gone.extend(app.forget(None, installation).await);
+            }
+        }
+        gone.sort();
+        gone.dedup();
+        gone
+    }
+
     async fn git_token(&self, repo: &RepoRef) -> Result<Option<Token>, ForgeError> {
         match &self.app {
             Some(app) => app.token_for(repo).await.map(Some),

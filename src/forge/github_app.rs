@@ -145,14 +145,22 @@ impl App {
     }
 
     /// Forgets a repository (removed from its installation) or, with `None`, every repository
-    /// of an installation and its token (deleted, suspended).
-    pub async fn forget(&self, repo: Option<&str>, installation: u64) {
+    /// of an installation and its token (deleted, suspended); returns what it forgot.
+    pub async fn forget(&self, repo: Option<&str>, installation: u64) -> Vec<String> {
+        let mut gone = Vec::new();
         if let Ok(mut m) = self.installs.lock() {
-            m.retain(|r, i| *i != installation || repo.is_some_and(|x| x != r));
+            m.retain(|r, i| {
+                let keep = *i != installation || repo.is_some_and(|x| x != r);
+                if !keep {
+                    gone.push(r.clone());
+                }
+                keep
+            });
         }
         if repo.is_none() {
             self.tokens.lock().await.remove(&installation);
         }
+        gone
     }
 
     /// The installation covering `owner/name` (or an organisation, for its hooks).

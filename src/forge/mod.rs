@@ -285,6 +285,18 @@ pub trait Forge: Send + Sync {
         Ok(None)
     }
 
+    /// A GitHub App's installation stopped acting (`stopped`) or lost `removed`: what was
+    /// cached for them is dropped; returns the repositories known to be covered no longer.
+    async fn installation_changed(
+        &self,
+        installation: u64,
+        removed: &[String],
+        stopped: bool,
+    ) -> Vec<String> {
+        let _ = (installation, stopped);
+        removed.to_vec()
+    }
+
     /// The log of the job behind a failed CI result, where the forge runs the CI itself
     /// (GitHub Actions, GitLab CI, Gitea Actions); `None` when the result names no job the
     /// forge keeps a log of.

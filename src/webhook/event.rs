@@ -28,6 +28,30 @@ pub enum Event {
     PullRequest(PullRequestEvent),
     Comment(Comment),
     CiStatus(CiStatus),
+    Installation(Installation),
+}
+
+/// A GitHub App's installation changed: which repositories it covers, or whether it acts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Installation {
+    pub id: u64,
+    pub action: InstallationAction,
+    /// Repositories the installation now covers (created, added, unsuspended).
+    pub added: Vec<Repo>,
+    /// Repositories it no longer covers, or no longer acts on (removed, deleted, suspended).
+    pub removed: Vec<Repo>,
+}
+
+/// What happened to an installation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstallationAction {
+    /// Installed, unsuspended, or new permissions accepted: it acts on `added`.
+    Active,
+    /// Repositories added to or removed from it.
+    Repositories,
+    /// Uninstalled or suspended: nothing it covered is acted on.
+    Stopped,
 }
 
 impl Event {
@@ -39,6 +63,7 @@ impl Event {
             Event::PullRequest(p) => Some(&p.repo),
             Event::Comment(c) => Some(&c.repo),
             Event::CiStatus(c) => Some(&c.repo),
+            Event::Installation(_) => None,
         }
     }
 
@@ -63,6 +88,13 @@ impl Event {
             Event::CiStatus(c) => {
                 format!("ci {repo} {} {} {:?}", short(&c.sha), c.context, c.state)
             }
+            Event::Installation(i) => format!(
+                "installation {} {:?} +{} -{}",
+                i.id,
+                i.action,
+                i.added.len(),
+                i.removed.len()
+            ),
         }
     }
 }

@@ -4,8 +4,9 @@
 use serde_json::Value;
 
 use super::event::{
-    Actor, CiState, CiStatus, Comment, CommentAction, Event, PayloadError, Ping, PrAction,
-    PullRequestEvent, Push, Repo, at, bool_at, is_zero_sha, opt_str, str_at, u64_at,
+    Actor, CiState, CiStatus, Comment, CommentAction, Event, Installation, InstallationAction,
+    PayloadError, Ping, PrAction, PullRequestEvent, Push, Repo, at, bool_at, is_zero_sha, opt_str,
+    str_at, u64_at,
 };
 
 /// Normalizes one GitHub delivery; `Ok(None)` for events and actions the bot does not act on.
@@ -31,7 +32,60 @@ pub fn normalize(event: &str, v: &Value) -> Result<Option<Event>, PayloadError> 
         ("workflow_run", "requested" | "in_progress" | "completed") => {
             Event::CiStatus(workflow_run(v)?)
         }
+        ("installation", _) | ("installation_repositories", _) => {
+            match installation(event, action, v)? {
+                Some(i) => Event::Installation(i),
+                None => return Ok(None),
+            }
+        }
         _ => return Ok(None),
+    }))
+}
+
+/// An App's installation event: `installation` (created, deleted, suspend, unsuspend,
+/// new_permissions_accepted) or `installation_repositories` (added, removed).
+fn installation(
+    event: &str,
+    action: &str,
+    v: &Value,
+) -> Result<Option<Installation>, PayloadError> {
+    let id = u64_at(v, "installation.id")?;
+    let list = |key: &str| -> Vec<Repo> {
+        at(v, key)
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|r| {
+                        Some(Repo {
+                            full_name: r.get("full_name")?.as_str()?.to_owned(),
+                            id: r.get("id").and_then(Value::as_u64),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (action, added, removed) = match (event, action) {
+        ("installation", "created" | "unsuspend" | "new_permissions_accepted") => {
+            (InstallationAction::Active, list("repositories"), Vec::new())
+        }
+        ("installation", "deleted" | "suspend") => (
+            InstallationAction::Stopped,
+            Vec::new(),
+            list("repositories"),
+        ),
+        ("installation_repositories", "added" | "removed") => (
+            InstallationAction::Repositories,
+            list("repositories_added"),
+            list("repositories_removed"),
+        ),
+        _ => return Ok(None),
+    };
+    Ok(Some(Installation {
+        id,
+        action,
+        added,
+        removed,
     }))
 }
 
