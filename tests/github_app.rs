@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use support::fake_app::key_pair;
 use support::fake_forge::{FakeForge, Happening};
-use support::git::Sandbox;
+use support::git::{Sandbox, TOKEN as LEAKED};
 use support::story::Story;
 use trunkwarden::forge::github::Github;
 use trunkwarden::forge::github_app::App;
@@ -208,6 +208,15 @@ async fn the_engine_acts_as_the_app_and_commits_as_its_bot_user() {
         app(&private, &fake.url)
     })
     .await;
+    // The pull request carries a secret: the App's check run annotates it at its line.
+    let work = s.sb.path("w");
+    support::git::write(&work, "config.py", &format!("token = \"{LEAKED}\"\n"));
+    s.sb.ok(&work, &["add", "-A"]);
+    s.sb.ok(&work, &["commit", "-q", "-m", "feat(T-1): configure"]);
+    s.sb.ok(
+        &work,
+        &["push", "-q", s.origin.to_str().unwrap(), "t-1-oidc"],
+    );
     let head = s.sb.ok(&s.origin, &["rev-parse", "t-1-oidc"]);
     s.fake.add_pull(
         7,
@@ -219,6 +228,37 @@ async fn the_engine_acts_as_the_app_and_commits_as_its_bot_user() {
     s.send(&Happening::PrOpened(7)).await;
     s.until("T-1 in progress", |s| s.row("T-1").contains("in-progress"))
         .await;
+    s.until("check runs", |s| {
+        s.fake.state.lock().unwrap().check_runs.len() == 2
+    })
+    .await;
+    {
+        let f = s.fake.state.lock().unwrap();
+        let secrets = f
+            .check_runs
+            .iter()
+            .find(|c| c["name"] == "trunkwarden/secrets")
+            .unwrap();
+        assert_eq!(secrets["head_sha"], head.as_str());
+        assert_eq!(secrets["conclusion"], "failure");
+        let a = &secrets["output"]["annotations"][0];
+        assert_eq!(
+            (a["path"].as_str(), a["start_line"].as_u64()),
+            (Some("config.py"), Some(1))
+        );
+        assert_eq!(a["annotation_level"], "failure");
+        let all = serde_json::to_string(&f.check_runs).unwrap();
+        assert!(
+            !all.contains(LEAKED),
+            "the secret is only ever masked: {all}"
+        );
+        // No commit statuses of the bot's own: an App reports check runs.
+        assert!(
+            !f.ci
+                .iter()
+                .any(|c| !c.check_run && c.context.starts_with("trunkwarden/"))
+        );
+    }
     let merge = s.merge().await;
     s.ci(&head, "ci/build", "success");
     s.send(&Happening::PrMerged(7)).await;

@@ -18,6 +18,27 @@ pub struct Check {
     pub passed: bool,
     /// At most 140 characters (GitHub's limit); secrets only masked.
     pub description: String,
+    /// Each finding at its file and line, for a check run's annotations.
+    pub annotations: Vec<crate::forge::Annotation>,
+}
+
+/// The findings of a verdict that have a place, refused ones as failures.
+fn annotations(v: &Verdict) -> Vec<crate::forge::Annotation> {
+    let placed = |x: &crate::policy::Violation, failure: bool| {
+        let path = String::from_utf8_lossy(x.path.as_deref()?).into_owned();
+        Some(crate::forge::Annotation {
+            path,
+            line: x.line.unwrap_or(1),
+            failure,
+            message: x.message.clone(),
+            title: x.rule.name().to_owned(),
+        })
+    };
+    v.refused
+        .iter()
+        .filter_map(|x| placed(x, true))
+        .chain(v.warned.iter().filter_map(|x| placed(x, false)))
+        .collect()
 }
 
 fn describe(v: &Verdict, clean: &str) -> (bool, String) {
@@ -138,21 +159,22 @@ pub fn run(
             }
         }
     }
-    let (ok, text) = describe(&Verdict::judge(policy, rules), "trunk rules hold");
-    let (clean, found) = describe(
-        &Verdict::judge(policy, secret_findings),
-        "no secrets in the added lines",
-    );
+    let rules = Verdict::judge(policy, rules);
+    let secrets = Verdict::judge(policy, secret_findings);
+    let (ok, text) = describe(&rules, "trunk rules hold");
+    let (clean, found) = describe(&secrets, "no secrets in the added lines");
     Ok(vec![
         Check {
             context: "trunkwarden/policy",
             passed: ok,
             description: text,
+            annotations: annotations(&rules),
         },
         Check {
             context: "trunkwarden/secrets",
             passed: clean,
             description: found,
+            annotations: annotations(&secrets),
         },
     ])
 }
@@ -202,6 +224,21 @@ impl Engine {
             }
         };
         for c in checks {
+            // A GitHub App reports check runs, with each finding at its line.
+            let run = crate::forge::CheckRun {
+                name: c.context,
+                passed: c.passed,
+                summary: &c.description,
+                annotations: &c.annotations,
+            };
+            match self.forge.set_check_run(repo, &pr.head_sha, &run).await {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(e) => {
+                    self.ledger.release(&key).await?;
+                    return Err(e.into());
+                }
+            }
             let status = crate::forge::StatusSpec {
                 context: c.context.to_owned(),
                 state: if c.passed {

@@ -17,12 +17,16 @@ pub enum CiVerdict {
 }
 
 /// The verdict over CI results: the required contexts when there are any, else every context
-/// reported; the bot's own statuses (its login, or a `trunkwarden/` context) never count.
+/// reported; the bot's own results (its login, its App's slug for a `<slug>[bot]`, or a
+/// `trunkwarden/` context) never count.
 pub fn verdict(results: &[CiResult], policy: &CiPolicy, bot_login: &str) -> CiVerdict {
+    let app = bot_login.strip_suffix("[bot]");
     let counted: Vec<&CiResult> = results
         .iter()
         .filter(|r| {
-            r.reporter.as_deref() != Some(bot_login) && !r.context.starts_with("trunkwarden/")
+            let own = r.reporter.as_deref() == Some(bot_login)
+                || (app.is_some() && r.reporter.as_deref() == app);
+            !own && !r.context.starts_with("trunkwarden/")
         })
         .collect();
     let passes = |s: CiState| match s {

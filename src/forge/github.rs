@@ -494,6 +494,55 @@ impl Forge for Github {
         gone
     }
 
+    async fn set_check_run(
+        &self,
+        repo: &RepoRef,
+        sha: &str,
+        run: &super::CheckRun<'_>,
+    ) -> Result<bool, ForgeError> {
+        // Check runs are an App's: a token's results stay commit statuses.
+        if self.app.is_none() {
+            return Ok(false);
+        }
+        // GitHub takes at most 50 annotations per request.
+        let annotations: Vec<Value> = run
+            .annotations
+            .iter()
+            .take(50)
+            .map(|a| {
+                json!({
+                    "path": a.path,
+                    "start_line": a.line,
+                    "end_line": a.line,
+                    "annotation_level": if a.failure { "failure" } else { "warning" },
+                    "title": a.title,
+                    "message": a.message,
+                })
+            })
+            .collect();
+        let more = run.annotations.len().saturating_sub(annotations.len());
+        let summary = if more > 0 {
+            format!("{}\n\n{more} more findings are not annotated.", run.summary)
+        } else {
+            run.summary.to_owned()
+        };
+        let body = json!({
+            "name": run.name,
+            "head_sha": sha,
+            "status": "completed",
+            "conclusion": if run.passed { "success" } else { "failure" },
+            "output": {
+                "title": run.summary,
+                "summary": summary,
+                "annotations": annotations,
+            },
+        });
+        let path = format!("{}/check-runs", Self::repo_path(repo));
+        self.send("create a check run", Method::POST, &path, Some(&body))
+            .await?;
+        Ok(true)
+    }
+
     async fn git_token(&self, repo: &RepoRef) -> Result<Option<Token>, ForgeError> {
         match &self.app {
             Some(app) => app.token_for(repo).await.map(Some),

@@ -301,13 +301,13 @@ pub const PERMISSIONS: [(&str, &str, &str); 8] = [
     ),
     (
         "statuses",
-        "write",
-        "the trunkwarden/policy and trunkwarden/secrets statuses; read CI's",
+        "read",
+        "read CI's commit statuses: green waits for them",
     ),
     (
         "checks",
-        "read",
-        "read CI's check runs: green waits for them",
+        "write",
+        "the bot's results as check runs, findings annotated at their lines; read CI's",
     ),
     (
         "actions",

@@ -106,6 +106,29 @@ pub struct JobLog {
     pub total: u64,
 }
 
+/// A finding at a file and line, shown on the pull request's diff (a check run annotation).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Annotation {
+    pub path: String,
+    /// 1-based.
+    pub line: usize,
+    /// A refusal (else a warning).
+    pub failure: bool,
+    /// The rule.
+    pub title: String,
+    /// What is wrong; a secret only masked.
+    pub message: String,
+}
+
+/// The bot's result on a commit as a check run, where the forge has them for the bot.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckRun<'a> {
+    pub name: &'a str,
+    pub passed: bool,
+    pub summary: &'a str,
+    pub annotations: &'a [Annotation],
+}
+
 /// A commit status to set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StatusSpec {
@@ -271,6 +294,18 @@ pub trait Forge: Send + Sync {
 
     /// Every CI result on a commit, commit statuses and check runs combined, latest per context.
     async fn ci_results(&self, repo: &RepoRef, sha: &str) -> Result<Vec<CiResult>, ForgeError>;
+
+    /// Reports the bot's result as a check run with its findings annotated; `false` when the
+    /// bot has no check runs here (then it sets a commit status).
+    async fn set_check_run(
+        &self,
+        repo: &RepoRef,
+        sha: &str,
+        run: &CheckRun<'_>,
+    ) -> Result<bool, ForgeError> {
+        let _ = (repo, sha, run);
+        Ok(false)
+    }
 
     /// The token git fetches and pushes a repository with, when it is not the one the bot
     /// was given (a GitHub App's installation token).

@@ -118,6 +118,8 @@ pub struct Repo {
     pub rules: Vec<Value>,
     /// Issues the forge closed by itself when a pull request merged: `(issue, pull)`.
     pub auto_closed: Vec<(u64, u64)>,
+    /// Check runs created, as their request bodies.
+    pub check_runs: Vec<Value>,
     pub git: PathBuf,
 }
 
@@ -731,6 +733,7 @@ impl Repo {
             protection: None,
             rules: Vec::new(),
             auto_closed: Vec::new(),
+            check_runs: Vec::new(),
             git,
         }
     }
@@ -1006,6 +1009,23 @@ fn github_repo(
             reply(
                 200,
                 json!({ "total_count": runs.len(), "check_runs": page }),
+            )
+        }
+        ("POST", ["check-runs"]) if github => {
+            let slug = f.app.as_ref().map_or("app".to_owned(), |a| a.slug.clone());
+            r.ci.push(Ci {
+                sha: body["head_sha"].as_str().unwrap_or("").to_owned(),
+                context: body["name"].as_str().unwrap_or("").to_owned(),
+                state: body["status"].as_str().unwrap_or("queued").to_owned(),
+                conclusion: body["conclusion"].as_str().map(str::to_owned),
+                reporter: slug,
+                target_url: None,
+                check_run: true,
+            });
+            r.check_runs.push(body.clone());
+            reply(
+                201,
+                json!({ "id": f.id(), "name": body["name"], "head_sha": body["head_sha"] }),
             )
         }
         ("POST", ["statuses", sha]) => {
