@@ -259,6 +259,25 @@ async fn the_engine_acts_as_the_app_and_commits_as_its_bot_user() {
                 .any(|c| !c.check_run && c.context.starts_with("trunkwarden/"))
         );
     }
+    // "Re-run" on the check run: the checks run again on that head.
+    {
+        use trunkwarden::queue::worker::Handler as _;
+        use trunkwarden::webhook::event::{Event, Recheck, Repo};
+        let fx = s
+            .fake
+            .delivery(&Happening::PrOpened(7), support::story::SECRET);
+        let (d, _) = support::delivery_of(&fx);
+        let again = Event::Recheck(Recheck {
+            repo: Repo {
+                full_name: "acme/app".into(),
+                id: None,
+            },
+            sha: head.clone(),
+            pulls: Vec::new(),
+        });
+        s.engine.handle(&d, &again).await.unwrap();
+        assert_eq!(s.fake.state.lock().unwrap().check_runs.len(), 4);
+    }
     let merge = s.merge().await;
     s.ci(&head, "ci/build", "success");
     s.send(&Happening::PrMerged(7)).await;

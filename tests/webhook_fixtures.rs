@@ -244,6 +244,37 @@ fn an_apps_installation_events_say_which_repositories_it_covers() {
     }
 }
 
+#[test]
+fn a_rerun_of_the_bots_own_check_run_is_a_recheck() {
+    let path = root().join("github").join("check_run.rerequested.7.json");
+    let f = fixture::read(&path).unwrap();
+    let forge = ForgeKind::Github;
+    let m = meta(forge, &f.headers, &f.body).unwrap();
+    // Another App's check run re-run is not the bot's business.
+    assert!(
+        normalize(forge, &m.event, Some("application/json"), &f.body)
+            .unwrap()
+            .is_none()
+    );
+    let mut v: Value = serde_json::from_slice(&f.body).unwrap();
+    v["check_run"]["name"] = json!("trunkwarden/secrets");
+    v["check_run"]["pull_requests"] = json!([{ "number": 7 }]);
+    let body = serde_json::to_vec(&v).unwrap();
+    let Some(Event::Recheck(r)) =
+        normalize(forge, &m.event, Some("application/json"), &body).unwrap()
+    else {
+        panic!("not a recheck")
+    };
+    assert_eq!(
+        (r.repo.full_name.as_str(), r.sha.as_str(), r.pulls),
+        (
+            "github/hello-world",
+            "d6fde92930d4715a2b49857d24b940956b26d2d3",
+            vec![7]
+        )
+    );
+}
+
 fn vectors() -> Value {
     serde_json::from_str(&std::fs::read_to_string(root().join("signature-vectors.json")).unwrap())
         .unwrap()

@@ -1,10 +1,12 @@
-//! A GitHub App's installation events: the repositories it covers are watched from the moment
+//! A GitHub App's own events: its installation's repositories are watched from the moment
 //! they are added (each reconciled at once), and no longer once removed, uninstalled or
-//! suspended — no resync, no effects, no errors piling up for them.
+//! suspended — no resync, no effects, no errors piling up for them; a re-run asked on one of
+//! its check runs is `@trunkwarden recheck`.
 
 use super::{Engine, EngineError};
+use crate::forge::PrState;
 use crate::forge::RepoRef;
-use crate::webhook::event::{Installation, InstallationAction};
+use crate::webhook::event::{Installation, InstallationAction, Recheck};
 
 impl Engine {
     /// Starts and stops watching what an installation event names.
@@ -30,6 +32,35 @@ impl Engine {
             if let Err(e) = self.reconcile(&repo, &[], &[]).await {
                 tracing::warn!(installation = i.id, repo = %repo, error = %e, "first reconcile failed; the resync tries again");
             }
+        }
+        Ok(())
+    }
+
+    /// Runs the bot's checks again on the pull requests a re-run check run names (or those
+    /// whose head it is).
+    pub(super) async fn on_recheck(&self, r: &Recheck) -> Result<(), EngineError> {
+        let Some(repo) = RepoRef::parse(&r.repo.full_name) else {
+            return Ok(());
+        };
+        let mut pulls = Vec::new();
+        for n in &r.pulls {
+            pulls.push(self.forge.pull_request(&repo, *n).await?);
+        }
+        if pulls.is_empty() {
+            pulls = self.forge.open_pulls(&repo).await?;
+        }
+        let mut numbers = Vec::new();
+        for pr in pulls
+            .iter()
+            .filter(|p| p.head_sha == r.sha && p.state == PrState::Open)
+        {
+            self.ledger
+                .forget(&super::checks::checks_key(&repo, pr))
+                .await?;
+            numbers.push(pr.number);
+        }
+        if !numbers.is_empty() {
+            self.reconcile(&repo, &numbers, &[]).await?;
         }
         Ok(())
     }

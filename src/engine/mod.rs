@@ -44,6 +44,7 @@ use crate::webhook::Event;
 use ledger::Ledger;
 pub use ledger::{Clock, SystemClock};
 pub use route::Engines;
+use route::{outcome, outcome_of};
 pub use view::TrunkView;
 
 /// Why a reconcile did not finish; all of it is worth retrying later.
@@ -312,18 +313,20 @@ impl Handler for Engine {
             };
             return outcome(&repo, self.command(&repo, c).await);
         }
-        if let Event::Installation(i) = event {
-            return self
-                .on_installation(i)
-                .await
-                .map_err(|e| HandlerError::Transient(e.to_string()));
+        match event {
+            Event::Installation(i) => return outcome_of(self.on_installation(i).await),
+            Event::Recheck(r) => return outcome_of(self.on_recheck(r).await),
+            _ => {}
         }
         self.handle_together(d, &[event]).await
     }
 
     /// Everything but comment commands: a burst of CI results and pushes is one reconcile.
     fn coalesces(&self, event: &Event) -> bool {
-        !matches!(event, Event::Comment(_) | Event::Installation(_))
+        !matches!(
+            event,
+            Event::Comment(_) | Event::Installation(_) | Event::Recheck(_)
+        )
     }
 
     async fn handle_together(&self, _d: &Delivery, events: &[&Event]) -> Result<(), HandlerError> {
@@ -371,22 +374,5 @@ impl Handler for Engine {
                 tracing::warn!(forge = %self.forge.kind(), repo, error = %e, "resync failed");
             }
         }
-    }
-}
-
-/// A reconcile's result as the queue takes it.
-fn outcome(
-    repo: &RepoRef,
-    result: Result<ReconcileReport, EngineError>,
-) -> Result<(), HandlerError> {
-    match result {
-        Ok(r) => {
-            tracing::info!(repo = %repo, pulls = ?r.pulls, commit = ?r.commit, effects = r.effects.len(), "reconciled");
-            Ok(())
-        }
-        Err(EngineError::Forge(e)) if e.is_permanent() => {
-            Err(HandlerError::Permanent(e.to_string()))
-        }
-        Err(e) => Err(HandlerError::Transient(e.to_string())),
     }
 }

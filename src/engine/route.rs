@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{Engine, EngineConfig, SystemClock};
+use super::{Engine, EngineConfig, EngineError, ReconcileReport, SystemClock};
+use crate::forge::RepoRef;
 use crate::queue::Delivery;
 use crate::queue::worker::{Handler, HandlerError};
 use crate::webhook::Event;
@@ -123,6 +124,31 @@ fn default_clone_template(kind: crate::forge::ForgeKind, api: &str) -> String {
         return format!("{host}/{{repo}}.git");
     }
     format!("{api}/{{repo}}.git")
+}
+
+/// An App event's result as the queue takes it.
+pub(super) fn outcome_of(result: Result<(), EngineError>) -> Result<(), HandlerError> {
+    result.map_err(|e| match e {
+        EngineError::Forge(e) if e.is_permanent() => HandlerError::Permanent(e.to_string()),
+        e => HandlerError::Transient(e.to_string()),
+    })
+}
+
+/// A reconcile's result as the queue takes it.
+pub(super) fn outcome(
+    repo: &RepoRef,
+    result: Result<ReconcileReport, EngineError>,
+) -> Result<(), HandlerError> {
+    match result {
+        Ok(r) => {
+            tracing::info!(repo = %repo, pulls = ?r.pulls, commit = ?r.commit, effects = r.effects.len(), "reconciled");
+            Ok(())
+        }
+        Err(EngineError::Forge(e)) if e.is_permanent() => {
+            Err(HandlerError::Permanent(e.to_string()))
+        }
+        Err(e) => Err(HandlerError::Transient(e.to_string())),
+    }
 }
 
 #[cfg(test)]

@@ -29,6 +29,17 @@ pub enum Event {
     Comment(Comment),
     CiStatus(CiStatus),
     Installation(Installation),
+    Recheck(Recheck),
+}
+
+/// Someone asked the forge to run one of the bot's own checks again (GitHub's "Re-run" on a
+/// `trunkwarden/…` check run): as `@trunkwarden recheck` on its pull requests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recheck {
+    pub repo: Repo,
+    pub sha: String,
+    /// The pull requests the check run names (may be none: then those whose head is `sha`).
+    pub pulls: Vec<u64>,
 }
 
 /// A GitHub App's installation changed: which repositories it covers, or whether it acts.
@@ -64,6 +75,7 @@ impl Event {
             Event::Comment(c) => Some(&c.repo),
             Event::CiStatus(c) => Some(&c.repo),
             Event::Installation(_) => None,
+            Event::Recheck(r) => Some(&r.repo),
         }
     }
 
@@ -88,6 +100,7 @@ impl Event {
             Event::CiStatus(c) => {
                 format!("ci {repo} {} {} {:?}", short(&c.sha), c.context, c.state)
             }
+            Event::Recheck(r) => format!("recheck {repo} {}", short(&r.sha)),
             Event::Installation(i) => format!(
                 "installation {} {:?} +{} -{}",
                 i.id,

@@ -5,8 +5,8 @@ use serde_json::Value;
 
 use super::event::{
     Actor, CiState, CiStatus, Comment, CommentAction, Event, Installation, InstallationAction,
-    PayloadError, Ping, PrAction, PullRequestEvent, Push, Repo, at, bool_at, is_zero_sha, opt_str,
-    str_at, u64_at,
+    PayloadError, Ping, PrAction, PullRequestEvent, Push, Recheck, Repo, at, bool_at, is_zero_sha,
+    opt_str, str_at, u64_at,
 };
 
 /// Normalizes one GitHub delivery; `Ok(None)` for events and actions the bot does not act on.
@@ -28,6 +28,20 @@ pub fn normalize(event: &str, v: &Value) -> Result<Option<Event>, PayloadError> 
         },
         ("status", _) => Event::CiStatus(commit_status(v)?),
         ("check_run", "created" | "completed") => Event::CiStatus(check(v, "check_run")?),
+        ("check_run", "rerequested") => {
+            if !str_at(v, "check_run.name")?.starts_with("trunkwarden/") {
+                return Ok(None);
+            }
+            let pulls = at(v, "check_run.pull_requests")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(|p| p.get("number")?.as_u64()).collect())
+                .unwrap_or_default();
+            Event::Recheck(Recheck {
+                repo: repo(v)?,
+                sha: str_at(v, "check_run.head_sha")?.to_owned(),
+                pulls,
+            })
+        }
         ("check_suite", "completed") => Event::CiStatus(check(v, "check_suite")?),
         ("workflow_run", "requested" | "in_progress" | "completed") => {
             Event::CiStatus(workflow_run(v)?)

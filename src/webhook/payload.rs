@@ -85,6 +85,7 @@ const CHECK_FIELDS: &[&str] = &[
     "html_url",
     "name",
     "output.title",
+    "pull_requests",
     "status",
 ];
 
