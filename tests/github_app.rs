@@ -442,3 +442,50 @@ async fn the_app_is_made_from_a_manifest_and_its_code_traded_for_files() {
         fake.contract_violations()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_checks_the_apps_key_and_its_installations_permissions() {
+    use support::git::{BIN, text};
+    let (sb, fake, private) = fake_with_app().await;
+    let key = sb.path("app.pem");
+    std::fs::write(&key, &private).unwrap();
+    let cwd = sb.path("elsewhere");
+    std::fs::create_dir_all(&cwd).unwrap();
+    let doctor = || {
+        let out = std::process::Command::new(BIN)
+            .args(["doctor", "--repo", "acme/app"])
+            .current_dir(&cwd)
+            .env_remove("TRUNKWARDEN_GITHUB_TOKEN")
+            .env("TRUNKWARDEN_GITHUB_APP_ID", APP_ID.to_string())
+            .env("TRUNKWARDEN_GITHUB_APP_KEY_FILE", &key)
+            .env("TRUNKWARDEN_GITHUB_URL", &fake.url)
+            .env("TRUNKWARDEN_GITHUB_WEBHOOK_SECRET", "s")
+            .output()
+            .unwrap();
+        (out.status.code(), text(&out))
+    };
+    let (code, said) = doctor();
+    assert!(
+        said.contains("ok   github app 4242: the key parses and GitHub accepts its JWT; it acts as @tw-app[bot]"),
+        "{said}"
+    );
+    assert!(
+        said.contains("installation 1 on acme/app has every permission the bot needs"),
+        "{said}"
+    );
+    assert_eq!(code, Some(0), "{said}");
+    // The owner declined new permissions: doctor names them and the fix.
+    fake.state.lock().unwrap().app.as_mut().unwrap().permissions = serde_json::json!({ "contents": "write", "pull_requests": "write", "issues": "read", "metadata": "read" });
+    let (code, said) = doctor();
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains("lacks issues: write (read)") && said.contains("actions: read (none)"),
+        "{said}"
+    );
+    // A key GitHub does not know.
+    let (stranger, _) = key_pair();
+    std::fs::write(&key, stranger).unwrap();
+    let (code, said) = doctor();
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("a revoked one is refused"), "{said}");
+}

@@ -265,6 +265,49 @@ pub struct DoctorArgs {
     org: Option<String>,
 }
 
+/// The GitHub App: its key parses, GitHub takes its JWT, and the installation on `repo` has
+/// every permission the bot asks for.
+fn doctor_app(rt: &tokio::runtime::Runtime, repo: Option<&str>, lines: &mut Vec<(bool, String)>) {
+    use trunkwarden::forge::github_app;
+    let url = env("TRUNKWARDEN_GITHUB_URL").unwrap_or_else(|| "https://api.github.com".into());
+    let app = match github_app::App::from_env(&env, &url) {
+        Ok(Some(app)) => app,
+        Ok(None) => return,
+        Err(e) => {
+            lines.push((false, format!("github app: {e} — fix: set TRUNKWARDEN_GITHUB_APP_KEY_FILE to the .pem GitHub gave (github-app convert writes it)")));
+            return;
+        }
+    };
+    match rt.block_on(app.identity()) {
+        Ok(me) => lines.push((
+            true,
+            format!(
+                "github app {}: the key parses and GitHub accepts its JWT; it acts as @{}",
+                app.id(),
+                me.login
+            ),
+        )),
+        Err(e) => {
+            lines.push((false, format!("github app {}: {e} — fix: the key must be the App's current private key (a revoked one is refused)", app.id())));
+            return;
+        }
+    }
+    let Some((owner, name)) = repo.and_then(|r| r.split_once('/')) else {
+        return;
+    };
+    match rt.block_on(app.granted(owner, name)) {
+        Ok((id, granted)) => {
+            let missing = github_app::missing(&granted);
+            lines.push(if missing.is_empty() {
+                (true, format!("github app: installation {id} on {owner}/{name} has every permission the bot needs"))
+            } else {
+                (false, format!("github app: installation {id} on {owner}/{name} lacks {} — fix: accept the App's permissions in the installation's settings (github-app manifest lists them)", missing.join(", ")))
+            });
+        }
+        Err(e) => lines.push((false, format!("github app: not installed on {owner}/{name}: {e} — fix: install the App on the repository"))),
+    }
+}
+
 /// `doctor`: one line per check, a fix for each failure; exit 1 when something fails.
 pub fn run_doctor(a: DoctorArgs) -> anyhow::Result<Outcome> {
     let mut lines: Vec<(bool, String)> = Vec::new();
@@ -352,6 +395,12 @@ pub fn run_doctor(a: DoctorArgs) -> anyhow::Result<Outcome> {
     ));
     // Webhook secrets and forge tokens.
     let rt = runtime()?;
+    let app_mode = env("TRUNKWARDEN_GITHUB_APP_ID").is_some_and(|v| !v.is_empty())
+        && env("TRUNKWARDEN_GITHUB_TOKEN").is_none()
+        && env("TRUNKWARDEN_GITHUB_TOKEN_FILE").is_none();
+    if app_mode {
+        doctor_app(&rt, a.repo.as_deref(), &mut lines);
+    }
     let mut any_forge = false;
     for (kind, _) in trunkwarden::forge::forges_with_token(&env).unwrap_or_default() {
         any_forge = true;
@@ -361,9 +410,12 @@ pub fn run_doctor(a: DoctorArgs) -> anyhow::Result<Outcome> {
         let probe = rt.block_on(async {
             let forge = forge::from_env(kind, &env).map_err(|e| anyhow!(e))?;
             let me = forge.me().await?;
+            // An App's access is its installation's permissions (checked above).
             let access = match &a.repo {
-                Some(r) => Some((r.clone(), forge.permission(&repo_ref(r)?, &me).await?)),
-                None => None,
+                Some(r) if !(app_mode && kind == ForgeKind::Github) => {
+                    Some((r.clone(), forge.permission(&repo_ref(r)?, &me).await?))
+                }
+                _ => None,
             };
             // The trunk and what green waits for on it, as the engine will see them.
             let green = match &a.repo {

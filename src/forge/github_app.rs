@@ -39,6 +39,8 @@ pub struct App {
 #[derive(Deserialize)]
 struct Installation {
     id: u64,
+    #[serde(default)]
+    permissions: HashMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -192,6 +194,30 @@ impl App {
             .json(KIND, "get the App's installation")?;
         self.learn(&key, i.id);
         Ok(i.id)
+    }
+
+    /// The installation covering a repository and the permissions it was granted.
+    pub async fn granted(
+        &self,
+        owner: &str,
+        name: &str,
+    ) -> Result<(u64, HashMap<String, String>), ForgeError> {
+        let path = format!(
+            "/repos/{}/{}/installation",
+            super::http::segment(owner),
+            super::http::segment(name)
+        );
+        let jwt = self.jwt()?;
+        let i: Installation = self
+            .call(
+                "get the App's installation",
+                reqwest::Method::GET,
+                &path,
+                &jwt,
+            )
+            .await?
+            .json(KIND, "get the App's installation")?;
+        Ok((i.id, i.permissions))
     }
 
     /// A token for `installation`, from the cache while it has five minutes left.
@@ -404,4 +430,20 @@ pub async fn convert(base: &str, code: &str) -> Result<Conversion, ForgeError> {
     })
     .await?
     .json(KIND, call)
+}
+
+/// The permissions of [`PERMISSIONS`] an installation lacks (not granted, or only `read` where
+/// `write` is needed), as `name: needed (granted)`.
+pub fn missing(granted: &HashMap<String, String>) -> Vec<String> {
+    PERMISSIONS
+        .iter()
+        .filter(|(p, need, _)| {
+            let has = granted.get(*p).map(String::as_str);
+            !(has == Some("write") || (*need == "read" && has == Some("read")))
+        })
+        .map(|(p, need, _)| {
+            let has = granted.get(*p).map_or("none", String::as_str);
+            format!("{p}: {need} ({has})")
+        })
+        .collect()
 }

@@ -25,6 +25,8 @@ pub struct FakeApp {
     pub issued: Vec<(String, u64, i64)>,
     /// How long an issued token lasts, in seconds (GitHub: an hour).
     pub ttl: i64,
+    /// The permissions the installations were granted.
+    pub permissions: serde_json::Value,
 }
 
 /// A fresh RSA key pair from the system's `openssl`: `(private PEM, public PEM)`.
@@ -76,6 +78,7 @@ impl FakeForge {
             )],
             issued: Vec::new(),
             ttl: 3600,
+            permissions: json!({ "contents": "write", "pull_requests": "write", "issues": "write", "statuses": "read", "checks": "write", "actions": "read", "administration": "read", "metadata": "read" }),
         });
     }
 }
@@ -167,7 +170,7 @@ pub fn route(f: &mut Forge, method: &str, path: &str, headers: &HeaderMap) -> Op
             match app.installations.iter().find(|(_, r, _)| r.contains(&full)) {
                 Some((id, ..)) => reply(
                     200,
-                    json!({ "id": id, "app_id": app.id, "target_type": "Organization", "account": { "login": owner } }),
+                    json!({ "id": id, "app_id": app.id, "target_type": "Organization", "account": { "login": owner }, "permissions": app.permissions }),
                 ),
                 None => reply(404, json!({ "message": "Not Found" })),
             }
