@@ -128,6 +128,10 @@ async fn two_installations_each_use_their_own_token() {
         .unwrap();
     let tokens = issued(&fake);
     assert_eq!(tokens.iter().map(|(_, i)| *i).collect::<Vec<_>>(), [1, 2]);
+    // The resync walks every repository of every installation.
+    let mut all = gh.installed_repositories().await.unwrap();
+    all.sort();
+    assert_eq!(all, ["acme/app", "acme/lib"]);
     // Each repository's calls carried its own installation's token.
     let f = fake.state.lock().unwrap();
     for (repo, (token, _)) in ["/repos/acme/app/", "/repos/acme/lib/"].iter().zip(&tokens) {
@@ -336,6 +340,15 @@ async fn the_engine_acts_as_the_app_and_commits_as_its_bot_user() {
         })
     };
     assert_eq!(s.engine.resync().await.len(), 1);
+    s.fake
+        .state
+        .lock()
+        .unwrap()
+        .app
+        .as_mut()
+        .unwrap()
+        .installations[0]
+        .2 = true;
     s.engine
         .handle(&d, &change(InstallationAction::Stopped, &[]))
         .await
@@ -345,6 +358,15 @@ async fn the_engine_acts_as_the_app_and_commits_as_its_bot_user() {
         "a suspended installation's repositories rest"
     );
     // Added again: watched, and reconciled at once.
+    s.fake
+        .state
+        .lock()
+        .unwrap()
+        .app
+        .as_mut()
+        .unwrap()
+        .installations[0]
+        .2 = false;
     s.engine
         .handle(&d, &change(InstallationAction::Repositories, &["acme/app"]))
         .await

@@ -240,6 +240,10 @@ impl Engine {
             Ok(names) => repos.extend(names),
             Err(e) => tracing::warn!(error = %e, "cannot list the known repositories"),
         }
+        match self.forge.installed_repositories().await {
+            Ok(names) => repos.extend(names),
+            Err(e) => tracing::warn!(error = %e, "cannot list the App's repositories"),
+        }
         let mut out = Vec::new();
         for r in repos {
             if let Some(repo) = RepoRef::parse(&r) {

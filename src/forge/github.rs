@@ -473,6 +473,13 @@ impl Forge for Github {
         Ok(super::latest_per_context(all))
     }
 
+    async fn installed_repositories(&self) -> Result<Vec<String>, ForgeError> {
+        match &self.app {
+            Some(app) => app.repositories().await,
+            None => Ok(Vec::new()),
+        }
+    }
+
     async fn installation_changed(
         &self,
         installation: u64,

@@ -220,6 +220,60 @@ impl App {
         Ok((i.id, i.permissions))
     }
 
+    /// Every repository of every installation that is not suspended, each remembered with
+    /// its installation: what the resync walks.
+    pub async fn repositories(&self) -> Result<Vec<String>, ForgeError> {
+        #[derive(Deserialize)]
+        struct Listed {
+            id: u64,
+            #[serde(default)]
+            suspended_at: Option<String>,
+        }
+        #[derive(Deserialize)]
+        struct Repos {
+            #[serde(default)]
+            repositories: Vec<Named>,
+        }
+        #[derive(Deserialize)]
+        struct Named {
+            full_name: String,
+        }
+        let jwt = self.jwt()?;
+        let mut out = Vec::new();
+        for page in 1..=10 {
+            let path = format!("/app/installations?per_page=100&page={page}");
+            let call = "list the App's installations";
+            let list: Vec<Listed> = self
+                .call(call, reqwest::Method::GET, &path, &jwt)
+                .await?
+                .json(KIND, call)?;
+            let n = list.len();
+            for i in list.into_iter().filter(|i| i.suspended_at.is_none()) {
+                let token = self.token(i.id).await?;
+                for rpage in 1..=10 {
+                    let path = format!("/installation/repositories?per_page=100&page={rpage}");
+                    let call = "list the installation's repositories";
+                    let r: Repos = self
+                        .call(call, reqwest::Method::GET, &path, &token)
+                        .await?
+                        .json(KIND, call)?;
+                    let m = r.repositories.len();
+                    for repo in r.repositories {
+                        self.learn(&repo.full_name, i.id);
+                        out.push(repo.full_name);
+                    }
+                    if m < 100 {
+                        break;
+                    }
+                }
+            }
+            if n < 100 {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     /// A token for `installation`, from the cache while it has five minutes left.
     pub async fn token(&self, installation: u64) -> Result<Token, ForgeError> {
         let mut tokens = self.tokens.lock().await;

@@ -320,6 +320,12 @@ pub trait Forge: Send + Sync {
         Ok(None)
     }
 
+    /// The repositories the bot is installed on, where the forge says (a GitHub App's
+    /// installations): the resync covers them before their first event.
+    async fn installed_repositories(&self) -> Result<Vec<String>, ForgeError> {
+        Ok(Vec::new())
+    }
+
     /// A GitHub App's installation stopped acting (`stopped`) or lost `removed`: what was
     /// cached for them is dropped; returns the repositories known to be covered no longer.
     async fn installation_changed(

@@ -175,6 +175,35 @@ pub fn route(f: &mut Forge, method: &str, path: &str, headers: &HeaderMap) -> Op
                 None => reply(404, json!({ "message": "Not Found" })),
             }
         }
+        ("GET", ["app", "installations"]) => {
+            if let Err(m) = jwt() {
+                return Some(reply(401, json!({ "message": m })));
+            }
+            let list: Vec<serde_json::Value> = app
+                .installations
+                .iter()
+                .map(|(id, _, suspended)| json!({ "id": id, "app_id": app.id, "account": { "login": "acme" }, "suspended_at": if *suspended { json!("2026-12-01T00:00:00Z") } else { serde_json::Value::Null } }))
+                .collect();
+            reply(200, serde_json::Value::Array(list))
+        }
+        ("GET", ["installation", "repositories"]) => {
+            let Some((_, installation, _)) =
+                bearer(headers).and_then(|t| app.issued.iter().find(|(x, ..)| x == t))
+            else {
+                return Some(reply(401, json!({ "message": "Bad credentials" })));
+            };
+            let repos: Vec<serde_json::Value> = app
+                .installations
+                .iter()
+                .filter(|(i, ..)| i == installation)
+                .flat_map(|(_, r, _)| r)
+                .map(|full| json!({ "full_name": full, "name": full.rsplit('/').next() }))
+                .collect();
+            reply(
+                200,
+                json!({ "total_count": repos.len(), "repositories": repos }),
+            )
+        }
         ("GET", ["app"]) => {
             if let Err(m) = jwt() {
                 return Some(reply(401, json!({ "message": m })));
