@@ -511,3 +511,46 @@ async fn doctor_checks_the_apps_key_and_its_installations_permissions() {
     assert_eq!(code, Some(1), "{said}");
     assert!(said.contains("a revoked one is refused"), "{said}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permission_the_installation_lacks_is_said_in_the_sticky_comment() {
+    let (private, public) = key_pair();
+    let s = Story::with_app_from(move |fake| {
+        fake.register_app(APP_ID, "tw-app", &public);
+        app(&private, &fake.url)
+    })
+    .await;
+    s.fake.add_pull(
+        7,
+        "alice",
+        "t-1-oidc",
+        "feat(T-1): check the issuer",
+        "Refs #3",
+    );
+    // The owner did not grant issues: write — GitHub refuses closing the issue.
+    s.fake.fail("PATCH", "/issues/3", 403, &[], 100);
+    let merge = s.merge().await;
+    s.send(&Happening::PrMerged(7)).await;
+    s.ci(&merge, "ci/build", "success");
+    s.send(&Happening::Status {
+        sha: merge.clone(),
+        context: "ci/build".into(),
+        success: true,
+    })
+    .await;
+    s.until("the refusal in the sticky comment", |s| {
+        s.sticky(7).contains("Not done yet: cannot close #3")
+    })
+    .await;
+    let sticky = s.sticky(7);
+    assert!(
+        sticky.contains("HTTP 403")
+            && sticky.contains("GitHub App's installation lacks the permission")
+            && sticky.contains("trunkwarden doctor --repo"),
+        "{sticky}"
+    );
+    assert!(
+        !s.row("T-1").contains("| done "),
+        "done before its issue closed"
+    );
+}

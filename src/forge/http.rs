@@ -145,7 +145,9 @@ impl ForgeError {
 fn hint(status: u16) -> &'static str {
     match status {
         401 => "the token is missing, expired or wrong; check the forge token setting",
-        403 => "the token or its account lacks the permission this call needs",
+        403 => {
+            "the token, its account or the GitHub App's installation lacks the permission this call needs; `trunkwarden doctor --repo OWNER/NAME` names it"
+        }
         404 => "the repository, number or path does not exist, or the token cannot see it",
         405 | 409 | 422 => "the forge refused the change in the current state; see its message",
         500..=599 => "the forge failed and kept failing after retries; try again later",
