@@ -315,9 +315,15 @@ impl App {
                     .json(KIND, "get the App")?;
                 let login = format!("{}[bot]", app.slug);
                 let path = format!("/users/{}", super::http::segment(&login));
-                // The bot user is public: the App's JWT is not needed for it.
+                // The bot user is public, and GitHub takes an App's JWT only on /app calls:
+                // asked without credentials (once per process).
                 let u: BotUser = self
-                    .call("get the App's bot user", reqwest::Method::GET, &path, &jwt)
+                    .call(
+                        "get the App's bot user",
+                        reqwest::Method::GET,
+                        &path,
+                        &Token::new(""),
+                    )
                     .await?
                     .json(KIND, "get the App's bot user")?;
                 Ok(User {
@@ -338,11 +344,13 @@ impl App {
     ) -> Result<Reply, ForgeError> {
         let url = format!("{}{path}", self.base);
         with_retry(KIND, call, &self.retry, bearer, |_| {
-            let req = self
+            let mut req = self
                 .client
                 .request(method.clone(), &url)
-                .bearer_auth(bearer.expose())
                 .header(reqwest::header::ACCEPT, "application/vnd.github+json");
+            if !bearer.expose().is_empty() {
+                req = req.bearer_auth(bearer.expose());
+            }
             async move {
                 let resp = req.send().await.map_err(|e| e.without_url().to_string())?;
                 let status = resp.status().as_u16();
