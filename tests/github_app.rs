@@ -374,6 +374,31 @@ async fn the_engine_acts_as_the_app_and_commits_as_its_bot_user() {
     let again = s.engine.resync().await;
     assert_eq!(again.len(), 1);
     assert!(again[0].1.is_ok(), "{:?}", again[0].1);
+    // Removed from the installation (GitHub lists it no more): no longer resynced.
+    s.fake
+        .state
+        .lock()
+        .unwrap()
+        .app
+        .as_mut()
+        .unwrap()
+        .installations[0]
+        .1
+        .clear();
+    let removed = Event::Installation(Installation {
+        id: 1,
+        action: InstallationAction::Repositories,
+        added: Vec::new(),
+        removed: vec![Repo {
+            full_name: "acme/app".into(),
+            id: None,
+        }],
+    });
+    s.engine.handle(&d, &removed).await.unwrap();
+    assert!(
+        s.engine.resync().await.is_empty(),
+        "a removed repository rests"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
