@@ -184,7 +184,7 @@ async fn a_duplicate_is_acknowledged_but_processed_once() {
 async fn unknown_events_are_acknowledged_and_recorded_as_ignored() {
     let handler = Arc::new(Counting::default());
     let (_dir, running, url) = server(handler.clone()).await;
-    let mut f = github("installation.created.1", "inst-1");
+    let mut f = github("pull_request.labeled.8", "inst-1");
     assert_eq!(post(&client(), &format!("{url}/webhook"), &f).await.0, 202);
     // An event name no forge sends is recorded and ignored too.
     f.headers
