@@ -6,8 +6,9 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
+use support::diagnose;
 use support::git::{BIN, TOKEN};
 
 /// A one-file library crate in `dir` whose `src/lib.rs` is `lib`.
@@ -36,28 +37,6 @@ fn cargo_log(dir: &Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
-}
-
-fn diagnose(log: &str) -> serde_json::Value {
-    use std::io::Write;
-    let mut child = Command::new(BIN)
-        .args(["ci", "diagnose", "-", "--format", "json"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let log = log.to_owned();
-    let writer = std::thread::spawn(move || stdin.write_all(log.as_bytes()));
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 #[test]

@@ -4,21 +4,26 @@
 
 mod support;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use support::git::{BIN, Sandbox, text, write};
+use support::diagnose;
+use support::git::{Sandbox, text, write};
 
-/// What a CI job's log holds for `program args`: stdout and stderr, which must say it failed.
-fn failing(sb: &Sandbox, dir: &Path, path: &str, program: &str, args: &[&str]) -> String {
+/// Runs `program args` in `dir` with `path`, registry caches kept outside the sandbox.
+fn run(sb: &Sandbox, dir: &Path, path: &str, program: &str, args: &[&str]) -> std::process::Output {
     let mut c = sb.command(program, dir);
     c.args(args).env("PATH", path);
     if let Some(home) = std::env::var_os("HOME") {
         c.env("npm_config_cache", Path::new(&home).join(".npm"));
         c.env("PIP_CACHE_DIR", Path::new(&home).join(".cache/pip"));
     }
-    let out = c.output().unwrap();
+    c.output().unwrap()
+}
+
+/// What a CI job's log holds for `program args`: stdout and stderr, which must say it failed.
+fn failing(sb: &Sandbox, dir: &Path, path: &str, program: &str, args: &[&str]) -> String {
+    let out = run(sb, dir, path, program, args);
     assert!(
         !out.status.success(),
         "{program} {args:?} was meant to fail"
@@ -27,13 +32,7 @@ fn failing(sb: &Sandbox, dir: &Path, path: &str, program: &str, args: &[&str]) -
 }
 
 fn installed(sb: &Sandbox, dir: &Path, path: &str, program: &str, args: &[&str]) {
-    let mut c = sb.command(program, dir);
-    c.args(args).env("PATH", path);
-    if let Some(home) = std::env::var_os("HOME") {
-        c.env("npm_config_cache", Path::new(&home).join(".npm"));
-        c.env("PIP_CACHE_DIR", Path::new(&home).join(".cache/pip"));
-    }
-    let out = c.output().unwrap();
+    let out = run(sb, dir, path, program, args);
     assert!(out.status.success(), "{program} {args:?}: {}", text(&out));
 }
 
@@ -46,27 +45,6 @@ fn path_with(dir: &Path) -> String {
         .unwrap()
         .to_string_lossy()
         .into_owned()
-}
-
-fn diagnose(log: &str) -> serde_json::Value {
-    let mut child = Command::new(BIN)
-        .args(["ci", "diagnose", "-", "--format", "json"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let log = log.to_owned();
-    let writer = std::thread::spawn(move || stdin.write_all(log.as_bytes()));
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn strings(v: &serde_json::Value) -> Vec<String> {

@@ -351,20 +351,7 @@ impl App {
             if !bearer.expose().is_empty() {
                 req = req.bearer_auth(bearer.expose());
             }
-            async move {
-                let resp = req.send().await.map_err(|e| e.without_url().to_string())?;
-                let status = resp.status().as_u16();
-                let headers = resp.headers().clone();
-                let body = resp
-                    .bytes()
-                    .await
-                    .map_err(|e| e.without_url().to_string())?;
-                Ok(Reply {
-                    status,
-                    headers,
-                    body: body.to_vec(),
-                })
-            }
+            super::http::send(req)
         })
         .await
     }
@@ -475,20 +462,7 @@ pub async fn convert(base: &str, code: &str) -> Result<Conversion, ForgeError> {
         let req = client
             .post(&url)
             .header(reqwest::header::ACCEPT, "application/vnd.github+json");
-        async move {
-            let resp = req.send().await.map_err(|e| e.without_url().to_string())?;
-            let status = resp.status().as_u16();
-            let headers = resp.headers().clone();
-            let body = resp
-                .bytes()
-                .await
-                .map_err(|e| e.without_url().to_string())?;
-            Ok(Reply {
-                status,
-                headers,
-                body: body.to_vec(),
-            })
-        }
+        super::http::send(req)
     })
     .await?
     .json(KIND, call)

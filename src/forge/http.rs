@@ -569,20 +569,7 @@ impl Rest {
                         .header(reqwest::header::CONTENT_TYPE, "application/json")
                         .body(b.to_string());
                 }
-                async move {
-                    let resp = req.send().await.map_err(|e| e.without_url().to_string())?;
-                    let status = resp.status().as_u16();
-                    let headers = resp.headers().clone();
-                    let body = resp
-                        .bytes()
-                        .await
-                        .map_err(|e| e.without_url().to_string())?;
-                    Ok(Reply {
-                        status,
-                        headers,
-                        body: body.to_vec(),
-                    })
-                }
+                send(req)
             },
         )
         .await
@@ -723,6 +710,22 @@ pub async fn read_log(
         tail.push(&chunk);
     }
     Ok(Some(tail.finish(start)))
+}
+
+/// Sends a request and reads its answer whole, as [`with_retry`]'s attempts take it.
+pub(crate) async fn send(req: reqwest::RequestBuilder) -> Result<Reply, String> {
+    let resp = req.send().await.map_err(|e| e.without_url().to_string())?;
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| e.without_url().to_string())?;
+    Ok(Reply {
+        status,
+        headers,
+        body: body.to_vec(),
+    })
 }
 
 /// Escapes one path segment (an owner, a name, a branch).

@@ -257,3 +257,26 @@ pub async fn fresh_pg_schema(prefix: &str) -> String {
         .unwrap();
     format!("{base}?options=-c%20search_path%3D{schema}")
 }
+
+/// `trunkwarden ci diagnose - --format json` over `log`, as a CI system would pipe it.
+pub fn diagnose(log: &str) -> serde_json::Value {
+    use std::io::Write;
+    let mut child = std::process::Command::new(git::BIN)
+        .args(["ci", "diagnose", "-", "--format", "json"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let log = log.to_owned();
+    let writer = std::thread::spawn(move || stdin.write_all(log.as_bytes()));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
